@@ -1,0 +1,98 @@
+"""emit_c: lay the resolved model out as C through jinja2 templates (model.h, model.c)."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from . import __version__
+from .ir import Graph
+from .lower import c_ident, select_kernels
+
+TEMPLATES = Path(__file__).parent / "templates"
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+@dataclass
+class Emitted:
+    files: dict[str, str]
+    symbols: dict[str, str]
+
+
+def _words(a: np.ndarray, per_line: int = 8) -> list[str]:
+    u = np.ascontiguousarray(a, dtype=np.float32).reshape(-1).view(np.uint32)
+    if u.size == 0:
+        return ["0"]
+    lines = []
+    for i in range(0, u.size, per_line):
+        lines.append(", ".join(f"0x{v:08x}" for v in u[i:i + per_line]) + ",")
+    return lines
+
+
+def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_summary: str) -> Emitted:
+    plan = g.meta["memory_plan"]
+    used = {i for n in g.nodes for i in n.inputs if i} | {o for n in g.nodes for o in n.outputs if o}
+    symbols: dict[str, str] = {}
+    idents: set[str] = set()
+
+    def ident(prefix: str, name: str) -> str:
+        base = prefix + c_ident(name)[:48]
+        out, k = base, 1
+        while out in idents:
+            out, k = f"{base}_{k}", k + 1
+        idents.add(out)
+        return out
+
+    params, states = [], []
+    for name, t in g.tensors.items():
+        if name in plan.tensor_offset:
+            symbols[name] = f"A({plan.tensor_offset[name] // 4})"
+        elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype == "f32":
+            i = ident("w_" if t.role == "param" else "c_", name)
+            symbols[name] = f"{i}.f"
+            params.append({"name": name, "ident": i, "shape": list(t.shape), "size": max(1, t.size),
+                           "trainable": name in trainable, "role": t.role,
+                           "words": _words(t.data if t.data is not None else np.zeros(1, np.float32))})
+        elif t.role == "state":
+            i = ident("s_", name)
+            symbols[name] = i
+            states.append({"name": name, "ident": i, "size": t.size})
+        elif t.role == "target":
+            symbols[name] = "eg_target"
+        elif t.role == "loss":
+            symbols[name] = "loss"
+    lowered = select_kernels(g, symbols)
+    target = g.tensors.get("target")
+    buffers = []
+    for name in g.inputs:
+        buffers.append({"name": name, "ptr": symbols[name], "bytes": g.tensors[name].nbytes, "kind": 0})
+    for name in g.outputs:
+        buffers.append({"name": name, "ptr": symbols[name], "bytes": g.tensors[name].nbytes, "kind": 1})
+    for p in params:
+        if p["role"] == "param":
+            buffers.append({"name": p["name"], "ptr": f"(void *){p['ident']}.f", "bytes": 4 * p["size"],
+                            "kind": 3 if p["trainable"] else 2})
+    for s in states:
+        buffers.append({"name": s["name"], "ptr": s["ident"], "bytes": 4 * s["size"], "kind": 4})
+    if target is not None:
+        buffers.append({"name": "target", "ptr": "eg_target", "bytes": target.nbytes, "kind": 5})
+    cfg = g.meta.get("config")
+    ctx = dict(
+        model_name=model_name, version=__version__, source=source, scheme_summary=scheme_summary,
+        optimizer=getattr(cfg, "optimizer", "-"), loss=getattr(cfg, "loss", "-"),
+        plan_lines=plan.table(g).splitlines(), arena_bytes=max(16, plan.arena_bytes), params=params,
+        states=states, target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
+        target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
+        int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
+        model_hash="{model_hash}",
+    )
+    c_text = _env.get_template("model.c.j2").render(**ctx)
+    h = zlib.crc32(c_text.encode()) & 0xFFFFFFFF
+    c_text = c_text.replace("0x{model_hash}u", f"0x{h:08x}u")
+    h_text = _env.get_template("model.h.j2").render(**ctx)
+    return Emitted({"model.c": c_text, "model.h": h_text}, symbols)

@@ -1,0 +1,1 @@
+"""Compiler passes: plain functions Graph -> Graph, run as an explicit, printed pipeline."""

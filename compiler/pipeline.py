@@ -1,0 +1,152 @@
+"""The compile pipeline, one readable list of named steps:
+
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> plan_memory -> emit_c -> build
+
+Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
+``dump_after`` prints it after the named pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .autodiff import TrainConfig, build_training_graph
+from .codegen import emit_c
+from .errors import EdgegradError
+from .frontend import import_onnx, load_onnx
+from .ir import Graph
+from .passes.fold_batchnorm import fold_batchnorm
+from .passes.fold_frozen import fold_frozen
+from .passes.plan_memory import plan_memory
+from .scheme import Update, parse_scheme
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ROOT / "runtime_c"
+TARGETS = ("host", "mcu", "rpi", "jetson")
+
+
+@dataclass
+class CompileConfig:
+    target: str = "host"
+    update: str = "all"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    loss: str = "cross_entropy"
+    dtype: str = "fp32"
+    sram_budget: int = 256 * 1024
+    flash_budget: int = 1024 * 1024
+    input_shapes: dict = field(default_factory=dict)
+    sanitize: bool = False
+    verify: bool = False
+    dump_after: str | None = None
+    build: bool = True
+    quiet: bool = False
+
+
+@dataclass
+class Compiled:
+    graph: Graph
+    updates: dict[str, Update]
+    out_dir: Path
+    binary: Path | None
+    info: dict
+
+
+def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, dict[str, Update]]:
+    """import_onnx and the scheme: the forward graph and the updates, before any training pass."""
+    g = import_onnx(load_onnx(model_path), cfg.input_shapes)
+    return g, parse_scheme(cfg.update, g)
+
+
+def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
+    if cfg.target not in TARGETS:
+        raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
+    if cfg.dtype != "fp32":
+        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 only in this build)")
+    model_path = Path(model_path)
+    log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
+    tcfg = TrainConfig(loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
+
+    g, updates = frontend_graph(model_path, cfg)
+    trainable = set(updates)
+    steps = [
+        ("fold_frozen", lambda g: fold_frozen(g, trainable)),
+        ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
+        ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+    ]
+    _after("import_onnx", g, cfg, log)
+    for name, fn in steps:
+        g = fn(g)
+        _after(name, g, cfg, log)
+    plan = plan_memory(g)
+    _after("plan_memory", g, cfg, log)
+    summary = _scheme_summary(g, updates)
+    emitted = emit_c(g, trainable, model_path.stem, model_path.name, summary)
+    out_dir = Path(out_dir)
+    info = _build_info(g, updates, cfg, plan, model_path)
+    # Write everything into a temporary folder first: a failed compile leaves no half-written build.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".eg-build-", dir=str(out_dir.parent)))
+    try:
+        for fname, text in emitted.files.items():
+            (tmp / fname).write_text(text)
+        shutil.copyfile(model_path, tmp / "model.onnx")
+        binary = None
+        if cfg.build:
+            from .build import build
+            log(f"[edgegrad] build for {cfg.target}")
+            binary = build(cfg.target, tmp, [tmp / "model.c"], [tmp, RUNTIME],
+                           sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize)
+            info["binary"] = Path(binary).name
+        (tmp / "build.json").write_text(json.dumps(info, indent=1))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
+    return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def _after(name: str, g: Graph, cfg: CompileConfig, log) -> None:
+    if cfg.verify:
+        g.verify()
+    if cfg.dump_after == name:
+        print(f"--- after {name}\n{g.dump()}")
+
+
+def _scheme_summary(g: Graph, updates: dict[str, Update]) -> str:
+    n_params = sum(t.size for t in g.params())
+    upd = sum(u.rows(g.tensors[p].shape) * g.tensors[p].size // g.tensors[p].shape[u.axis]
+              if g.tensors[p].shape else 1 for p, u in updates.items())
+    return f"{len(updates)} tensors updated, {upd}/{n_params} parameters"
+
+
+def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, model_path: Path) -> dict:
+    return {
+        "edgegrad": __version__,
+        "source": model_path.name,
+        "config": asdict(cfg),
+        "inputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.inputs],
+        "outputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.outputs],
+        "target_dtype": g.tensors["target"].dtype,
+        "target_shape": list(g.tensors["target"].shape),
+        "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape)}
+                      for p, u in updates.items()},
+        "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound": plan.lower_bound,
+        "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
+        "trainable_bytes": sum(g.tensors[p].nbytes for p in updates),
+        "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
+                            if t.role in ("param", "const") and t.name not in updates and t.dtype == "f32"),
+        "binary": None,
+    }
