@@ -335,8 +335,6 @@ def _normalise(proto, name: str, ins: list[str], g: Graph, consts: dict, opset: 
             r = range(xs[ax])[slice(int(max(min(s0, 2**62), -2**62)), int(max(min(e0, 2**62), -2**62)), sp)]
             st.append(r.start)
             en.append(r.stop if r.stop >= 0 else None)
-        if any(e is None for e in en):
-            raise UnsupportedModelError("Slice with negative steps running past the start")
         node.inputs = [ins[0]]
         node.attrs = {"starts": st, "ends": en, "axes": axes, "steps": steps}
     elif t == "BatchNormalization":

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import EdgegradError
 from .ir import Node
 
 # ----------------------------------------------------------------------------- registry
@@ -706,7 +707,7 @@ def broadcast_to_ref(node, x):
 # ----------------------------------------------------------------------------- BatchNormalization (inference)
 
 
-@op("BatchNormalization")
+@op("BatchNormalization", no_grad=(3, 4))
 def bn_ref(node, x, scale, bias, mean, var):
     """y = (x - mean) / sqrt(var + eps) * scale + bias, per channel (axis 1)"""
     s = (1,) + (-1,) + (1,) * (x.ndim - 2)
@@ -812,7 +813,7 @@ def slice_grad(node, dys, need, gb):
     pads = [0] * (2 * len(xs))
     for s, e, a, st in zip(node.attrs["starts"], node.attrs["ends"], node.attrs["axes"], node.attrs["steps"]):
         if st != 1:
-            raise NotImplementedError("gradient of a strided Slice")
+            raise EdgegradError(f"no gradient for a strided Slice ({node.name})")
         r = range(xs[a])[slice(s, e, st)]
         pads[a] = r.start
         pads[len(xs) + a] = xs[a] - r.stop

@@ -103,7 +103,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         if cfg.build:
             from .build import build
             log(f"[edgegrad] build for {cfg.target}")
-            binary = build(cfg.target, tmp, [tmp / "model.c"], [tmp, RUNTIME],
+            kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
+            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, RUNTIME],
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize)
             info["binary"] = Path(binary).name
         (tmp / "build.json").write_text(json.dumps(info, indent=1))

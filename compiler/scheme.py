@@ -56,8 +56,20 @@ def input_axis(g: Graph, weight: str) -> int:
     return 1
 
 
+def trainable_params(g: Graph) -> list[str]:
+    """Params that some node reads at a differentiable position (not BN running statistics,
+    shapes or indices)."""
+    from .ops import OPS
+    out = {}
+    for n in g.nodes:
+        for idx, i in enumerate(n.inputs):
+            if i and g.tensors[i].role == "param" and idx not in OPS[n.op].no_grad:
+                out[i] = True
+    return list(out)
+
+
 def parse_scheme(spec: str, g: Graph) -> dict[str, Update]:
-    params = {t.name for t in g.params()}
+    params = set(trainable_params(g))
     spec = spec.strip()
     if spec.endswith(".json") or Path(spec).is_file():
         try:
@@ -70,7 +82,8 @@ def parse_scheme(spec: str, g: Graph) -> dict[str, Update]:
         for name, v in raw.items():
             if name not in params:
                 near = ", ".join(sorted(params)[:8])
-                raise EdgegradError(f"update scheme names {name!r}, which is not a parameter of the model "
+                what = "a parameter that can be trained" if name in g.tensors else "a parameter of the model"
+                raise EdgegradError(f"update scheme names {name!r}, which is not {what} "
                                     f"(parameters: {near}{', ...' if len(params) > 8 else ''})")
             if isinstance(v, dict) and set(v) == {"in"}:
                 u = Update(input_axis(g, name), float(v["in"]))
@@ -97,7 +110,7 @@ def parse_scheme(spec: str, g: Graph) -> dict[str, Update]:
 
 def _shorthand(part: str, ls, g: Graph) -> dict[str, Update]:
     if part == "all":
-        return {t.name: Update(0, 1.0) for t in g.params()}
+        return {name: Update(0, 1.0) for name in trainable_params(g)}
     if part == "none":
         return {}
     kind, _, rest = part.partition(":") if part.split(":")[0] in ("bias", "weights", "in") else ("both", "", part)

@@ -1,0 +1,194 @@
+"""Build a compiled model (model.c + runtime) into a host binary or an MCU firmware image.
+
+    build("host", out, sources, includes, sram_budget=..., flash_budget=...)  -> out/model_host
+    build("mcu",  out, sources, includes, sram_budget=..., flash_budget=...)  -> out/fw.elf
+
+Board support (targets/<target>/) and the protocol loop (runtime_c/eg_proto.c) are added here;
+`c_sources` is the model and its kernels. For the mcu the linker script is rendered from
+targets/mcu/link.ld.j2 with the budgets, and the section sizes are read back from the ELF;
+a firmware that does not fit raises BudgetError naming every part in bytes. build.json next to
+the binary records the target, the extensions and the sizes (tools/runner.py reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import jinja2
+
+from .errors import BudgetError, EdgegradError
+
+REPO = Path(__file__).resolve().parent.parent
+RUNTIME_DIR = REPO / "runtime_c"
+TARGETS_DIR = REPO / "targets"
+PROTO_SOURCES = [RUNTIME_DIR / "eg_proto.c"]
+
+
+class BuildError(EdgegradError):
+    """The C compiler or linker failed; the message carries the command and its output."""
+
+
+def load_target(target: str) -> dict:
+    path = TARGETS_DIR / target / "target.json"
+    if not path.exists():
+        known = sorted(p.parent.name for p in TARGETS_DIR.glob("*/target.json"))
+        raise EdgegradError(f"unknown target {target!r} (known: {', '.join(known)})")
+    return json.loads(path.read_text())
+
+
+def build(
+    target: str,
+    out_dir: str | os.PathLike,
+    c_sources: Iterable[str | os.PathLike],
+    include_dirs: Iterable[str | os.PathLike],
+    *,
+    sram_budget: int | None = None,
+    flash_budget: int | None = None,
+    extra_cflags: Sequence[str] = (),
+    sanitize: bool = False,
+    stack_bytes: int | None = None,
+    extensions: Sequence[str] | None = None,
+) -> Path:
+    """Compile and link; returns the path of the binary. Budgets and stack default to target.json."""
+    spec = load_target(target)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    board_dir = TARGETS_DIR / target
+    sources = [Path(s) for s in c_sources] + PROTO_SOURCES + [board_dir / s for s in spec["sources"]]
+    includes = ["-I" + str(Path(d)) for d in include_dirs] + [f"-I{RUNTIME_DIR}", f"-I{board_dir}"]
+    binary = out / spec["binary"]
+    info: dict = {"target": target}
+    if target == "mcu":
+        ext = list(spec.get("extensions", [])) if extensions is None else list(extensions)
+        info["extensions"] = ext
+        info["sizes"] = _build_mcu(spec, out, binary, sources, includes, list(extra_cflags), ext,
+                                   sram_budget, flash_budget, stack_bytes)
+    else:
+        if sanitize and target != "host":
+            raise EdgegradError("sanitize=True is only supported for the host target")
+        flags = list(spec["cflags"]) + (list(spec["sanitize_cflags"]) if sanitize else [])
+        _run([*spec["cc"], *flags, *list(extra_cflags), *includes, *map(str, sources),
+              *spec.get("ldflags", []), "-o", str(binary)])
+        info["sanitize"] = sanitize
+    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    return binary
+
+
+# ---- mcu ------------------------------------------------------------------------------------
+
+
+def _build_mcu(spec: dict, out: Path, binary: Path, sources: list[Path], includes: list[str],
+               extra_cflags: list[str], extensions: list[str], sram_budget: int | None,
+               flash_budget: int | None, stack_bytes: int | None) -> dict:
+    mem = spec["memory"]
+    layout = {
+        "flash_origin": int(mem["flash_origin"], 0),
+        "flash_length": int(mem["flash_window"]),
+        "sram_origin": int(mem["sram_origin"], 0),
+        "sram_length": int(mem["sram_window"]),
+        "flash_budget": int(flash_budget if flash_budget is not None else mem["flash_budget"]),
+        "sram_budget": int(sram_budget if sram_budget is not None else mem["sram_budget"]),
+        "stack_size": int(stack_bytes if stack_bytes is not None else mem["stack_bytes"]),
+    }
+    if layout["flash_budget"] > layout["flash_length"] or layout["sram_budget"] > layout["sram_length"]:
+        raise BudgetError(f"budgets exceed the mcu memory map: flash {layout['flash_budget']} > "
+                          f"{layout['flash_length']} or SRAM {layout['sram_budget']} > {layout['sram_length']}")
+    mcpu = spec["mcpu"] + "".join("+" + e.lower() for e in extensions)
+    cc = [a.format(python=sys.executable) for a in spec["cc"]]
+    compile_cmd = [*cc, *spec["cflags"], f"-mcpu={mcpu}", *extra_cflags, *includes, *map(str, sources),
+                   *spec.get("ldflags", [])]
+
+    script = out / "link.ld"
+    script.write_text(render_linker_script(**layout, enforce=True))
+    try:
+        _run([*compile_cmd, "-T", str(script), "-o", str(binary)])
+    except BuildError as err:
+        if "edgegrad:" not in str(err):  # not one of our budget ASSERTs
+            raise
+        # Link again without the ASSERTs only to measure, so the error can give the numbers.
+        measure = out / "fw.measure.elf"
+        (out / "link.measure.ld").write_text(render_linker_script(**layout, enforce=False))
+        _run([*compile_cmd, "-T", str(out / "link.measure.ld"), "-o", str(measure)])
+        sizes = section_sizes(measure, layout)
+        binary.unlink(missing_ok=True)
+        raise BudgetError(budget_report(sizes)) from None
+    sizes = section_sizes(binary, layout)
+    (out / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
+    return sizes
+
+
+def render_linker_script(*, enforce: bool, **layout: int) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TARGETS_DIR / "mcu")),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    return env.get_template("link.ld.j2").render(enforce=enforce, **layout)
+
+
+def section_sizes(elf: Path, layout: dict) -> dict:
+    """Sizes in bytes of the firmware's parts, plus totals and budgets."""
+    sections = read_elf_sections(elf)
+    sizes = {name.lstrip("."): sections.get(name, 0) for name in (".text", ".rodata", ".data", ".bss", ".stack")}
+    sizes["flash_used"] = sizes["text"] + sizes["rodata"] + sizes["data"]
+    sizes["sram_used"] = sizes["data"] + sizes["bss"] + sizes["stack"]
+    sizes["flash_budget"] = layout["flash_budget"]
+    sizes["sram_budget"] = layout["sram_budget"]
+    return sizes
+
+
+def budget_report(s: dict) -> str:
+    parts = []
+    if s["sram_used"] > s["sram_budget"]:
+        parts.append(f"SRAM needs {s['sram_used']} bytes > budget {s['sram_budget']} "
+                     f"(.data {s['data']} + .bss {s['bss']} + stack {s['stack']}; "
+                     f"over by {s['sram_used'] - s['sram_budget']})")
+    if s["flash_used"] > s["flash_budget"]:
+        parts.append(f"flash needs {s['flash_used']} bytes > budget {s['flash_budget']} "
+                     f"(.text {s['text']} + .rodata {s['rodata']} + .data {s['data']}; "
+                     f"over by {s['flash_used'] - s['flash_budget']})")
+    if not parts:  # the ASSERT fired but the measure says it fits: report everything
+        parts.append(f"sizes {s}")
+    return "mcu firmware does not fit: " + "; ".join(parts)
+
+
+def read_elf_sections(path: Path) -> dict[str, int]:
+    """{section name: size} from a 32- or 64-bit little-endian ELF (a tiny reader, no dependency)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[5] != 1:
+        raise BuildError(f"{path}: not a little-endian ELF file")
+    is64 = data[4] == 2
+    if is64:
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    else:
+        shoff, = struct.unpack_from("<I", data, 0x20)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+
+    def header(i: int) -> tuple[int, int, int]:  # (name offset, file offset, size)
+        base = shoff + i * shentsize
+        if is64:
+            name, = struct.unpack_from("<I", data, base)
+            offset, size = struct.unpack_from("<QQ", data, base + 0x18)
+        else:
+            name, = struct.unpack_from("<I", data, base)
+            offset, size = struct.unpack_from("<II", data, base + 0x10)
+        return name, offset, size
+
+    _, strtab, _ = header(shstrndx)
+    result = {}
+    for i in range(1, shnum):
+        name_off, _, size = header(i)
+        end = data.index(b"\0", strtab + name_off)
+        result[data[strtab + name_off:end].decode()] = size
+    return result
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")

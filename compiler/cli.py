@@ -1,0 +1,142 @@
+"""edgegrad command line: compile, run, inspect (and more as the targets grow).
+
+Every user error is printed on one line as `edgegrad: error: ...` with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EdgegradError
+
+
+def _size(text: str) -> int:
+    t = text.strip().upper().rstrip("B")
+    mult = 1
+    if t.endswith("K"):
+        mult, t = 1024, t[:-1]
+    elif t.endswith("M"):
+        mult, t = 1024 * 1024, t[:-1]
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256K, 1M, 65536)")
+
+
+def _shapes(items: list[str]) -> dict:
+    out = {}
+    for it in items or []:
+        name, _, dims = it.partition("=")
+        try:
+            out[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise EdgegradError(f"--input-shape expects NAME=1,3,32,32, got {it!r}")
+    return out
+
+
+def cmd_compile(a) -> int:
+    from .pipeline import CompileConfig, compile_model
+    cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
+                        loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
+                        input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
+                        dump_after=a.dump_after, build=not a.no_build)
+    out = a.output or f"build/{Path(a.model).stem}-{a.target}"
+    res = compile_model(a.model, out, cfg)
+    print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .run import run_training
+    run_training(a.build, a.inputs, a.labels, epochs=a.epochs, export=a.export, quiet=a.quiet)
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    from .inspect import inspect_build, inspect_model
+    p = Path(a.path)
+    if p.is_dir():
+        print(inspect_build(p))
+    else:
+        print(inspect_model(p, a.update, _shapes(a.input_shape)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgegrad",
+        description="Compile an ONNX model into a static on-device training step (forward, backward, "
+                    "optimizer) in C, and run it on a host, an MCU (QEMU) or an edge board.",
+        epilog="example: edgegrad compile models/onnx/cnn_fashion.onnx --target host --update last:2 -o build/cnn")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compile", help="compile MODEL.onnx into a trainer for a target",
+                       description="Derive the training graph of MODEL.onnx for an update scheme, plan its "
+                                   "memory statically and emit and build C for the target.",
+                       epilog="examples:\n  edgegrad compile model.onnx --target host -o build/m\n"
+                              "  edgegrad compile model.onnx --target mcu --update bias:all,last:1 --lr 0.05\n"
+                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("model", help="the ONNX model")
+    c.add_argument("--target", default="host", choices=["host", "mcu", "rpi", "jetson"])
+    c.add_argument("-o", "--output", help="build folder (default build/MODEL-TARGET)")
+    c.add_argument("--update", default="all",
+                   help="update scheme: all, none, last:N, bias:all, bias:last:N, weights:last:N@F, in:last:N@F "
+                        "(comma-separated union), or a JSON file {tensor: fraction | {\"in\": f}}")
+    c.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
+    c.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    c.add_argument("--momentum", type=float, default=0.9, help="momentum factor (default 0.9)")
+    c.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
+                   help="loss on graph output 0; labels are int class indices for cross_entropy")
+    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
+    c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
+    c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
+    c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="fix a dynamic input shape (batch is fixed to 1 by default)")
+    c.add_argument("--sanitize", action="store_true", help="host: build with AddressSanitizer + UBSan")
+    c.add_argument("--verify", action="store_true", help="check the graph after every pass")
+    c.add_argument("--dump-after", metavar="PASS", help="print the graph after PASS (e.g. build_training_graph)")
+    c.add_argument("--no-build", action="store_true", help="emit C only, do not build")
+    c.set_defaults(fn=cmd_compile)
+
+    r = sub.add_parser("run", help="train a compiled build on samples, export the trained ONNX",
+                       description="Run the compiled trainer where it lives (host natively, mcu in QEMU over "
+                                   "the serial link): one optimizer step per sample, in order (batch 1).",
+                       epilog="example: edgegrad run build/m --inputs x.npy --labels y.npy --epochs 2 "
+                              "--export trained.onnx")
+    r.add_argument("build", help="a folder written by edgegrad compile")
+    r.add_argument("--inputs", required=True, help=".npy of samples, shape [S, *input shape] (or [S, 1, ...])")
+    r.add_argument("--labels", required=True, help=".npy of int class indices [S] (or float targets for mse)")
+    r.add_argument("--epochs", type=int, default=1)
+    r.add_argument("--export", help="write the trained model here (same graph and names as the input model)")
+    r.add_argument("--quiet", action="store_true", help="print only the final summary")
+    r.set_defaults(fn=cmd_run)
+
+    i = sub.add_parser("inspect", help="explain a model (layers, params, MACs) or a build (memory plan)",
+                       epilog="examples:\n  edgegrad inspect model.onnx --update last:2\n  edgegrad inspect build/m",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("path", help="an ONNX model or a build folder")
+    i.add_argument("--update", default="all", help="update scheme to explain (for a model)")
+    i.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    i.set_defaults(fn=cmd_inspect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.fn(a)
+    except EdgegradError as e:
+        print(f"edgegrad: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgegrad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

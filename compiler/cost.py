@@ -1,0 +1,30 @@
+"""Multiply-accumulate counts per node (forward and backward), for inspect and the benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node
+
+
+def node_macs(n: Node, g: Graph) -> int:
+    sh = lambda name: g.tensors[name].shape  # noqa: E731
+    prod = lambda s: int(np.prod(s, dtype=np.int64))  # noqa: E731
+    if n.op == "Conv":
+        w = sh(n.inputs[1])
+        return prod(sh(n.outputs[0])) * prod(w[1:])
+    if n.op == "ConvBwInput":
+        w = sh(n.inputs[1])
+        return prod(sh(n.inputs[0])) * prod(w[1:])
+    if n.op == "ConvBwWeight":
+        dy = sh(n.inputs[0])
+        return prod(sh(n.outputs[0])) * prod(dy[2:]) * dy[0]
+    if n.op in ("Gemm", "MatMul", "MatMulT"):
+        a = sh(n.inputs[0])
+        k = a[0] if n.attrs.get("transA") else a[-1]
+        return prod(sh(n.outputs[0])) * k
+    return 0
+
+
+def graph_macs(g: Graph, nodes=None) -> int:
+    return sum(node_macs(n, g) for n in (g.nodes if nodes is None else nodes))

@@ -1,0 +1,73 @@
+"""edgegrad inspect: explain a model (layers, parameters, MACs, what a scheme trains and keeps)
+or a build (memory plan, section sizes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .autodiff import TrainConfig, build_training_graph
+from .cost import graph_macs, node_macs
+from .passes.fold_frozen import fold_frozen
+from .passes.plan_memory import plan_memory
+from .pipeline import CompileConfig, frontend_graph
+from .scheme import layers
+
+
+def saved_activations(g) -> dict[str, int]:
+    """Forward activations (and activation cuts) that a backward node reads: what training keeps."""
+    n_fwd = g.meta["n_forward"]
+    fwd_out = {o for n in g.nodes[:n_fwd] for o in n.outputs} | set(g.inputs)
+    out = {}
+    for n in g.nodes[n_fwd:]:
+        for i in n.inputs:
+            if i in fwd_out and g.tensors[i].role in ("activation", "input", "grad"):
+                out[i] = g.tensors[i].nbytes
+    return out
+
+
+def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
+    g, updates = frontend_graph(path, CompileConfig(update=update, input_shapes=input_shapes))
+    lines = [f"{path.name}: inputs " + ", ".join(f"{n}{list(g.tensors[n].shape)}" for n in g.inputs)
+             + "; outputs " + ", ".join(f"{n}{list(g.tensors[n].shape)}" for n in g.outputs)]
+    lines.append(f"{'layer':<34} {'op':<20} {'weight':<18} {'params':>8} {'MACs':>10}  trained")
+    total_p = 0
+    by_node = {n.name: n for n in g.nodes}
+    for name, w, b in layers(g):
+        n = by_node[name]
+        p = sum(g.tensors[t].size for t in (w, b) if t)
+        total_p += p
+        tr = ", ".join(f"{'w' if t == w else 'b'}" + (f"[{updates[t].axis}:{updates[t].rows(g.tensors[t].shape)}]"
+                                                        if updates[t].fraction < 1 else "")
+                       for t in (w, b) if t and t in updates)
+        lines.append(f"{name[:34]:<34} {n.op:<20} {str(list(g.tensors[w].shape)) if w else '-':<18} {p:>8} "
+                     f"{node_macs(n, g):>10}  {tr or '-'}")
+    fwd = graph_macs(g)
+    lines.append(f"total: {len(g.nodes)} nodes, {sum(t.size for t in g.params())} parameters, "
+                 f"{fwd} forward MACs")
+    if updates:
+        tg = build_training_graph(fold_frozen(g, set(updates)), updates, TrainConfig())
+        plan = plan_memory(tg)
+        saved = saved_activations(tg)
+        lines.append(f"scheme {update!r}: {len(updates)} tensors updated; training step {graph_macs(tg)} MACs "
+                     f"({len(tg.nodes)} nodes)")
+        lines.append(f"kept for backward: {len(saved)} activations, {sum(saved.values())} B")
+        for k, v in list(saved.items())[:40]:
+            lines.append(f"  {k[:60]:<60} {v:>8} B")
+        lines.append(plan.table(tg, limit=20))
+    return "\n".join(lines)
+
+
+def inspect_build(build: Path) -> str:
+    info = json.loads((build / "build.json").read_text())
+    cfg = info["config"]
+    lines = [f"build {build}: {info['source']} for {cfg['target']}, update {cfg['update']!r}, "
+             f"{cfg['optimizer']} lr={cfg['lr']}, loss {cfg['loss']}",
+             f"arena {info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B), trainable "
+             f"{info['trainable_bytes']} B, optimizer state {info['state_bytes']} B, frozen {info['frozen_bytes']} B"]
+    if "sections" in info:
+        lines.append("sections: " + ", ".join(f"{k} {v} B" for k, v in info["sections"].items()))
+    text = (build / "model.c").read_text()
+    head = text.split("*/", 1)[0]
+    lines += [ln[3:] for ln in head.splitlines() if ln.startswith(" *   ")]
+    return "\n".join(lines)
