@@ -6,7 +6,7 @@
 Board support (targets/<target>/) and the protocol loop (runtime_c/eg_proto.c) are added here;
 `c_sources` is the model and its kernels. For the mcu the linker script is rendered from
 targets/mcu/link.ld.j2 with the budgets, and the section sizes are read back from the ELF;
-a firmware that does not fit raises BudgetError naming every part in bytes. build.json next to
+a firmware that does not fit raises BudgetError naming every part in bytes. firmware.json next to
 the binary records the target, the extensions and the sizes (tools/runner.py reads it).
 """
 
@@ -76,7 +76,7 @@ def build(
         _run([*spec["cc"], *flags, *list(extra_cflags), *includes, *map(str, sources),
               *spec.get("ldflags", []), "-o", str(binary)])
         info["sanitize"] = sanitize
-    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "firmware.json").write_text(json.dumps(info, indent=2) + "\n")
     return binary
 
 

@@ -1,0 +1,39 @@
+"""QEMU command line for the mcu target (used by tools/runner.py).
+
+    qemu-system-riscv32 -M virt -bios none -kernel fw.elf -nographic -icount shift=0
+        -monitor none -serial tcp:127.0.0.1:PORT,server=on,wait=on [-cpu rv32,...]
+
+-icount shift=0 makes minstret count instructions exactly (deterministic figures); the serial
+port is a loopback-only TCP server that holds the guest until the host connects, so no byte
+of the first request can be lost.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGET_JSON = Path(__file__).with_name("target.json")
+
+# ISA extensions (target.json "extensions" / build(extensions=...)) -> QEMU rv32 cpu properties.
+CPU_PROPERTIES = {
+    "zfh": ["zfh=true"],
+    "v": ["v=true", "vlen=128"],
+    "zve32f": ["zve32f=true"],
+    "zvfh": ["zvfh=true"],
+    "zvl128b": ["vlen=128"],
+}
+
+
+def qemu_command(elf: str | Path, port: int, extensions: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The argv that boots `elf` with its UART on 127.0.0.1:`port`."""
+    spec = json.loads(TARGET_JSON.read_text())
+    argv = [arg.format(elf=str(elf), port=port) for arg in spec["qemu"]]
+    props: list[str] = []
+    for ext in extensions:
+        for prop in CPU_PROPERTIES.get(ext.lower(), [f"{ext.lower()}=true"]):
+            if prop not in props:
+                props.append(prop)
+    if props:
+        argv += ["-cpu", ",".join(["rv32", *props])]
+    return argv

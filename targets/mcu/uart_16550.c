@@ -1,0 +1,40 @@
+/* uart_16550.c — polled NS16550A driver. Registers are byte-wide at UART_BASE + n:
+ * RBR/THR 0, IER 1, FCR 2, LCR 3, LSR 5 (bit 0 data ready, bit 5 THR empty). QEMU ignores the
+ * line settings, so init only masks interrupts. It must not write FCR: any write that changes
+ * the FIFO-enable bit clears the receive FIFO, losing a request the host sent during boot. */
+#include "uart_16550.h"
+
+#include <stdint.h>
+
+#define UART_BASE 0x10000000u
+#define REG(n) (*(volatile uint8_t *)(UART_BASE + (n)))
+#define RBR 0
+#define THR 0
+#define IER 1
+#define LSR 5
+#define LSR_DR 0x01u
+#define LSR_THRE 0x20u
+
+void uart_init(void) {
+    REG(IER) = 0x00; /* polled: no interrupts */
+}
+
+int uart_getc(void) {
+    while ((REG(LSR) & LSR_DR) == 0) {
+    }
+    return REG(RBR);
+}
+
+void uart_putc(int c) {
+    while ((REG(LSR) & LSR_THRE) == 0) {
+    }
+    REG(THR) = (uint8_t)c;
+}
+
+void uart_puts(const char *s) {
+    while (*s) uart_putc(*s++);
+}
+
+void uart_puthex(unsigned long v) {
+    for (int i = (int)(2 * sizeof v) - 1; i >= 0; i--) uart_putc("0123456789abcdef"[(v >> (4 * i)) & 15u]);
+}
