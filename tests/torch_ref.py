@@ -164,5 +164,5 @@ class TorchModel:
                 idx[axis] = slice(k, None)
                 g[tuple(idx)] = 0
             opt.step()
-            losses.append(float(lt))
+            losses.append(float(lt.detach()))
         return losses, {n: self.params[n].detach().numpy().copy() for n in self.trainable}

@@ -1,0 +1,1 @@
+"""Host-side tools: serial protocol client, device runners, QEMU launcher, benchmarks."""
