@@ -1,0 +1,16 @@
+/* eg_kernels.h — every fp32 reference kernel family (contract: runtime_c/KERNELS.md). */
+#ifndef EG_KERNELS_H
+#define EG_KERNELS_H
+
+#include "eg_math.h"
+
+#include "eg_conv.h"
+#include "eg_eltwise.h"
+#include "eg_gemm.h"
+#include "eg_norm.h"
+#include "eg_optim.h"
+#include "eg_pool.h"
+#include "eg_shape.h"
+#include "eg_softmax.h"
+
+#endif /* EG_KERNELS_H */

@@ -1,0 +1,82 @@
+/* eg_shape.c — data movement over strided views.
+ *
+ * Dimension legend
+ *   ndim        number of dims (0..EG_MAX_NDIM; 0 is a scalar: one element)
+ *   shape[d]    extent of dim d of the iteration space
+ *   sy, sx      element strides of the output / input over each dim (0 = broadcast/reduced)
+ *   ny          elements of y to zero before reduce_sum accumulates
+ *
+ * Every kernel walks the iteration space in row-major order: the last dim is a plain inner
+ * loop with its strides hoisted, the outer dims advance with eg_index_next.
+ *
+ * Backward pairs (the compiler emits them, the kernels are the same):
+ *   copy_strided (slice/transpose/pad)  <->  copy_strided with sy/sx swapped (+ fill for pad)
+ *   broadcast (expand)                  <->  reduce_sum over the broadcast dims
+ */
+#include <stddef.h>
+
+#include "eg_shape.h"
+
+void copy_strided_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
+                      const int *sy, const int *sx)
+{
+    if (ndim == 0) {
+        y[0] = x[0];
+        return;
+    }
+    const int last = ndim - 1, n = shape[last], ty = sy[last], tx = sx[last];
+    const ptrdiff_t outer = eg_numel(last, shape);
+    int idx[EG_MAX_NDIM] = {0};
+    ptrdiff_t oy = 0, ox = 0;
+    for (ptrdiff_t o = 0; o < outer; o++) {
+        for (int j = 0; j < n; j++)
+            y[oy + (ptrdiff_t)j * ty] = x[ox + (ptrdiff_t)j * tx];
+        eg_index_next(idx, last, shape, sy, &oy, sx, &ox);
+    }
+}
+
+void reduce_sum_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
+                    const int *sy, const int *sx, int ny)
+{
+    for (int i = 0; i < ny; i++)
+        y[i] = 0.0f;
+    if (ndim == 0) {
+        y[0] += x[0];
+        return;
+    }
+    const int last = ndim - 1, n = shape[last], ty = sy[last], tx = sx[last];
+    const ptrdiff_t outer = eg_numel(last, shape);
+    int idx[EG_MAX_NDIM] = {0};
+    ptrdiff_t oy = 0, ox = 0;
+    for (ptrdiff_t o = 0; o < outer; o++) {
+        if (ty == 0) { /* inner dim reduced: sum it in a register */
+            float acc = y[oy];
+            for (int j = 0; j < n; j++)
+                acc += x[ox + (ptrdiff_t)j * tx];
+            y[oy] = acc;
+        } else {
+            for (int j = 0; j < n; j++)
+                y[oy + (ptrdiff_t)j * ty] += x[ox + (ptrdiff_t)j * tx];
+        }
+        eg_index_next(idx, last, shape, sy, &oy, sx, &ox);
+    }
+}
+
+void broadcast_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
+                   const int *sx, float alpha)
+{
+    if (ndim == 0) {
+        y[0] = alpha * x[0];
+        return;
+    }
+    const int last = ndim - 1, n = shape[last], tx = sx[last];
+    const ptrdiff_t outer = eg_numel(last, shape);
+    int idx[EG_MAX_NDIM] = {0};
+    ptrdiff_t ox = 0, unused = 0;
+    for (ptrdiff_t o = 0; o < outer; o++) {
+        for (int j = 0; j < n; j++)
+            y[j] = alpha * x[ox + (ptrdiff_t)j * tx];
+        y += n;
+        eg_index_next(idx, last, shape, sx, &ox, sx, &unused);
+    }
+}
