@@ -22,6 +22,7 @@ from .codegen import emit_c
 from .errors import EdgegradError
 from .frontend import import_onnx, load_onnx
 from .ir import Graph
+from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
@@ -49,6 +50,7 @@ class CompileConfig:
     dump_after: str | None = None
     build: bool = True
     quiet: bool = False
+    extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
 
 
 @dataclass
@@ -92,6 +94,11 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     emitted = emit_c(g, trainable, model_path.stem, model_path.name, summary)
     out_dir = Path(out_dir)
     info = _build_info(g, updates, cfg, plan, model_path)
+    if cfg.target == "mcu":
+        from .build import load_target
+        pred = predict(info, load_target("mcu")["memory"]["stack_bytes"])
+        info["predicted"] = pred
+        check_budgets(pred, cfg.sram_budget, cfg.flash_budget)
     # Write everything into a temporary folder first: a failed compile leaves no half-written build.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".eg-build-", dir=str(out_dir.parent)))
@@ -105,8 +112,12 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             log(f"[edgegrad] build for {cfg.target}")
             kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
             binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, RUNTIME],
-                           sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize)
+                           sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,
+                           extra_cflags=cfg.extra_cflags)
             info["binary"] = Path(binary).name
+            sizes = tmp / "sizes.json"
+            if sizes.exists():
+                info["sections"] = json.loads(sizes.read_text())
         (tmp / "build.json").write_text(json.dumps(info, indent=1))
         if out_dir.exists():
             shutil.rmtree(out_dir)
