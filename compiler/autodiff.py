@@ -74,6 +74,8 @@ class GradBuilder:
         xs = self.shape(x)
         if tuple(xs) == tuple(shape):
             return x
+        if int(np.prod(xs)) == int(np.prod(shape)):  # only size-1 axes differ: a view, not a sum
+            return self.reshape(x, tuple(shape))
         if channel_axis is not None and len(shape) == 1 and len(xs) > channel_axis and xs[channel_axis] == shape[0]:
             # a per-channel bias: align its one dim with the channel axis, not the last axis
             kept = tuple(xs[i] if i == channel_axis else 1 for i in range(len(xs)))

@@ -32,10 +32,12 @@ def c_ident(name: str) -> str:
 
 
 def cfloat(v: float) -> str:
-    v = float(np.float32(v))
-    if np.isinf(v):
-        return "(-__builtin_inff())" if v < 0 else "__builtin_inff()"
-    r = repr(v)
+    f = np.float32(v)
+    if np.isinf(f):
+        return "(-__builtin_inff())" if f < 0 else "__builtin_inff()"
+    r = np.format_float_positional(f, unique=True, trim="0") if 1e-4 <= abs(f) < 1e7 or f == 0 \
+        else np.format_float_scientific(f, unique=True, trim="0")
+    r = r.rstrip(".") if "e" not in r else r.replace(".e", "e")
     if "e" not in r and "." not in r:
         r += ".0"
     return r + "f"
@@ -167,8 +169,9 @@ class Lowerer:
         if len(sa) == 1 or len(sb) == 1:
             M = 1 if len(sa) == 1 else int(np.prod(sa[:-1]))
             N = 1 if len(sb) == 1 else sb[-1]
-            if len(sb) > 2:
-                raise UnsupportedModelError(f"MatMul {n.name}: 1-D by batched")
+            if len(sb) > 2:  # [K] @ [..., K, N]: one row against each batch of b
+                return self._gemm(n.outputs[0], a, b, "", int(np.prod(sb[:-2])), 1, N, sa[-1], 0, 0, 1.0, 0.0,
+                                  0, sb[-2] * sb[-1], 0, 0)
             return self._gemm(n.outputs[0], a, b, "", 1, M, N, sa[-1], 0, 0, 1.0, 0.0, 0, 0, 0, 0)
         if len(sb) == 2 and len(sa) > 2:  # fold batch into rows: (B*M, K) x (K, N)
             return self._gemm(n.outputs[0], a, b, "", 1, int(np.prod(sa[:-1])), sb[1], sa[-1], 0, 0,
