@@ -11,7 +11,7 @@ import numpy as np
 
 from . import __version__
 from .ir import Graph
-from .lower import c_ident, select_kernels
+from .lower import c_ident, lower_calls
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
@@ -66,7 +66,7 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
             symbols[name] = "eg_target"
         elif t.role == "loss":
             symbols[name] = "loss"
-    lowered = select_kernels(g, symbols)
+    lowered = lower_calls(g, symbols)
     target = g.tensors.get("target")
     buffers = []
     for name in g.inputs:

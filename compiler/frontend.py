@@ -75,6 +75,9 @@ def import_onnx(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]
             _add_constant(g, consts, proto.output[0], _constant_value(proto))
             continue
         if proto.op_type in ALIAS_OPS:
+            if _dropout_trains(proto, ins, consts):
+                unsupported.append(f"Dropout ({name}: training_mode=True with a non-zero ratio draws random masks)")
+                continue
             alias[proto.output[0]] = ins[0]
             continue
         if unsupported and proto.op_type in OPS:
@@ -112,7 +115,12 @@ def import_onnx(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]
 
 def _elem_dtype(vi) -> str:
     et = vi.type.tensor_type.elem_type
-    return NP_TO_DTYPE.get(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et)), "f32") if et else "f32"
+    if not et:
+        return "f32"
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(et))
+    if dtype not in NP_TO_DTYPE:  # e.g. int16 or uint64: never read as float32 by mistake
+        raise UnsupportedModelError(f"input {vi.name!r} has element type {dtype}, which edgegrad does not read")
+    return NP_TO_DTYPE[dtype]
 
 
 def _fixed_shape(vi, overrides: dict) -> tuple[int, ...]:
@@ -158,6 +166,14 @@ def _add_constant(g: Graph, consts: dict, name: str, arr: np.ndarray, initialize
             arr = arr.astype(np.float32)
         g.add(name, arr.shape, NP_TO_DTYPE.get(arr.dtype, "f32"), role="const", data=arr)
     consts[name] = arr
+
+
+def _dropout_trains(proto, ins: list[str], consts: dict) -> bool:
+    """True for a Dropout (opset 12+) whose constant training_mode is set and whose ratio is not 0."""
+    if proto.op_type != "Dropout" or len(ins) < 3 or not ins[2] or not np.any(consts.get(ins[2], False)):
+        return False
+    ratio = consts.get(ins[1], 1.0) if ins[1] else 0.5
+    return bool(np.any(np.asarray(ratio) != 0))
 
 
 def _attrs(proto) -> dict:
@@ -242,7 +258,8 @@ def _normalise(proto, name: str, ins: list[str], g: Graph, consts: dict, opset: 
     elif t in ("Flatten", "Reshape", "Squeeze", "Unsqueeze"):
         xs = shape(0)
         if t == "Flatten":
-            ax = a.get("axis", 1) % (len(xs) + 1) if xs else 0
+            ax = a.get("axis", 1) if xs else 0
+            ax = ax + len(xs) if ax < 0 else ax  # axis is in [-rank, rank]
             new = (int(np.prod(xs[:ax], dtype=np.int64)), int(np.prod(xs[ax:], dtype=np.int64)))
         elif t == "Reshape":
             target = [int(v) for v in _const_input(consts, ins, 1, "Reshape's shape")]
@@ -292,10 +309,8 @@ def _normalise(proto, name: str, ins: list[str], g: Graph, consts: dict, opset: 
         if opset < 11:
             lo, hi = a.get("min"), a.get("max")
         else:
+            # float initializers are params, but a bound is read here once and never trained
             lo, hi = _const_input(consts, ins, 1, "Clip's min"), _const_input(consts, ins, 2, "Clip's max")
-            if (len(ins) > 1 and ins[1] and g.tensors[ins[1]].role == "param") or \
-               (len(ins) > 2 and ins[2] and g.tensors[ins[2]].role == "param"):
-                raise UnsupportedModelError("Clip with tensor bounds")
         node.inputs = [ins[0]]
         node.attrs = {"lo": float(-np.inf if lo is None else np.asarray(lo).reshape(-1)[0]),
                       "hi": float(np.inf if hi is None else np.asarray(hi).reshape(-1)[0])}

@@ -1,4 +1,4 @@
-"""select_kernels: turn every scheduled node into C statements (kernel calls) with all sizes,
+"""lower_calls: turn every scheduled node into C statements (kernel calls) with all sizes,
 strides and scalars resolved. The template only lays these out."""
 
 from __future__ import annotations
@@ -116,13 +116,22 @@ class Lowerer:
         return ", ".join(str(int(v)) for v in vals)
 
     # --- convolution
+    def _variant(self, n, base: str) -> tuple[str, str]:
+        """Kernel name and trailing scratch argument for the variant select_kernels chose."""
+        if n.attrs.get("kernel") == "tiled":
+            scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
+            return base + "_tiled", f", {scratch}"
+        return base, ""
+
     def op_Conv(self, n, x, w, b=""):
         d = self._conv_dims(self.shape(x), self.shape(w), self.shape(n.outputs[0]), n.attrs)
-        return f"conv2d_f32_fw({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)});"
+        fn, scratch = self._variant(n, "conv2d_f32_fw")
+        return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwInput(self, n, dy, w):
         d = self._conv_dims(n.attrs["x_shape"], self.shape(w), self.shape(dy), n.attrs)
-        return f"conv2d_f32_bw_input({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)});"
+        fn, scratch = self._variant(n, "conv2d_f32_bw_input")
+        return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwWeight(self, n, dy, x):
         a = n.attrs
@@ -131,8 +140,9 @@ class Lowerer:
         cx = xs_full[1]
         xs_full[1] = ws[1] * a["group"]
         d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
-        return (f"conv2d_f32_bw_weight({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
-                f"{a['m_upd']}, {a['cg_upd']}, {cx});")
+        fn, scratch = self._variant(n, "conv2d_f32_bw_weight")
+        return (f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
+                f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
     # --- products
     def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn):
@@ -438,7 +448,7 @@ class Lowerer:
         return [f"eg_adam_b1t *= {cfloat(n.attrs['beta1'])};", f"eg_adam_b2t *= {cfloat(n.attrs['beta2'])};"]
 
 
-def select_kernels(g: Graph, symbols: dict[str, str]) -> Lowered:
+def lower_calls(g: Graph, symbols: dict[str, str]) -> Lowered:
     lw = Lowerer(g, symbols)
     n_fwd = g.meta.get("n_forward", len(g.nodes))
     infer, train = [], []

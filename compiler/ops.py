@@ -295,14 +295,15 @@ def matmul_grad(node, dys, need, gb):
         dy2 = gb.reshape(dy, tuple(shp))
     if need[0]:
         da = gb.emit("MatMulT", [dy2, b2], {"transA": 0, "transB": 1})
-        out[0] = gb.reshape(da, sa) if len(sa) == 1 else da
+        # a 1-D operand's gradient may carry the other operand's batch dims: sum them first
+        out[0] = gb.reshape(gb.reduce_to(da, gb.shape(a2)), sa) if len(sa) == 1 else da
     if need[1]:
         nd = need[1]
         if nd.partial and nd.axis == 0 and len(sa) == 2 and len(sb) == 2:  # db[:k] = a[:, :k]^T dy
             out[1] = gb.emit("MatMulT", [gb.slice(A, axis=1, k=nd.k, save=True), dy2], {"transA": 1, "transB": 0})
         else:
             db = gb.emit("MatMulT", [a2, dy2], {"transA": 1, "transB": 0})
-            out[1] = gb.reshape(db, sb) if len(sb) == 1 else db
+            out[1] = gb.reshape(gb.reduce_to(db, gb.shape(b2)), sb) if len(sb) == 1 else db
     return out
 
 

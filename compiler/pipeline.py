@@ -1,6 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> plan_memory -> emit_c -> build
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> select_kernels -> plan_memory
+    -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -26,6 +27,7 @@ from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
+from .passes.select_kernels import select_kernels
 from .scheme import Update, parse_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     for name, fn in steps:
         g = fn(g)
         _after(name, g, cfg, log)
+    g = select_kernels(g, cfg.target)
+    _after("select_kernels", g, cfg, log)
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
     summary = _scheme_summary(g, updates)

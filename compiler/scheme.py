@@ -27,6 +27,8 @@ class Update:
     fraction: float
 
     def rows(self, shape: tuple[int, ...]) -> int:
+        if not shape:  # a scalar parameter is one row
+            return 1
         return max(1, math.ceil(self.fraction * shape[self.axis] - 1e-9))
 
 

@@ -38,7 +38,7 @@ def tiny_cnn(path: Path) -> Path:
 @pytest.mark.parametrize("scheme,optimizer", [("all", "sgd"), ("last:1", "momentum"), ("bias:all", "adam")])
 def test_golden_c(tmp_path, scheme, optimizer):
     model = tiny_cnn(tmp_path / "tiny_cnn.onnx")
-    compile_model(model, tmp_path / "b", CompileConfig(update=scheme, optimizer=optimizer, build=False, quiet=True))
+    compile_model(model, tmp_path / "b", CompileConfig(target="mcu", update=scheme, optimizer=optimizer, build=False, quiet=True))
     text = (tmp_path / "b" / "model.c").read_text()
     golden = GOLDEN / f"tiny_cnn_{scheme.replace(':', '_')}_{optimizer}.c"
     if os.environ.get("EG_UPDATE_GOLDEN") or not golden.exists():

@@ -22,7 +22,7 @@ from ..ir import Graph
 from ..ops import OPS
 
 ALIGN = 16
-ARENA_ROLES = ("input", "activation", "grad")
+ARENA_ROLES = ("input", "activation", "grad", "scratch")
 
 
 def _align(n: int) -> int:

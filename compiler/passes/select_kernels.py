@@ -1,0 +1,65 @@
+"""select_kernels: choose each node's kernel variant for the target, at compile time.
+
+Assumes: the final training schedule (after autodiff). Guarantees: a node whose variant needs
+workspace gets an extra ``scratch`` output tensor, alive only during that node, so the memory
+planner places it in the arena like any other buffer (no malloc, no hidden static buffers).
+The reference kernels are the fallback: a variant is chosen only where its constraints hold.
+
+Variants (their C lives in runtime_c/, their constraints and scratch sizes in Python here):
+- ``tiled``: im2col/GEMM-blocked convolutions (runtime_c/eg_conv_tiled.c) for targets with
+  caches and wide registers (host, rpi, jetson). The MCU keeps the direct reference kernels,
+  whose zero workspace is what a 256 KiB SRAM wants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..ir import Graph
+
+RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
+TILED_TARGETS = {"host", "rpi", "jetson"}
+CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
+
+
+def tiled_available() -> bool:
+    return (RUNTIME / "eg_conv_tiled.c").exists()
+
+
+def conv_sizes(g: Graph, n) -> dict:
+    """The sizes every conv kernel takes, from the node (the same numbers lower.py emits)."""
+    a = n.attrs
+    if n.op == "Conv":
+        xs, ws, ys = g.tensors[n.inputs[0]].shape, g.tensors[n.inputs[1]].shape, g.tensors[n.outputs[0]].shape
+    elif n.op == "ConvBwInput":
+        xs, ws, ys = tuple(a["x_shape"]), g.tensors[n.inputs[1]].shape, g.tensors[n.inputs[0]].shape
+    else:
+        ws, ys = tuple(a["w_shape"]), g.tensors[n.inputs[0]].shape
+        xs = list(g.tensors[n.inputs[1]].shape)
+        xs[1] = ws[1] * a["group"]
+    x4 = (xs[0], xs[1], 1, xs[2]) if len(xs) == 3 else tuple(xs)
+    w4 = (ws[0], ws[1], 1, ws[2]) if len(ws) == 3 else tuple(ws)
+    y4 = (ys[0], ys[1], 1, ys[2]) if len(ys) == 3 else tuple(ys)
+    d = dict(N=x4[0], C=x4[1], H=x4[2], W=x4[3], M=w4[0], OH=y4[2], OW=y4[3], KH=w4[2], KW=w4[3],
+             sh=a["strides"][0], sw=a["strides"][1], pt=a["pads"][0], pl=a["pads"][1],
+             dh=a["dilations"][0], dw=a["dilations"][1], G=a["group"])
+    if n.op == "ConvBwWeight":
+        d.update(M_upd=a["m_upd"], Cg_upd=a["cg_upd"], Cx=g.tensors[n.inputs[1]].shape[1])
+    return d
+
+
+def select_kernels(g: Graph, target: str) -> Graph:
+    if target not in TILED_TARGETS or not tiled_available():
+        return g
+    from ..kernels_tiled import conv_scratch_floats
+    for n in g.nodes:
+        kind = CONV_KINDS.get(n.op)
+        if kind is None:
+            continue
+        n.attrs["kernel"] = "tiled"
+        floats = conv_scratch_floats(kind, **conv_sizes(g, n))
+        if floats > 0:
+            name = g.unique(f"{n.name}/scratch")
+            g.add(name, (floats,), "f32", role="scratch")
+            n.outputs.append(name)
+    return g
