@@ -1,0 +1,46 @@
+"""Scratch requirements of the tiled convolution kernels (runtime_c/eg_conv_tiled.h).
+
+The compiler allocates this many floats in the arena for each ``conv2d_f32_*_tiled`` call and
+passes them as the last argument. The rules mirror the C code exactly (the header states the
+same formulas; tests/test_kernels_tiled.py checks the kernels stay inside them):
+
+* depthwise (Cg == Mg == 1): direct loops, no scratch;
+* pointwise (1x1, stride 1, no top/left padding, same output size): a GEMM straight on x, no
+  scratch;
+* otherwise an im2col tile of the patch rows (Cg * KH * KW, or Cg_upd * KH * KW for the weight
+  gradient) times min(OH * OW, PTILE) output pixels.
+
+No side effects on import.
+"""
+
+from __future__ import annotations
+
+PTILE = 256  # output pixels per im2col tile; EG_PTILE in runtime_c/eg_conv_tiled.c
+
+CONV_KINDS = ("fw", "bw_input", "bw_weight")
+
+
+def is_depthwise(C: int, M: int, G: int) -> bool:
+    return C == G and M == G
+
+
+def is_pointwise(H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int, pt: int,
+                 pl: int) -> bool:
+    return (KH, KW, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0) and (OH, OW) == (H, W)
+
+
+def conv_scratch_floats(kind: str, N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int,
+                        KW: int, sh: int, sw: int, pt: int, pl: int, dh: int, dw: int, G: int,
+                        M_upd: int | None = None, Cg_upd: int | None = None,
+                        Cx: int | None = None) -> int:
+    """Floats of scratch ``conv2d_f32_<kind>_tiled`` needs for these sizes (the reference
+    kernel's arguments; dh/dw are the dilations). M_upd and Cx do not change it; Cg_upd
+    (default C // G) does, for bw_weight."""
+    if kind not in CONV_KINDS:
+        raise ValueError(f"conv_scratch_floats: kind {kind!r} not in {CONV_KINDS}")
+    if is_depthwise(C, M, G) or is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl):
+        return 0
+    rows = C // G
+    if kind == "bw_weight":
+        rows = C // G if Cg_upd is None else Cg_upd
+    return rows * KH * KW * min(OH * OW, PTILE)

@@ -1,0 +1,364 @@
+/* eg_conv_tiled.c — fast fp32 convolutions: im2col tiles + the register-blocked GEMM of
+ * eg_gemm_tiled.c, and direct vectorised loops for depthwise convolutions.
+ *
+ * Dimension legend (as eg_conv.c)
+ *   N batch;  C, M input / output channels;  G groups;  Cg = C/G, Mg = M/G
+ *   H, W / OH, OW input / output size;  P = OH*OW output pixels;  KH, KW kernel
+ *   sh, sw strides;  pt, pl top / left padding;  dil_h, dil_w dilation
+ *   Kg = Cg*KH*KW   rows of a group's patch matrix ("col"), one per (c, kh, kw)
+ *   PTILE           output pixels per im2col tile (the scratch holds Kg x PTILE)
+ *
+ * Index map: ih = oh*sh - pt + kh*dil_h, iw = ow*sw - pl + kw*dil_w (outside = zero padding).
+ * Per image n and group g, with col[Kg, P] the patches of x_g (col[(c,kh,kw), p] = x[c,ih,iw]):
+ *   forward     y_g[Mg, P]   = W_g[Mg, Kg] . col + b          (GEMM, tile by tile of P)
+ *   bw_input    dcol[Kg, P]  = W_g^T . dy_g[Mg, P];  dx_g = col2im(dcol)  (scatter-add)
+ *   bw_weight   dW_g[Mg, Kg] = sum_n dy_g[Mg, P] . col^T      (GEMM with K = pixels)
+ * A stride-1 unpadded 1x1 convolution has col == x_g, so it skips the scratch entirely.
+ * Depthwise (Cg == Mg == 1) has nothing to share between channels: direct loops over each
+ * output row, vectorised along the width.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast") /* see eg_gemm_tiled.c */
+#endif
+
+#include <stddef.h>
+
+#include "eg_conv_tiled.h"
+#include "eg_gemm_tiled.h"
+
+#define EG_PTILE 256
+
+typedef float eg_v8 __attribute__((vector_size(32)));
+typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+
+/* macros, not functions: a function passing vectors by value warns (-Wpsabi) without AVX */
+#define eg_ld8(p) (*(const eg_v8u *)(p))
+
+/* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
+static inline int eg_first_in(int off, int step)
+{
+    return off >= 0 ? 0 : (-off + step - 1) / step;
+}
+
+/* One past the largest i < n with off + i*step < lim (step > 0); may be <= eg_first_in. */
+static inline int eg_end_in(int off, int step, int lim, int n)
+{
+    if (off >= lim)
+        return 0;
+    int e = (lim - off + step - 1) / step;
+    return e < n ? e : n;
+}
+
+static inline int eg_min(int a, int b) { return a < b ? a : b; }
+static inline int eg_max(int a, int b) { return a > b ? a : b; }
+
+static inline int eg_is_depthwise(int C, int M, int G) { return C == G && M == G; }
+
+static inline int eg_is_pointwise(int H, int W, int OH, int OW, int KH, int KW, int sh, int sw,
+                                  int pt, int pl)
+{
+    return KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W;
+}
+
+/* Geometry shared by im2col and col2im. */
+typedef struct {
+    int H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w;
+} eg_geom;
+
+/* Walks the patch matrix rows (c, kh, kw) for c < nc over output pixels [p0, p0+np): for each
+ * run of pixels on one output row calls back with the run's place in col and in x.
+ * to_col != 0: col[r, j] = x[c, ih, iw] or 0 (im2col); else x[c, ih, iw] += col[r, j] (col2im).
+ * col rows are np apart; x channels are HW apart. */
+static void eg_patches(float *restrict col, float *restrict xw, const float *restrict xr_,
+                       ptrdiff_t HW, int nc, const eg_geom *gm, int p0, int np, int to_col)
+{
+    const int W = gm->W, OW = gm->OW;
+    int r = 0;
+    for (int c = 0; c < nc; c++) {
+        for (int kh = 0; kh < gm->KH; kh++) {
+            for (int kw = 0; kw < gm->KW; kw++, r++) {
+                float *dst = col + (ptrdiff_t)r * np;
+                const int offw = kw * gm->dil_w - gm->pl; /* iw = ow*sw + offw */
+                const int ow_in0 = eg_first_in(offw, gm->sw);
+                const int ow_in1 = eg_end_in(offw, gm->sw, W, OW);
+                int j = 0;
+                while (j < np) {
+                    const int p = p0 + j, oh = p / OW, ow_s = p - oh * OW;
+                    const int ow_e = eg_min(OW, ow_s + (np - j));
+                    const int ih = oh * gm->sh - gm->pt + kh * gm->dil_h;
+                    float *d = dst + j - ow_s; /* d[ow] is this run's column for pixel ow */
+                    j += ow_e - ow_s;
+                    if (ih < 0 || ih >= gm->H) {
+                        if (to_col)
+                            for (int ow = ow_s; ow < ow_e; ow++)
+                                d[ow] = 0.0f;
+                        continue;
+                    }
+                    const ptrdiff_t xo = (ptrdiff_t)c * HW + (ptrdiff_t)ih * W + offw;
+                    const int a = eg_max(ow_s, ow_in0), e = eg_max(a, eg_min(ow_e, ow_in1));
+                    if (to_col) {
+                        const float *xs = xr_ + xo;
+                        for (int ow = ow_s; ow < a; ow++)
+                            d[ow] = 0.0f;
+                        if (gm->sw == 1)
+                            for (int ow = a; ow < e; ow++)
+                                d[ow] = xs[ow];
+                        else
+                            for (int ow = a; ow < e; ow++)
+                                d[ow] = xs[(ptrdiff_t)ow * gm->sw];
+                        for (int ow = e; ow < ow_e; ow++)
+                            d[ow] = 0.0f;
+                    } else {
+                        float *xs = xw + xo;
+                        if (gm->sw == 1)
+                            for (int ow = a; ow < e; ow++)
+                                xs[ow] += d[ow];
+                        else
+                            for (int ow = a; ow < e; ow++)
+                                xs[(ptrdiff_t)ow * gm->sw] += d[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+/* Depthwise: y[n,m] = b[m] + sum_{kh,kw} w[m,0,kh,kw] * x[n,m] shifted; one output row at a
+ * time, the taps in the reference's order. */
+static void eg_dw_fw(float *restrict y, const float *restrict x, const float *restrict w,
+                     const float *restrict b, int N, int C, int H, int W, int OH, int OW, int KH,
+                     int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w)
+{
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
+    for (int n = 0; n < N; n++) {
+        for (int m = 0; m < C; m++) {
+            const float *xc = x + ((ptrdiff_t)n * C + m) * HW;
+            const float *wm = w + m * KK;
+            const float bias = b ? b[m] : 0.0f;
+            for (int oh = 0; oh < OH; oh++) {
+                float *restrict yr = y + ((ptrdiff_t)n * C + m) * OHW + (ptrdiff_t)oh * OW;
+                for (int ow = 0; ow < OW; ow++)
+                    yr[ow] = bias;
+                const int ih0 = oh * sh - pt;
+                const int kh0 = eg_first_in(ih0, dil_h), kh1 = eg_end_in(ih0, dil_h, H, KH);
+                for (int kh = kh0; kh < kh1; kh++) {
+                    const float *xr = xc + (ptrdiff_t)(ih0 + kh * dil_h) * W;
+                    for (int kw = 0; kw < KW; kw++) {
+                        const int off = kw * dil_w - pl; /* iw = ow*sw + off */
+                        const int ow0 = eg_first_in(off, sw), ow1 = eg_end_in(off, sw, W, OW);
+                        const float wv = wm[kh * KW + kw];
+                        if (sw == 1) {
+                            const float *restrict xs = xr + off;
+                            for (int ow = ow0; ow < ow1; ow++)
+                                yr[ow] += wv * xs[ow];
+                        } else {
+                            for (int ow = ow0; ow < ow1; ow++)
+                                yr[ow] += wv * xr[(ptrdiff_t)ow * sw + off];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
+                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                         int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                         int dil_w, int G, float *restrict scratch)
+{
+    if (eg_is_depthwise(C, M, G)) {
+        eg_dw_fw(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
+        return;
+    }
+    const int Cg = C / G, Mg = M / G, Kg = Cg * KH * KW, P = OH * OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
+    const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW; /* [Cg,H,W] */
+            const float *wg = w + (ptrdiff_t)g * Mg * Kg;                      /* [Mg,Kg] */
+            float *yg = y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;        /* [Mg,P] */
+            const float *bg = b ? b + g * Mg : NULL;
+            if (pointwise) {
+                gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
+                continue;
+            }
+            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
+                const int np = eg_min(EG_PTILE, P - p0);
+                eg_patches(scratch, NULL, xg, HW, Cg, &gm, p0, np, 1);
+                gemm_f32_tiled_strided(yg + p0, wg, scratch, bg, Mg, np, Kg, P, Kg, 1, np, 1, 0);
+            }
+        }
+    }
+}
+
+/* ---- backward to the input -------------------------------------------------------------- */
+
+/* Depthwise: forward y[m, oh, ow] += w[m,kh,kw] * x[m, ih, iw], so dx[m, ih, iw] collects
+ * w[m,kh,kw] * dy[m, oh, ow]: scatter each dy row into the dx rows its taps read. */
+static void eg_dw_bw_input(float *restrict dx, const float *restrict dy, const float *restrict w,
+                           int N, int C, int H, int W, int OH, int OW, int KH, int KW, int sh,
+                           int sw, int pt, int pl, int dil_h, int dil_w)
+{
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
+    for (int n = 0; n < N; n++) {
+        for (int m = 0; m < C; m++) {
+            float *dxc = dx + ((ptrdiff_t)n * C + m) * HW;
+            const float *dym = dy + ((ptrdiff_t)n * C + m) * OHW;
+            const float *wm = w + m * KK;
+            for (ptrdiff_t i = 0; i < HW; i++)
+                dxc[i] = 0.0f;
+            for (int oh = 0; oh < OH; oh++) {
+                const float *restrict dyr = dym + (ptrdiff_t)oh * OW;
+                const int ih0 = oh * sh - pt;
+                const int kh0 = eg_first_in(ih0, dil_h), kh1 = eg_end_in(ih0, dil_h, H, KH);
+                for (int kh = kh0; kh < kh1; kh++) {
+                    float *restrict dxr = dxc + (ptrdiff_t)(ih0 + kh * dil_h) * W;
+                    for (int kw = 0; kw < KW; kw++) {
+                        const int off = kw * dil_w - pl;
+                        const int ow0 = eg_first_in(off, sw), ow1 = eg_end_in(off, sw, W, OW);
+                        const float wv = wm[kh * KW + kw];
+                        if (sw == 1) {
+                            float *restrict xs = dxr + off;
+                            for (int ow = ow0; ow < ow1; ow++)
+                                xs[ow] += wv * dyr[ow];
+                        } else {
+                            for (int ow = ow0; ow < ow1; ow++)
+                                dxr[(ptrdiff_t)ow * sw + off] += wv * dyr[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
+                               const float *restrict w, int N, int C, int H, int W, int M, int OH,
+                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                               int dil_w, int G, float *restrict scratch)
+{
+    if (eg_is_depthwise(C, M, G)) {
+        eg_dw_bw_input(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
+        return;
+    }
+    const int Cg = C / G, Mg = M / G, Kg = Cg * KH * KW, P = OH * OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
+    const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            float *dxg = dx + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;       /* [Cg,H,W] */
+            const float *wg = w + (ptrdiff_t)g * Mg * Kg;                        /* [Mg,Kg] */
+            const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;  /* [Mg,P] */
+            /* W_g^T[Kg, Mg]: element (r, m) = wg[m*Kg + r] */
+            if (pointwise) {
+                gemm_f32_tiled_strided(dxg, wg, dyg, NULL, Cg, P, Mg, P, 1, Kg, P, 1, 0);
+                continue;
+            }
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)Cg * HW; i++)
+                dxg[i] = 0.0f;
+            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
+                const int np = eg_min(EG_PTILE, P - p0);
+                gemm_f32_tiled_strided(scratch, wg, dyg + p0, NULL, Kg, np, Mg, np, 1, Kg, P, 1, 0);
+                eg_patches(scratch, dxg, NULL, HW, Cg, &gm, p0, np, 0);
+            }
+        }
+    }
+}
+
+/* ---- backward to the weight ------------------------------------------------------------- */
+
+/* Depthwise: dw[m,0,kh,kw] = sum_{n,oh,ow} dy[n,m,oh,ow] * x[n,m,ih,iw] over in-image taps;
+ * 8 lanes along ow for stride 1, 4 scalar partial sums otherwise. */
+static void eg_dw_bw_weight(float *restrict dwt, const float *restrict dy,
+                            const float *restrict x, int N, int C, int H, int W, int OH, int OW,
+                            int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w,
+                            int M_upd, int Cx)
+{
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
+    for (int m = 0; m < M_upd; m++) {
+        for (int kh = 0; kh < KH; kh++) {
+            const int offh = kh * dil_h - pt; /* ih = oh*sh + offh */
+            const int oh0 = eg_first_in(offh, sh), oh1 = eg_end_in(offh, sh, H, OH);
+            for (int kw = 0; kw < KW; kw++) {
+                const int offw = kw * dil_w - pl; /* iw = ow*sw + offw */
+                const int ow0 = eg_first_in(offw, sw), ow1 = eg_end_in(offw, sw, W, OW);
+                eg_v8 v = {0, 0, 0, 0, 0, 0, 0, 0};
+                float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+                for (int n = 0; n < N; n++) {
+                    const float *dym = dy + ((ptrdiff_t)n * C + m) * OHW;
+                    const float *xc = x + ((ptrdiff_t)n * Cx + m) * HW;
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        const float *dyr = dym + (ptrdiff_t)oh * OW;
+                        const float *xr = xc + (ptrdiff_t)(oh * sh + offh) * W + offw;
+                        int ow = ow0;
+                        if (sw == 1)
+                            for (; ow + 8 <= ow1; ow += 8)
+                                v += eg_ld8(dyr + ow) * eg_ld8(xr + ow);
+                        for (; ow + 4 <= ow1; ow += 4) {
+                            s0 += dyr[ow] * xr[(ptrdiff_t)ow * sw];
+                            s1 += dyr[ow + 1] * xr[(ptrdiff_t)(ow + 1) * sw];
+                            s2 += dyr[ow + 2] * xr[(ptrdiff_t)(ow + 2) * sw];
+                            s3 += dyr[ow + 3] * xr[(ptrdiff_t)(ow + 3) * sw];
+                        }
+                        for (; ow < ow1; ow++)
+                            s0 += dyr[ow] * xr[(ptrdiff_t)ow * sw];
+                    }
+                }
+                dwt[((ptrdiff_t)m * KH + kh) * KW + kw] =
+                    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])) +
+                    ((s0 + s1) + (s2 + s3));
+            }
+        }
+    }
+}
+
+void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
+                                const float *restrict x, int N, int C, int H, int W, int M, int OH,
+                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                float *restrict scratch)
+{
+    if (M_upd <= 0 || Cg_upd <= 0)
+        return;
+    if (eg_is_depthwise(C, M, G)) {
+        eg_dw_bw_weight(dwt, dy, x, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
+                        M_upd, Cx);
+        return;
+    }
+    const int Cg = C / G, Mg = M / G, Ku = Cg_upd * KH * KW, P = OH * OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
+    const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    for (int g = 0; g < G; g++) {
+        const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
+        if (rows <= 0)
+            break;
+        float *dwg = dwt + (ptrdiff_t)m0 * Ku; /* [rows, Ku] */
+        if (N <= 0 || P <= 0) {                /* no terms: the gradient is zero */
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)rows * Ku; i++)
+                dwg[i] = 0.0f;
+            continue;
+        }
+        for (int n = 0; n < N; n++) {
+            const float *xg = x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW; /* [Cg_upd,H,W] */
+            const float *dyg = dy + ((ptrdiff_t)n * M + m0) * P;               /* [rows,P] */
+            if (pointwise) { /* col^T[P, Cg_upd]: element (p, c) = xg[c*HW + p] */
+                gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
+                                       n > 0);
+                continue;
+            }
+            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
+                const int np = eg_min(EG_PTILE, P - p0);
+                eg_patches(scratch, NULL, xg, HW, Cg_upd, &gm, p0, np, 1);
+                gemm_f32_tiled_strided(dwg, dyg + p0, scratch, NULL, rows, Ku, np, Ku, P, 1, 1, np,
+                                       n > 0 || p0 > 0);
+            }
+        }
+    }
+}

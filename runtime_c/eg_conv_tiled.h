@@ -1,0 +1,44 @@
+/* eg_conv_tiled.h — fast fp32 2-D convolution: the contract of eg_conv.h plus a scratch buffer.
+ *
+ * Arguments are those of the reference kernels (eg_conv.h) in the same order, then `scratch`,
+ * a float buffer the kernel may overwrite (not read before written; may be NULL when its size
+ * is 0). Its size in floats, with P = OH*OW, Cg = C/G, Mg = M/G, PTILE = 256:
+ *
+ *   depthwise    = (Cg == 1 && Mg == 1)                       direct loops, no scratch
+ *   pointwise    = (KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0
+ *                   && OH == H && OW == W)                    a plain GEMM over pixels
+ *   fw:          depthwise || pointwise ? 0 : Cg * KH * KW * min(P, PTILE)
+ *   bw_input:    depthwise || pointwise ? 0 : Cg * KH * KW * min(P, PTILE)
+ *   bw_weight:   depthwise || pointwise ? 0 : Cg_upd * KH * KW * min(P, PTILE)
+ *
+ * (compiler/kernels_tiled.py: conv_scratch_floats computes the same numbers.) The scratch is
+ * an im2col tile: the Cg*KH*KW patch rows of up to PTILE output pixels at a time. The kernels
+ * also use up to 16 KiB of stack (the GEMM's packed panel, eg_gemm_tiled.c).
+ *
+ * Results equal the reference up to fp32 summation order (blocked sums, FMAs): within
+ * rtol 1e-5 of the sum of |terms| (tests/test_kernels_tiled.py).
+ */
+#ifndef EG_CONV_TILED_H
+#define EG_CONV_TILED_H
+
+/* y[N,M,OH,OW] = conv(x[N,C,H,W], w[M,C/G,KH,KW]) + b[M]; b may be NULL. */
+void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
+                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                         int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                         int dil_w, int G, float *restrict scratch);
+
+/* dx[N,C,H,W] = transposed conv of dy[N,M,OH,OW] with w[M,C/G,KH,KW] (overwrites dx). */
+void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
+                               const float *restrict w, int N, int C, int H, int W, int M, int OH,
+                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                               int dil_w, int G, float *restrict scratch);
+
+/* dwt[M_upd,Cg_upd,KH,KW] (compact) = gradient of w[m, c] for m < M_upd, c < Cg_upd, from
+ * dy[N,M,OH,OW] and x stored as [N,Cx,H,W] (see conv2d_f32_bw_weight). */
+void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
+                                const float *restrict x, int N, int C, int H, int W, int M, int OH,
+                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                float *restrict scratch);
+
+#endif /* EG_CONV_TILED_H */

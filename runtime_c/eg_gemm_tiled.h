@@ -1,0 +1,25 @@
+/* eg_gemm_tiled.h — register-blocked fp32 GEMM: same contract as gemm_f32 (eg_gemm.h), plus the
+ * strided GEMM engine the tiled convolutions (eg_conv_tiled.c) are built on.
+ *
+ * Portable C99 + GCC vector extensions (gcc and clang, any ISA); no malloc; at most 16 KiB of
+ * stack (one packed panel of b). Sums in a different order from the reference (k blocked,
+ * fused multiply-adds where the ISA has them): results agree to fp32 rounding of the sums.
+ */
+#ifndef EG_GEMM_TILED_H
+#define EG_GEMM_TILED_H
+
+/* Same arguments and result as gemm_f32 in eg_gemm.h. */
+void gemm_f32_tiled(float *restrict y, const float *restrict a, const float *restrict b,
+                    const float *restrict c, int batch, int M, int N, int K, int transA,
+                    int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn);
+
+/* The engine: for m < M, n < N
+ *   out[m*ldc + n] (+)= bias[m] + sum_{k<K} a[m*a_rs + k*a_cs] * b[k*b_rs + n*b_cs]
+ * "+=" when accumulate != 0 (bias is then ignored), "=" otherwise; bias may be NULL (0).
+ * Any element strides for a and b (a transposed operand is just swapped strides);
+ * out must not overlap a or b. */
+void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const float *restrict b,
+                            const float *restrict bias, int M, int N, int K, int ldc, int a_rs,
+                            int a_cs, int b_rs, int b_cs, int accumulate);
+
+#endif /* EG_GEMM_TILED_H */

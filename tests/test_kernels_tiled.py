@@ -1,0 +1,309 @@
+"""Tiled conv / GEMM kernels (runtime_c/eg_*_tiled.c) against the fp32 reference kernels.
+
+Reference and tiled kernels are built into one library with the host target's flags and
+compared element by element on random inputs over many shapes: every zoo conv layer (resnet8,
+dscnn, mobilenetv2_w035_96) and the awkward cases (groups, channel multipliers, strides,
+dilation, asymmetric and oversized pads, 1-D, batch > 1, im2col tiles that split an output row,
+k blocks, partial weight gradients with M_upd < M, Cg_upd < Cg, Cx < C).
+
+Tolerance: both kernels compute the same sums in a different order (blocked, FMAs), so the
+error bound scales with the sum of |terms|, not with the result:
+    |tiled - ref| <= 1e-5 * ref(|inputs|) + 1e-6
+where ref(|inputs|) is the reference kernel run on the absolute values of its inputs.
+Scratch: the buffer has exactly conv_scratch_floats(...) floats, pre-filled with NaN (reading
+it before writing poisons the output) and followed and preceded by guard words that must
+stay untouched; outputs sit between guards too (kernel_harness.Guarded).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kernel_harness import RUNTIME, Guarded, _convert, parse_prototypes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from compiler.kernels_tiled import conv_scratch_floats
+
+HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
+               "-fPIC", "-shared"]
+FAMILIES = ["conv", "gemm", "conv_tiled", "gemm_tiled"]
+RTOL, ATOL = 1e-5, 1e-6  # relative to the reference run on |inputs| (see module docstring)
+GUARD = 64
+GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN with a payload no kernel produces
+
+
+def build_lib(out_dir: Path, cflags=HOST_CFLAGS) -> Path:
+    lib = out_dir / "libegtiled.so"
+    sources = [str(RUNTIME / f"eg_{f}.c") for f in FAMILIES]
+    subprocess.run(["gcc", *cflags, f"-I{RUNTIME}", *sources, "-o", str(lib)], check=True,
+                   capture_output=True, text=True)
+    return lib
+
+
+class TiledKernels:
+    """ctypes access to the reference + tiled conv/gemm kernels, typed from their headers."""
+
+    def __init__(self, lib_path: Path):
+        self._lib = ctypes.CDLL(str(lib_path))
+        self.signatures: dict[str, list[str]] = {}
+        for fam in FAMILIES:
+            self.signatures.update(parse_prototypes((RUNTIME / f"eg_{fam}.h").read_text()))
+        for name, kinds in self.signatures.items():
+            f = getattr(self._lib, name)
+            f.restype = None
+            f.argtypes = [{"fp": ctypes.c_void_p, "ip": ctypes.POINTER(ctypes.c_int), "i": ctypes.c_int,
+                           "f": ctypes.c_float}[k] for k in kinds]
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in self.signatures:
+            raise AttributeError(name)
+        kinds, f = self.signatures[name], getattr(self._lib, name)
+
+        def call(*args):
+            assert len(args) == len(kinds), f"{name}: {len(args)} args, header has {len(kinds)}"
+            return f(*[_convert(name, i, k, a) for i, (k, a) in enumerate(zip(kinds, args))])
+        return call
+
+
+class Scratch:
+    """n floats of NaN between GUARD_BITS guard words (the trailing guard is as long as the
+    buffer, so a kernel that needs more scratch than stated fails the check, not the process)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.raw = np.full(n + GUARD + (GUARD + n), np.nan, np.float32)
+        bits = self.raw.view(np.uint32)
+        bits[:GUARD] = GUARD_BITS
+        bits[GUARD + n:] = GUARD_BITS
+        self.buf = self.raw[GUARD:GUARD + n] if n else self.raw[GUARD:GUARD + 1]
+
+    def check(self) -> None:
+        bits = self.raw.view(np.uint32)
+        assert (bits[:GUARD] == GUARD_BITS).all(), "kernel wrote before its scratch"
+        assert (bits[GUARD + self.n:] == GUARD_BITS).all(), \
+            f"kernel wrote past its stated scratch of {self.n} floats"
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory) -> TiledKernels:
+    return TiledKernels(build_lib(tmp_path_factory.mktemp("egtiled")))
+
+
+def assert_close(actual, expected, magnitude, what: str):
+    err = np.abs(actual.astype(np.float64) - expected)
+    bound = RTOL * magnitude + ATOL
+    bad = ~(err <= bound)  # also catches NaN
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err - bound, -np.inf) if not np.isnan(err).any()
+                                        else np.isnan(err)), err.shape)
+        raise AssertionError(f"{what}: {bad.sum()} of {bad.size} elements off, first at {i}: "
+                             f"tiled {actual[i]} ref {expected[i]} bound {bound[i]}")
+
+
+# (name, N, C, H, W, M, KH, KW, sh, sw, pt, pl, pb, pr, dil_h, dil_w, G)
+ZOO = [
+    ("resnet8 stem 3->16 32px", 1, 3, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 16->16 32px", 1, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 16->32 s2", 1, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 32->32 16px", 1, 32, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 1x1 16->32 s2", 1, 16, 32, 32, 32, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1),
+    ("resnet8 32->64 s2", 1, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 64->64 8px", 1, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("resnet8 1x1 32->64 s2", 1, 32, 16, 16, 64, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1),
+    ("dscnn stem 10x4 s2", 1, 1, 49, 10, 64, 10, 4, 2, 2, 4, 1, 5, 1, 1, 1, 1),
+    ("dscnn dw 3x3 25x5", 1, 64, 25, 5, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 64),
+    ("dscnn pw 64->64 25x5", 1, 64, 25, 5, 64, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 stem 3->16 s2 96px", 1, 3, 96, 96, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),
+    ("mbv2 dw16 48px", 1, 16, 48, 48, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16),
+    ("mbv2 pw 16->8 48px", 1, 16, 48, 48, 8, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 pw 8->48 48px", 1, 8, 48, 48, 48, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 dw48 s2 48px", 1, 48, 48, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 48),
+    ("mbv2 pw 48->8 24px", 1, 48, 24, 24, 8, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 dw48 24px", 1, 48, 24, 24, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 48),
+    ("mbv2 dw96 12px", 1, 96, 12, 12, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 96),
+    ("mbv2 pw 16->96 12px", 1, 16, 12, 12, 96, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 dw96 s2 12px", 1, 96, 12, 12, 96, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 96),
+    ("mbv2 pw 144->24 6px", 1, 144, 6, 6, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 dw192 s2 6px", 1, 192, 6, 6, 192, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 192),
+    ("mbv2 dw336 3px", 1, 336, 3, 3, 336, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 336),
+    ("mbv2 pw 336->112 3px", 1, 336, 3, 3, 112, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("mbv2 last 112->1280 3px", 1, 112, 3, 3, 1280, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+]
+
+EDGE = [
+    ("grouped G=2", 1, 8, 9, 7, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),
+    ("grouped G=4 s2 dil2", 2, 16, 11, 13, 8, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 4),
+    ("channel multiplier Cg=1 Mg=2", 1, 4, 7, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4),
+    ("depthwise 5x5 s2 asym", 2, 6, 13, 11, 6, 5, 5, 2, 2, 2, 1, 1, 3, 1, 1, 6),
+    ("depthwise dil2 s3", 1, 5, 17, 16, 5, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 5),
+    ("depthwise 3x1 1-D", 1, 7, 1, 40, 7, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 7),
+    ("depthwise wide row", 1, 3, 5, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
+    ("depthwise pad beyond kernel", 1, 2, 4, 4, 2, 3, 3, 1, 1, 4, 4, 4, 4, 1, 1, 2),
+    ("1-D conv H=1 k5 s2", 2, 6, 1, 50, 10, 1, 5, 1, 2, 0, 2, 0, 2, 1, 1, 1),
+    ("1-D conv k3 dil3", 1, 4, 1, 33, 5, 1, 3, 1, 1, 0, 3, 0, 3, 1, 3, 1),
+    ("asym pads stride 3x2", 1, 3, 14, 15, 7, 4, 3, 3, 2, 3, 0, 1, 2, 1, 1, 1),
+    ("pad beyond kernel", 1, 2, 3, 4, 3, 2, 2, 1, 1, 3, 3, 3, 3, 1, 1, 1),
+    ("1x1 padded", 1, 5, 6, 6, 7, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("1x1 negative tail (OH<H)", 1, 5, 7, 7, 3, 1, 1, 1, 1, 0, 0, -1, -2, 1, 1, 1),
+    ("1x1 grouped batch 3", 3, 12, 5, 9, 9, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3),
+    ("k blocks K=360 > KC", 1, 40, 6, 7, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("tile splits rows P=900", 2, 3, 30, 30, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("big pointwise P=1200 K=300", 1, 300, 40, 30, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("dilated 3x3 d2", 2, 4, 12, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1),
+    ("kernel 1 row many M", 1, 2, 5, 5, 31, 3, 3, 2, 1, 0, 1, 0, 1, 1, 1, 1),
+]
+
+
+def random_cases(n: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < n:
+        G = int(rng.choice([1, 1, 1, 2, 3]))
+        dw = rng.random() < 0.25
+        Cg = 1 if dw else int(rng.integers(1, 9))
+        Mg = 1 if dw else int(rng.integers(1, 15))
+        KH, KW = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        H, W = int(rng.integers(1, 20)), int(rng.integers(1, 24))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        dh, dwl = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        pads = [int(rng.integers(0, 4)) for _ in range(4)]
+        case = ("random", int(rng.integers(1, 3)), Cg * G, H, W, Mg * G, KH, KW, sh, sw, *pads, dh, dwl, G)
+        if out_size(case)[0] > 0 and out_size(case)[1] > 0:
+            cases.append(case)
+    return cases
+
+
+def out_size(case) -> tuple[int, int]:
+    _, _, _, H, W, _, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, _ = case
+    return (H + pt + pb - dh * (KH - 1) - 1) // sh + 1, (W + pl + pr - dw * (KW - 1) - 1) // sw + 1
+
+
+def sizes_of(case) -> list[int]:
+    _, N, C, H, W, M, KH, KW, sh, sw, pt, pl, _, _, dh, dw, G = case
+    OH, OW = out_size(case)
+    return [N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G]
+
+
+CASES = ZOO + EDGE + random_cases(40, 7)
+
+
+def f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{i}-{c[0]}" for i, c in enumerate(CASES)])
+def test_conv_tiled_matches_reference(k, case):
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    sizes = sizes_of(case)
+    N, C, H, W, M, OH, OW, KH, KW, *_, G = sizes
+    x = f32(rng.standard_normal((N, C, H, W)))
+    w = f32(rng.standard_normal((M, C // G, KH, KW)))
+    b = f32(rng.standard_normal(M))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    g = Guarded()
+
+    def run(ref_fn, tiled_fn, kind, out_shape, args, extra=(), scratch_kw=None):
+        ref = np.zeros(out_shape, np.float32)
+        getattr(k, ref_fn)(ref, *args, *sizes, *extra)
+        mag = np.zeros(out_shape, np.float32)
+        getattr(k, ref_fn)(mag, *[np.abs(a) if a is not None else None for a in args], *sizes, *extra)
+        s = Scratch(conv_scratch_floats(kind, *sizes, **(scratch_kw or {})))
+        out = g.out(*out_shape)
+        getattr(k, tiled_fn)(out, *args, *sizes, *extra, s.buf)
+        g.check()
+        s.check()
+        assert_close(out, ref, mag, f"{tiled_fn} {case[0]}")
+
+    run("conv2d_f32_fw", "conv2d_f32_fw_tiled", "fw", (N, M, OH, OW), (x, w, b))
+    run("conv2d_f32_fw", "conv2d_f32_fw_tiled", "fw", (N, M, OH, OW), (x, w, None))
+    run("conv2d_f32_bw_input", "conv2d_f32_bw_input_tiled", "bw_input", (N, C, H, W), (dy, w))
+    Cg = C // G
+    run("conv2d_f32_bw_weight", "conv2d_f32_bw_weight_tiled", "bw_weight", (M, Cg, KH, KW), (dy, x),
+        (M, Cg, C))
+    # partial weight gradient: leading output channels / in-group input channels only
+    M_upd, Cg_upd = max(1, (M + 1) // 2), max(1, Cg - 1)
+    run("conv2d_f32_bw_weight", "conv2d_f32_bw_weight_tiled", "bw_weight", (M_upd, Cg_upd, KH, KW),
+        (dy, x), (M_upd, Cg_upd, C), {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": C})
+    if G == 1 and Cg_upd < C:  # only a leading input share of x was kept: Cx == Cg_upd
+        xs = f32(x[:, :Cg_upd])
+        run("conv2d_f32_bw_weight", "conv2d_f32_bw_weight_tiled", "bw_weight", (M, Cg_upd, KH, KW),
+            (dy, xs), (M, Cg_upd, Cg_upd), {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd})
+
+
+def test_scratch_formula_examples():
+    # 3x3 16->16 at 32x32: 144 patch rows x a 256-pixel tile; 1x1 stride 1 and depthwise: none
+    assert conv_scratch_floats("fw", 1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1) == 144 * 256
+    assert conv_scratch_floats("bw_input", 1, 64, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1) == 576 * 64
+    assert conv_scratch_floats("fw", 1, 112, 3, 3, 1280, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1) == 0
+    assert conv_scratch_floats("bw_weight", 1, 48, 48, 48, 48, 24, 24, 3, 3, 2, 2, 1, 1, 1, 1, 48) == 0
+    assert conv_scratch_floats("bw_weight", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1,
+                               M_upd=32, Cg_upd=4, Cx=16) == 4 * 256
+    with pytest.raises(ValueError):
+        conv_scratch_floats("bw", 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1)
+
+
+GEMM_CASES = [  # batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs(0: broadcast), c kind
+    (1, 1, 1, 1, 0, 0, 1.0, 0.0, True, True, None),
+    (1, 7, 33, 5, 0, 0, 1.0, 0.0, True, True, None),
+    (2, 13, 17, 300, 0, 1, 1.0, 1.0, True, True, "row"),
+    (2, 6, 16, 8, 1, 0, 0.5, 2.0, True, False, "full"),
+    (3, 20, 45, 19, 1, 1, -1.5, 0.0, False, True, "full"),
+    (1, 64, 10, 1024, 0, 1, 1.0, 1.0, True, True, "col"),
+    (1, 10, 1024, 64, 1, 0, 1.0, 0.0, True, True, None),
+    (1, 5, 3, 0, 0, 0, 1.0, 1.0, True, True, "row"),
+    (1, 128, 96, 600, 0, 0, 1.0, 0.0, True, True, None),
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES)
+def test_gemm_tiled_matches_reference(k, case):
+    batch, M, N, K, ta, tb, alpha, beta, a_per_batch, b_per_batch, ckind = case
+    rng = np.random.default_rng(M * 1000 + N * 10 + K)
+    a_shape = (K, M) if ta else (M, K)
+    b_shape = (N, K) if tb else (K, N)
+    a = f32(rng.standard_normal(((batch if a_per_batch else 1), *a_shape)))
+    b = f32(rng.standard_normal(((batch if b_per_batch else 1), *b_shape)))
+    a_bs = M * K if a_per_batch else 0
+    b_bs = K * N if b_per_batch else 0
+    c, c_sm, c_sn = None, 0, 0
+    if ckind == "full":
+        c, c_sm, c_sn = f32(rng.standard_normal((M, N))), N, 1
+    elif ckind == "row":
+        c, c_sm, c_sn = f32(rng.standard_normal(N)), 0, 1
+    elif ckind == "col":
+        c, c_sm, c_sn = f32(rng.standard_normal(M)), 1, 0
+    args = (batch, M, N, K, ta, tb, alpha, beta, a_bs, b_bs, c_sm, c_sn)
+    ref = np.zeros((batch, M, N), np.float32)
+    k.gemm_f32(ref, a, b, c, *args)
+    mag = np.zeros((batch, M, N), np.float32)
+    k.gemm_f32(mag, np.abs(a), np.abs(b), None if c is None else np.abs(c), *args[:6], abs(alpha),
+               abs(beta), *args[8:])
+    g = Guarded()
+    out = g.out(batch, M, N)
+    k.gemm_f32_tiled(out, a, b, c, *args)
+    g.check()
+    assert_close(out, ref, mag, f"gemm_f32_tiled {case}")
+
+
+@pytest.mark.parametrize("cc", [
+    ["aarch64-linux-gnu-gcc", "-std=c99", "-O3", "-march=armv8.2-a+fp16", "-Wall", "-Wextra", "-Werror"],
+    [sys.executable, "-m", "ziglang", "cc", "-target", "riscv32-freestanding-none",
+     "-mcpu=generic_rv32+m+a+f+c", "-mabi=ilp32f", "-ffreestanding", "-O2", "-std=c99", "-Wall",
+     "-Wextra", "-Werror"],
+    ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"],  # no -march: no AVX
+], ids=["aarch64", "riscv32", "x86-generic"])
+def test_tiled_sources_compile_for_other_targets(cc, tmp_path):
+    have = importlib.util.find_spec("ziglang") if cc[0] == sys.executable else shutil.which(cc[0])
+    if not have:
+        pytest.skip(f"{cc[0:4]} not available")
+    for fam in ("conv_tiled", "gemm_tiled"):
+        subprocess.run([*cc, f"-I{RUNTIME}", "-c", str(RUNTIME / f"eg_{fam}.c"), "-o",
+                        str(tmp_path / f"{fam}.o")], check=True, capture_output=True, text=True)
