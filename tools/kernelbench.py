@@ -1,0 +1,198 @@
+"""Time the reference conv kernels against the tiled ones (and PyTorch eager, 1 thread) on the
+conv layers of the zoo models; prints a markdown table.
+
+    python -m tools.kernelbench                    # resnet8, dscnn, mobilenetv2_w035_96
+    python -m tools.kernelbench --models resnet8 --no-ref
+
+Each kernel call is timed on its own (ctypes for ours, so a call carries ~1 us of Python
+overhead; torch eager pays its own dispatch overhead the same way); the median over repeats
+is reported. Layer shapes come from the ONNX files (shape inference), batch 1; per-model
+totals multiply each distinct shape by how often it occurs and add fw + bw_input + bw_weight
+(bw_input of the stem included, though training does not need it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = ROOT / "runtime_c"
+sys.path.insert(0, str(ROOT))
+
+from compiler.kernels_tiled import conv_scratch_floats  # noqa: E402
+
+HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
+               "-fPIC", "-shared"]
+MODELS = ["resnet8", "dscnn", "mobilenetv2_w035_96"]
+KINDS = ("fw", "bw_input", "bw_weight")
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    C: int
+    H: int
+    W: int
+    M: int
+    KH: int
+    KW: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    pb: int
+    pr: int
+    G: int
+
+    @property
+    def out(self) -> tuple[int, int]:
+        return ((self.H + self.pt + self.pb - self.KH) // self.sh + 1,
+                (self.W + self.pl + self.pr - self.KW) // self.sw + 1)
+
+    @property
+    def macs(self) -> int:
+        OH, OW = self.out
+        return self.M * OH * OW * (self.C // self.G) * self.KH * self.KW
+
+    def label(self) -> str:
+        kind = "dw" if self.G == self.C == self.M else ("pw" if self.KH == self.KW == 1 else "conv")
+        return (f"{kind} {self.C}->{self.M} {self.KH}x{self.KW}/{self.sh} {self.H}x{self.W}")
+
+    def sizes(self) -> list[int]:
+        OH, OW = self.out
+        return [1, self.C, self.H, self.W, self.M, OH, OW, self.KH, self.KW, self.sh, self.sw, self.pt,
+                self.pl, 1, 1, self.G]
+
+
+def zoo_convs(model: str) -> dict[ConvShape, int]:
+    """Distinct conv shapes of a zoo model -> how many layers have it."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    m = shape_inference.infer_shapes(onnx.load(str(ROOT / "models" / "onnx" / f"{model}.onnx")))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
+    shapes.update({t.name: list(numpy_helper.to_array(t).shape) for t in m.graph.initializer})
+    counts: dict[ConvShape, int] = {}
+    for node in m.graph.node:
+        if node.op_type != "Conv":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        _, C, H, W = shapes[node.input[0]]
+        M, _, KH, KW = shapes[node.input[1]]
+        sh, sw = attrs.get("strides", [1, 1])
+        pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
+        s = ConvShape(C, H, W, M, KH, KW, sh, sw, pt, pl, pb, pr, attrs.get("group", 1))
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def build(out_dir: Path) -> ctypes.CDLL:
+    lib = out_dir / "libkb.so"
+    srcs = [str(RUNTIME / f"eg_{f}.c") for f in ("conv", "gemm", "conv_tiled", "gemm_tiled")]
+    subprocess.run(["gcc", *HOST_CFLAGS, f"-I{RUNTIME}", *srcs, "-o", str(lib)], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+def median_us(fn, min_time: float = 0.05, min_reps: int = 5, max_reps: int = 2000) -> float:
+    fn()  # warm caches
+    times, start = [], time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def ptr(a: np.ndarray | None):
+    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
+    rng = np.random.default_rng(0)
+    sizes = s.sizes()
+    N, C, H, W, M, OH, OW, KH, KW = sizes[:9]
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((M, C // s.G, KH, KW), dtype=np.float32)
+    b = rng.standard_normal(M, dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    extra = [M, C // s.G, C] if kind == "bw_weight" else []
+    scratch = np.zeros(max(1, conv_scratch_floats(kind, *sizes)), np.float32)
+    out, ins = {"fw": (np.empty_like(dy), [x, w, b]),
+                "bw_input": (np.empty_like(x), [dy, w]),
+                "bw_weight": (np.empty_like(w), [dy, x])}[kind]
+    args = [ptr(out), *map(ptr, ins), *map(ctypes.c_int, sizes + extra)]
+    name = f"conv2d_f32_{kind}"
+    if tiled:
+        name += "_tiled"
+        args.append(ptr(scratch))
+    fn = getattr(lib, name)
+    fn.restype = None
+    return median_us(lambda: fn(*args))
+
+
+def time_torch(s: ConvShape, kind: str) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    # asymmetric pads (dscnn stem): pre-pad x outside the timed call
+    x = torch.randn(1, s.C, s.H + s.pt + s.pb, s.W + s.pl + s.pr, generator=g)
+    w = torch.randn(s.M, s.C // s.G, s.KH, s.KW, generator=g)
+    b = torch.randn(s.M, generator=g)
+    OH, OW = s.out
+    dy = torch.randn(1, s.M, OH, OW, generator=g)
+    conv_args = ([s.sh, s.sw], [0, 0], [1, 1], False, [0, 0], s.G)
+    with torch.no_grad():
+        if kind == "fw":
+            return median_us(lambda: F.conv2d(x, w, b, (s.sh, s.sw), 0, 1, s.G))
+        mask = [True, False, False] if kind == "bw_input" else [False, True, False]
+        return median_us(lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *conv_args, mask))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=MODELS)
+    ap.add_argument("--no-ref", action="store_true", help="skip the (slow) reference kernels")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    opts = ap.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        opts.no_torch = True
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = build(Path(tmp))
+        print("| model | layer | n | kind | MMAC | ref us | tiled us | speedup | tiled GMAC/s | torch us |"
+              " tiled/torch |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for model in opts.models:
+            tot = {"ref": 0.0, "tiled": 0.0, "torch": 0.0}
+            for s, n in zoo_convs(model).items():
+                for kind in KINDS:
+                    ref = float("nan") if opts.no_ref else time_ours(lib, s, kind, False)
+                    til = time_ours(lib, s, kind, True)
+                    tor = float("nan") if opts.no_torch else time_torch(s, kind)
+                    tot["ref"] += n * ref
+                    tot["tiled"] += n * til
+                    tot["torch"] += n * tor
+                    print(f"| {model} | {s.label()} | {n} | {kind} | {s.macs / 1e6:.3f} | {ref:.1f} | "
+                          f"{til:.1f} | {ref / til:.1f}x | {s.macs / til / 1e3:.1f} | {tor:.1f} | "
+                          f"{til / tor:.2f} |")
+            print(f"| **{model} total** | all convs, fw+bw_input+bw_weight | | | | {tot['ref']:.0f} | "
+                  f"{tot['tiled']:.0f} | {tot['ref'] / tot['tiled']:.1f}x | | {tot['torch']:.0f} | "
+                  f"{tot['tiled'] / tot['torch']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
