@@ -8,14 +8,14 @@ same formulas; tests/test_kernels_tiled.py checks the kernels stay inside them):
 * pointwise (1x1, stride 1, no top/left padding, same output size): a GEMM straight on x, no
   scratch;
 * otherwise an im2col tile of the patch rows (Cg * KH * KW, or Cg_upd * KH * KW for the weight
-  gradient) times min(OH * OW, PTILE) output pixels.
+  gradient) times the pixels of a tile of whole output rows, min(OH, max(1, PTILE // OW)) * OW.
 
 No side effects on import.
 """
 
 from __future__ import annotations
 
-PTILE = 256  # output pixels per im2col tile; EG_PTILE in runtime_c/eg_conv_tiled.c
+PTILE = 256  # about this many output pixels per im2col tile; EG_PTILE in runtime_c/eg_conv_tiled.c
 
 CONV_KINDS = ("fw", "bw_input", "bw_weight")
 
@@ -43,4 +43,6 @@ def conv_scratch_floats(kind: str, N: int, C: int, H: int, W: int, M: int, OH: i
     rows = C // G
     if kind == "bw_weight":
         rows = C // G if Cg_upd is None else Cg_upd
-    return rows * KH * KW * min(OH * OW, PTILE)
+    if OH * OW <= 0:
+        return 0
+    return rows * KH * KW * min(OH, max(1, PTILE // OW)) * OW

@@ -6,7 +6,8 @@
  *   H, W / OH, OW input / output size;  P = OH*OW output pixels;  KH, KW kernel
  *   sh, sw strides;  pt, pl top / left padding;  dil_h, dil_w dilation
  *   Kg = Cg*KH*KW   rows of a group's patch matrix ("col"), one per (c, kh, kw)
- *   PTILE           output pixels per im2col tile (the scratch holds Kg x PTILE)
+ *   tile            whole output rows, about PTILE pixels: OW * max(1, PTILE / OW) pixels
+ *                   (the scratch holds Kg x tile)
  *
  * Index map: ih = oh*sh - pt + kh*dil_h, iw = ow*sw - pl + kw*dil_w (outside = zero padding).
  * Per image n and group g, with col[Kg, P] the patches of x_g (col[(c,kh,kw), p] = x[c,ih,iw]):
@@ -65,57 +66,60 @@ typedef struct {
     int H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w;
 } eg_geom;
 
-/* Walks the patch matrix rows (c, kh, kw) for c < nc over output pixels [p0, p0+np): for each
- * run of pixels on one output row calls back with the run's place in col and in x.
- * to_col != 0: col[r, j] = x[c, ih, iw] or 0 (im2col); else x[c, ih, iw] += col[r, j] (col2im).
- * col rows are np apart; x channels are HW apart. */
-static void eg_patches(float *restrict col, float *restrict xw, const float *restrict xr_,
-                       ptrdiff_t HW, int nc, const eg_geom *gm, int p0, int np, int to_col)
+/* The patch matrix of output rows [oh0, oh0+nrows) (all OW pixels of each), rows (c, kh, kw)
+ * for c < nc. Element (r, j) of the tile, j = (oh-oh0)*OW + ow, lives at col[r*col_rs + j*col_cs].
+ * to_col != 0: col = x[c, ih, iw] or 0 (im2col); else x[c, ih, iw] += col (col2im, col_cs 1).
+ * The in-image range of ow depends only on kw, so it is found once per patch row. */
+static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, float *restrict xw,
+                       const float *restrict xr_, ptrdiff_t HW, int nc, const eg_geom *gm, int oh0,
+                       int nrows, int to_col)
 {
-    const int W = gm->W, OW = gm->OW;
+    const int W = gm->W, OW = gm->OW, sw = gm->sw;
     int r = 0;
     for (int c = 0; c < nc; c++) {
         for (int kh = 0; kh < gm->KH; kh++) {
             for (int kw = 0; kw < gm->KW; kw++, r++) {
-                float *dst = col + (ptrdiff_t)r * np;
                 const int offw = kw * gm->dil_w - gm->pl; /* iw = ow*sw + offw */
-                const int ow_in0 = eg_first_in(offw, gm->sw);
-                const int ow_in1 = eg_end_in(offw, gm->sw, W, OW);
-                int j = 0;
-                while (j < np) {
-                    const int p = p0 + j, oh = p / OW, ow_s = p - oh * OW;
-                    const int ow_e = eg_min(OW, ow_s + (np - j));
-                    const int ih = oh * gm->sh - gm->pt + kh * gm->dil_h;
-                    float *d = dst + j - ow_s; /* d[ow] is this run's column for pixel ow */
-                    j += ow_e - ow_s;
-                    if (ih < 0 || ih >= gm->H) {
-                        if (to_col)
-                            for (int ow = ow_s; ow < ow_e; ow++)
-                                d[ow] = 0.0f;
-                        continue;
-                    }
+                const int a = eg_min(eg_first_in(offw, sw), OW);
+                const int e = eg_max(a, eg_end_in(offw, sw, W, OW));
+                for (int i = 0; i < nrows; i++) {
+                    const int ih = (oh0 + i) * gm->sh - gm->pt + kh * gm->dil_h;
+                    float *d = col + r * col_rs + (ptrdiff_t)i * OW * col_cs;
+                    const int inside = ih >= 0 && ih < gm->H;
                     const ptrdiff_t xo = (ptrdiff_t)c * HW + (ptrdiff_t)ih * W + offw;
-                    const int a = eg_max(ow_s, ow_in0), e = eg_max(a, eg_min(ow_e, ow_in1));
-                    if (to_col) {
-                        const float *xs = xr_ + xo;
-                        for (int ow = ow_s; ow < a; ow++)
-                            d[ow] = 0.0f;
-                        if (gm->sw == 1)
-                            for (int ow = a; ow < e; ow++)
-                                d[ow] = xs[ow];
-                        else
-                            for (int ow = a; ow < e; ow++)
-                                d[ow] = xs[(ptrdiff_t)ow * gm->sw];
-                        for (int ow = e; ow < ow_e; ow++)
-                            d[ow] = 0.0f;
-                    } else {
+                    if (!to_col) {
+                        if (!inside)
+                            continue;
                         float *xs = xw + xo;
-                        if (gm->sw == 1)
+                        if (sw == 1)
                             for (int ow = a; ow < e; ow++)
                                 xs[ow] += d[ow];
                         else
                             for (int ow = a; ow < e; ow++)
-                                xs[(ptrdiff_t)ow * gm->sw] += d[ow];
+                                xs[(ptrdiff_t)ow * sw] += d[ow];
+                    } else if (!inside) {
+                        for (int ow = 0; ow < OW; ow++)
+                            d[ow * col_cs] = 0.0f;
+                    } else if (col_cs == 1) {
+                        const float *xs = xr_ + xo;
+                        for (int ow = 0; ow < a; ow++)
+                            d[ow] = 0.0f;
+                        if (sw == 1)
+                            for (int ow = a; ow < e; ow++)
+                                d[ow] = xs[ow];
+                        else
+                            for (int ow = a; ow < e; ow++)
+                                d[ow] = xs[(ptrdiff_t)ow * sw];
+                        for (int ow = e; ow < OW; ow++)
+                            d[ow] = 0.0f;
+                    } else {
+                        const float *xs = xr_ + xo;
+                        for (int ow = 0; ow < a; ow++)
+                            d[ow * col_cs] = 0.0f;
+                        for (int ow = a; ow < e; ow++)
+                            d[ow * col_cs] = xs[(ptrdiff_t)ow * sw];
+                        for (int ow = e; ow < OW; ow++)
+                            d[ow * col_cs] = 0.0f;
                     }
                 }
             }
@@ -123,10 +127,14 @@ static void eg_patches(float *restrict col, float *restrict xw, const float *res
     }
 }
 
+/* Output rows per im2col tile: whole rows, about EG_PTILE pixels (at least one row). */
+static inline int eg_tile_rows(int OW) { return OW <= 0 || OW >= EG_PTILE ? 1 : EG_PTILE / OW; }
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* Depthwise: y[n,m] = b[m] + sum_{kh,kw} w[m,0,kh,kw] * x[n,m] shifted; one output row at a
- * time, the taps in the reference's order. */
+/* Depthwise: y[n,m] = b[m] + sum_{kh,kw} w[m,0,kh,kw] * x[n,m] shifted. Tap by tap over the
+ * whole channel (it stays in L1), so the in-image ranges (divisions) are found once per tap,
+ * not per row; each element still sums bias then taps in the reference's order. */
 static void eg_dw_fw(float *restrict y, const float *restrict x, const float *restrict w,
                      const float *restrict b, int N, int C, int H, int W, int OH, int OW, int KH,
                      int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w)
@@ -135,28 +143,27 @@ static void eg_dw_fw(float *restrict y, const float *restrict x, const float *re
     for (int n = 0; n < N; n++) {
         for (int m = 0; m < C; m++) {
             const float *xc = x + ((ptrdiff_t)n * C + m) * HW;
+            float *restrict ym = y + ((ptrdiff_t)n * C + m) * OHW;
             const float *wm = w + m * KK;
             const float bias = b ? b[m] : 0.0f;
-            for (int oh = 0; oh < OH; oh++) {
-                float *restrict yr = y + ((ptrdiff_t)n * C + m) * OHW + (ptrdiff_t)oh * OW;
-                for (int ow = 0; ow < OW; ow++)
-                    yr[ow] = bias;
-                const int ih0 = oh * sh - pt;
-                const int kh0 = eg_first_in(ih0, dil_h), kh1 = eg_end_in(ih0, dil_h, H, KH);
-                for (int kh = kh0; kh < kh1; kh++) {
-                    const float *xr = xc + (ptrdiff_t)(ih0 + kh * dil_h) * W;
-                    for (int kw = 0; kw < KW; kw++) {
-                        const int off = kw * dil_w - pl; /* iw = ow*sw + off */
-                        const int ow0 = eg_first_in(off, sw), ow1 = eg_end_in(off, sw, W, OW);
-                        const float wv = wm[kh * KW + kw];
-                        if (sw == 1) {
-                            const float *restrict xs = xr + off;
+            for (ptrdiff_t i = 0; i < OHW; i++)
+                ym[i] = bias;
+            for (int kh = 0; kh < KH; kh++) {
+                const int offh = kh * dil_h - pt; /* ih = oh*sh + offh */
+                const int oh0 = eg_first_in(offh, sh), oh1 = eg_end_in(offh, sh, H, OH);
+                for (int kw = 0; kw < KW; kw++) {
+                    const int offw = kw * dil_w - pl; /* iw = ow*sw + offw */
+                    const int ow0 = eg_first_in(offw, sw), ow1 = eg_end_in(offw, sw, W, OW);
+                    const float wv = wm[kh * KW + kw];
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        float *restrict yr = ym + (ptrdiff_t)oh * OW;
+                        const float *restrict xr = xc + (ptrdiff_t)(oh * sh + offh) * W + offw;
+                        if (sw == 1)
                             for (int ow = ow0; ow < ow1; ow++)
-                                yr[ow] += wv * xs[ow];
-                        } else {
+                                yr[ow] += wv * xr[ow];
+                        else
                             for (int ow = ow0; ow < ow1; ow++)
-                                yr[ow] += wv * xr[(ptrdiff_t)ow * sw + off];
-                        }
+                                yr[ow] += wv * xr[(ptrdiff_t)ow * sw];
                     }
                 }
             }
@@ -177,6 +184,7 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
     const ptrdiff_t HW = (ptrdiff_t)H * W;
     const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
     const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    const int tr = eg_tile_rows(OW);
     for (int n = 0; n < N; n++) {
         for (int g = 0; g < G; g++) {
             const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW; /* [Cg,H,W] */
@@ -187,9 +195,9 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
                 gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
                 continue;
             }
-            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
-                const int np = eg_min(EG_PTILE, P - p0);
-                eg_patches(scratch, NULL, xg, HW, Cg, &gm, p0, np, 1);
+            for (int oh0 = 0; oh0 < OH; oh0 += tr) {
+                const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
+                eg_patches(scratch, np, 1, NULL, xg, HW, Cg, &gm, oh0, nrows, 1);
                 gemm_f32_tiled_strided(yg + p0, wg, scratch, bg, Mg, np, Kg, P, Kg, 1, np, 1, 0);
             }
         }
@@ -199,7 +207,8 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
 /* ---- backward to the input -------------------------------------------------------------- */
 
 /* Depthwise: forward y[m, oh, ow] += w[m,kh,kw] * x[m, ih, iw], so dx[m, ih, iw] collects
- * w[m,kh,kw] * dy[m, oh, ow]: scatter each dy row into the dx rows its taps read. */
+ * w[m,kh,kw] * dy[m, oh, ow]: each tap scatters the dy channel into the dx rows it read (tap by
+ * tap over the channel, as the forward). */
 static void eg_dw_bw_input(float *restrict dx, const float *restrict dy, const float *restrict w,
                            int N, int C, int H, int W, int OH, int OW, int KH, int KW, int sh,
                            int sw, int pt, int pl, int dil_h, int dil_w)
@@ -207,29 +216,27 @@ static void eg_dw_bw_input(float *restrict dx, const float *restrict dy, const f
     const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
     for (int n = 0; n < N; n++) {
         for (int m = 0; m < C; m++) {
-            float *dxc = dx + ((ptrdiff_t)n * C + m) * HW;
+            float *restrict dxc = dx + ((ptrdiff_t)n * C + m) * HW;
             const float *dym = dy + ((ptrdiff_t)n * C + m) * OHW;
             const float *wm = w + m * KK;
             for (ptrdiff_t i = 0; i < HW; i++)
                 dxc[i] = 0.0f;
-            for (int oh = 0; oh < OH; oh++) {
-                const float *restrict dyr = dym + (ptrdiff_t)oh * OW;
-                const int ih0 = oh * sh - pt;
-                const int kh0 = eg_first_in(ih0, dil_h), kh1 = eg_end_in(ih0, dil_h, H, KH);
-                for (int kh = kh0; kh < kh1; kh++) {
-                    float *restrict dxr = dxc + (ptrdiff_t)(ih0 + kh * dil_h) * W;
-                    for (int kw = 0; kw < KW; kw++) {
-                        const int off = kw * dil_w - pl;
-                        const int ow0 = eg_first_in(off, sw), ow1 = eg_end_in(off, sw, W, OW);
-                        const float wv = wm[kh * KW + kw];
-                        if (sw == 1) {
-                            float *restrict xs = dxr + off;
+            for (int kh = 0; kh < KH; kh++) {
+                const int offh = kh * dil_h - pt;
+                const int oh0 = eg_first_in(offh, sh), oh1 = eg_end_in(offh, sh, H, OH);
+                for (int kw = 0; kw < KW; kw++) {
+                    const int offw = kw * dil_w - pl;
+                    const int ow0 = eg_first_in(offw, sw), ow1 = eg_end_in(offw, sw, W, OW);
+                    const float wv = wm[kh * KW + kw];
+                    for (int oh = oh0; oh < oh1; oh++) {
+                        const float *restrict dyr = dym + (ptrdiff_t)oh * OW;
+                        float *restrict xr = dxc + (ptrdiff_t)(oh * sh + offh) * W + offw;
+                        if (sw == 1)
                             for (int ow = ow0; ow < ow1; ow++)
-                                xs[ow] += wv * dyr[ow];
-                        } else {
+                                xr[ow] += wv * dyr[ow];
+                        else
                             for (int ow = ow0; ow < ow1; ow++)
-                                dxr[(ptrdiff_t)ow * sw + off] += wv * dyr[ow];
-                        }
+                                xr[(ptrdiff_t)ow * sw] += wv * dyr[ow];
                     }
                 }
             }
@@ -250,6 +257,7 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
     const ptrdiff_t HW = (ptrdiff_t)H * W;
     const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
     const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    const int tr = eg_tile_rows(OW);
     for (int n = 0; n < N; n++) {
         for (int g = 0; g < G; g++) {
             float *dxg = dx + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;       /* [Cg,H,W] */
@@ -262,10 +270,10 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
             }
             for (ptrdiff_t i = 0; i < (ptrdiff_t)Cg * HW; i++)
                 dxg[i] = 0.0f;
-            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
-                const int np = eg_min(EG_PTILE, P - p0);
+            for (int oh0 = 0; oh0 < OH; oh0 += tr) {
+                const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
                 gemm_f32_tiled_strided(scratch, wg, dyg + p0, NULL, Kg, np, Mg, np, 1, Kg, P, 1, 0);
-                eg_patches(scratch, dxg, NULL, HW, Cg, &gm, p0, np, 0);
+                eg_patches(scratch, np, 1, dxg, NULL, HW, Cg, &gm, oh0, nrows, 0);
             }
         }
     }
@@ -335,6 +343,7 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     const ptrdiff_t HW = (ptrdiff_t)H * W;
     const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
     const eg_geom gm = {H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w};
+    const int tr = eg_tile_rows(OW);
     for (int g = 0; g < G; g++) {
         const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
         if (rows <= 0)
@@ -353,10 +362,11 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                        n > 0);
                 continue;
             }
-            for (int p0 = 0; p0 < P; p0 += EG_PTILE) {
-                const int np = eg_min(EG_PTILE, P - p0);
-                eg_patches(scratch, NULL, xg, HW, Cg_upd, &gm, p0, np, 1);
-                gemm_f32_tiled_strided(dwg, dyg + p0, scratch, NULL, rows, Ku, np, Ku, P, 1, 1, np,
+            for (int oh0 = 0; oh0 < OH; oh0 += tr) {
+                /* the tile transposed, colT[np, Ku], so the GEMM reads its rows in place */
+                const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
+                eg_patches(scratch, 1, Ku, NULL, xg, HW, Cg_upd, &gm, oh0, nrows, 1);
+                gemm_f32_tiled_strided(dwg, dyg + p0, scratch, NULL, rows, Ku, np, Ku, P, 1, Ku, 1,
                                        n > 0 || p0 > 0);
             }
         }

@@ -2,17 +2,18 @@
  *
  * Arguments are those of the reference kernels (eg_conv.h) in the same order, then `scratch`,
  * a float buffer the kernel may overwrite (not read before written; may be NULL when its size
- * is 0). Its size in floats, with P = OH*OW, Cg = C/G, Mg = M/G, PTILE = 256:
+ * is 0). Its size in floats, with Cg = C/G, Mg = M/G and T the pixels of an im2col tile of
+ * whole output rows, T = min(OH, max(1, 256 / OW)) * OW (integer division):
  *
  *   depthwise    = (Cg == 1 && Mg == 1)                       direct loops, no scratch
  *   pointwise    = (KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0
  *                   && OH == H && OW == W)                    a plain GEMM over pixels
- *   fw:          depthwise || pointwise ? 0 : Cg * KH * KW * min(P, PTILE)
- *   bw_input:    depthwise || pointwise ? 0 : Cg * KH * KW * min(P, PTILE)
- *   bw_weight:   depthwise || pointwise ? 0 : Cg_upd * KH * KW * min(P, PTILE)
+ *   fw:          depthwise || pointwise ? 0 : Cg * KH * KW * T
+ *   bw_input:    depthwise || pointwise ? 0 : Cg * KH * KW * T
+ *   bw_weight:   depthwise || pointwise ? 0 : Cg_upd * KH * KW * T
  *
  * (compiler/kernels_tiled.py: conv_scratch_floats computes the same numbers.) The scratch is
- * an im2col tile: the Cg*KH*KW patch rows of up to PTILE output pixels at a time. The kernels
+ * an im2col tile: the Cg*KH*KW patch rows of T output pixels (whole rows) at a time. The kernels
  * also use up to 16 KiB of stack (the GEMM's packed panel, eg_gemm_tiled.c).
  *
  * Results equal the reference up to fp32 summation order (blocked sums, FMAs): within

@@ -11,8 +11,10 @@
  *       for each block of MR rows: out[rows, panel] (+)= a[rows, k block] . bp     (eg_tile)
  * eg_tile keeps MR x NR sums in 2*MR vector registers; per k it loads one row of bp (two
  * 8-float vectors) and broadcasts MR scalars of a, so a may have any strides (transposed a
- * costs nothing) and only b needs packing. b is used in place, unpacked, when it is
- * contiguous along n, the panel is full and there is a single row block (nothing to reuse).
+ * costs nothing) and only b may need packing: b is read in place when it is contiguous along
+ * n and the panel is full (measured: packing a panel that is then used by a few row blocks
+ * costs more than it saves, even for rows 4 KiB apart); packed when transposed or at the
+ * ragged right edge.
  *
  * Vectors are GCC vector extensions (gcc, clang; x86, aarch64, riscv lower them to whatever
  * the ISA has, or to scalars). GCC with -std=c99 does not contract a*b+c into an FMA
@@ -133,7 +135,7 @@ void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const 
             const float *bk = b + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)n0 * b_cs;
             const float *panel = bp;
             ptrdiff_t panel_rs = EG_NR;
-            if (b_cs == 1 && nr == EG_NR && M <= EG_MR) {
+            if (b_cs == 1 && nr == EG_NR) {
                 panel = bk;
                 panel_rs = b_rs;
             } else {

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
-from compiler.kernels_tiled import conv_scratch_floats  # noqa: E402
+from compiler.kernels_tiled import conv_scratch_floats
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
