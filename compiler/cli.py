@@ -65,6 +65,13 @@ def cmd_inspect(a) -> int:
     return 0
 
 
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+    run_demo(a.output, steps=a.steps, n_eval=a.eval, update=a.update, lr=a.lr, seed=a.seed, port=a.port,
+             optimizer=a.optimizer)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgegrad",
@@ -114,6 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--export", help="write the trained model here (same graph and names as the input model)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
     r.set_defaults(fn=cmd_run)
+
+    d = sub.add_parser("demo", help="on-device class-incremental learning on the emulated MCU",
+                       description="Compile a Fashion-MNIST CNN pretrained on classes 0-7 for the mcu target, "
+                                   "boot it in QEMU and teach it classes 8 and 9 from samples streamed over the "
+                                   "serial link; report accuracy before/after and plot it.",
+                       epilog="example: edgegrad demo --steps 240 -o build/demo")
+    d.add_argument("-o", "--output", default="build/demo", help="output folder (build, plot, trained model)")
+    d.add_argument("--steps", type=int, default=240, help="samples streamed for training (half new classes)")
+    d.add_argument("--eval", type=int, default=200, help="held-out test images (half new classes)")
+    d.add_argument("--update", default="last:2", help="update scheme (default last:2)")
+    d.add_argument("--lr", type=float, default=0.003)
+    d.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--port", help="a real board's serial port (not yet supported; QEMU by default)")
+    d.set_defaults(fn=cmd_demo)
 
     i = sub.add_parser("inspect", help="explain a model (layers, params, MACs) or a build (memory plan)",
                        epilog="examples:\n  edgegrad inspect model.onnx --update last:2\n  edgegrad inspect build/m",

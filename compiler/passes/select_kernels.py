@@ -23,7 +23,7 @@ CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weigh
 
 
 def tiled_available() -> bool:
-    return (RUNTIME / "eg_conv_tiled.c").exists()
+    return (RUNTIME / "eg_conv_tiled.c").exists() and "eg_conv_tiled.h" in (RUNTIME / "eg_kernels.h").read_text()
 
 
 def conv_sizes(g: Graph, n) -> dict:
