@@ -279,9 +279,10 @@ def _host_cflags() -> list[str]:
     return load_target("host")["cflags"]
 
 
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|"]
+def markdown_table(rows: list, columns: tuple[str, ...] = COLUMNS) -> str:
+    """Rows (anything with .cells()) under `columns`; the first two columns are text, the rest right-aligned."""
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
     return "\n".join(lines)
 
