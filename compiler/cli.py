@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: edgegrad demo --steps 240 -o build/demo")
     d.add_argument("-o", "--output", default="build/demo", help="output folder (build, plot, trained model)")
     d.add_argument("--steps", type=int, default=240, help="samples streamed for training (half new classes)")
-    d.add_argument("--eval", type=int, default=200, help="held-out test images (half new classes)")
+    d.add_argument("--eval", type=int, default=100, help="held-out test images (half new classes)")
     d.add_argument("--update", default="last:2", help="update scheme (default last:2)")
     d.add_argument("--lr", type=float, default=0.003)
     d.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])

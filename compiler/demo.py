@@ -43,7 +43,7 @@ def _accuracy(session, xs, ys) -> float:
     return hits / max(1, len(xs))
 
 
-def run_demo(out_dir: str | Path = "build/demo", *, steps: int = 240, n_eval: int = 200, update: str = "last:2",
+def run_demo(out_dir: str | Path = "build/demo", *, steps: int = 240, n_eval: int = 100, update: str = "last:2",
              lr: float = 0.003, seed: int = 0, port: str | None = None, optimizer: str = "sgd",
              target: str = "mcu") -> dict:
     from tqdm import tqdm

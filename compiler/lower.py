@@ -145,8 +145,8 @@ class Lowerer:
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
     # --- products
-    def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn):
-        return (f"gemm_f32({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.p(c)}, {batch}, {M}, {N}, {K}, {ta}, {tb}, "
+    def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn, fn="gemm_f32"):
+        return (f"{fn}({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.p(c)}, {batch}, {M}, {N}, {K}, {ta}, {tb}, "
                 f"{cfloat(alpha)}, {cfloat(beta)}, {abs_}, {bbs}, {csm}, {csn});")
 
     def op_Gemm(self, n, a, b, c=""):
@@ -159,7 +159,7 @@ class Lowerer:
             cs = bcast_strides(self.shape(c), (M, N))
             csm, csn = cs
         return self._gemm(n.outputs[0], a, b, c, 1, M, N, K, ta, tb, at.get("alpha", 1.0),
-                          at.get("beta", 1.0) if c else 0.0, 0, 0, csm, csn)
+                          at.get("beta", 1.0) if c else 0.0, 0, 0, csm, csn, fn=self._variant(n, "gemm_f32")[0])
 
     def _batched(self, n, a, b, ta, tb):
         sa, sb, sy = self.shape(a), self.shape(b), self.shape(n.outputs[0])
@@ -172,7 +172,7 @@ class Lowerer:
                 raise UnsupportedModelError(f"MatMul {n.name}: partially broadcast batch dims {list(sa)} x {list(sb)}")
         return self._gemm(n.outputs[0], a, b, "", batch, M, N, K, ta, tb, 1.0, 0.0,
                           sa[-1] * sa[-2] if ba == batch and batch > 1 else 0,
-                          sb[-1] * sb[-2] if bb == batch and batch > 1 else 0, 0, 0)
+                          sb[-1] * sb[-2] if bb == batch and batch > 1 else 0, 0, 0, fn=self._variant(n, "gemm_f32")[0])
 
     def op_MatMul(self, n, a, b):
         sa, sb = self.shape(a), self.shape(b)
@@ -182,10 +182,11 @@ class Lowerer:
             if len(sb) > 2:  # [K] @ [..., K, N]: one row against each batch of b
                 return self._gemm(n.outputs[0], a, b, "", int(np.prod(sb[:-2])), 1, N, sa[-1], 0, 0, 1.0, 0.0,
                                   0, sb[-2] * sb[-1], 0, 0)
-            return self._gemm(n.outputs[0], a, b, "", 1, M, N, sa[-1], 0, 0, 1.0, 0.0, 0, 0, 0, 0)
+            return self._gemm(n.outputs[0], a, b, "", 1, M, N, sa[-1], 0, 0, 1.0, 0.0, 0, 0, 0, 0,
+                              fn=self._variant(n, "gemm_f32")[0])
         if len(sb) == 2 and len(sa) > 2:  # fold batch into rows: (B*M, K) x (K, N)
             return self._gemm(n.outputs[0], a, b, "", 1, int(np.prod(sa[:-1])), sb[1], sa[-1], 0, 0,
-                              1.0, 0.0, 0, 0, 0, 0)
+                              1.0, 0.0, 0, 0, 0, 0, fn=self._variant(n, "gemm_f32")[0])
         return self._batched(n, a, b, 0, 0)
 
     def op_MatMulT(self, n, a, b):

@@ -12,5 +12,7 @@
 #include "eg_pool.h"
 #include "eg_shape.h"
 #include "eg_softmax.h"
+#include "eg_conv_tiled.h"
+#include "eg_gemm_tiled.h"
 
 #endif /* EG_KERNELS_H */

@@ -136,9 +136,7 @@ def _connect(proc: subprocess.Popen, port: int, wait_s: float = 10.0):
         if proc.poll() is not None:
             return None
         try:
-            link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=1.0)
-            time.sleep(0.05)  # let the firmware enable the UART FIFOs (which clears them) before we talk
-            return link
+            return serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=1.0)
         except serial.SerialException:
             time.sleep(0.02)
     return None

@@ -53,6 +53,8 @@ def select_kernels(g: Graph, target: str) -> Graph:
         return g
     from ..kernels_tiled import conv_scratch_floats
     for n in g.nodes:
+        if n.op in ("Gemm", "MatMul", "MatMulT"):
+            n.attrs["kernel"] = "tiled"
         kind = CONV_KINDS.get(n.op)
         if kind is None:
             continue

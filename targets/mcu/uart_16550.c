@@ -1,8 +1,8 @@
 /* uart_16550.c — polled NS16550A driver. Registers are byte-wide at UART_BASE + n:
- * RBR/THR 0, IER 1, FCR 2, LCR 3, LSR 5 (bit 0 data ready, bit 5 THR empty). QEMU ignores the
- * line settings, so init masks interrupts and turns the 16-byte FIFOs on: without them QEMU moves
- * one byte per main-loop turn, about 5 KB/s. Turning them on clears the receive FIFO, so this
- * runs first thing at boot and the host waits a moment after connecting (tools/runner.py). */
+ * RBR/THR 0, IER 1, FCR 2, LCR 3, LSR 5 (bit 0 data ready, bit 5 THR empty). Init masks interrupts
+ * and sets the fastest divisor. It must not write FCR: any write that changes the FIFO-enable bit
+ * clears the receive FIFO, losing a request the host sent during boot (measured: turning the FIFOs
+ * on bought no throughput; the link's latency was TCP delayed ACKs, fixed by nodelay=on). */
 #include "uart_16550.h"
 
 #include <stdint.h>
@@ -12,7 +12,6 @@
 #define RBR 0
 #define THR 0
 #define IER 1
-#define FCR 2
 #define LCR 3
 #define DLL 0
 #define DLM 1
@@ -28,7 +27,6 @@ void uart_init(void) {
     REG(DLL) = 0x01;
     REG(DLM) = 0x00;
     REG(LCR) = 0x03; /* 8N1, DLAB off */
-    REG(FCR) = 0x01; /* FIFO enable */
 }
 
 int uart_getc(void) {
