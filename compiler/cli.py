@@ -6,7 +6,6 @@ Every user error is printed on one line as `edgegrad: error: ...` with a non-zer
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

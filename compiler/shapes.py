@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import NP_TO_DTYPE, Graph, Node
-from .ops import OPS, conv_out, run_ref
+from .ops import conv_out, run_ref
 
 
 def _conv(node: Node, s: list[tuple]) -> list[tuple]:

@@ -3,11 +3,9 @@ train it through the generated C, and train the same module with torch for compa
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
-
 from edgegrad.pipeline import CompileConfig, compile_model
 from edgegrad.run import Session, load_build
 
@@ -37,38 +35,3 @@ def train_build(build: Path, xs, ys, *, wrap=None) -> tuple[list[float], dict[st
         losses = [s.train(x, y) for x, y in zip(xs, ys)]
         out = s.infer(xs[0])
         return losses, s.trained(), [out]
-
-
-def torch_train(module, xs, ys, params: list[str], *, lr: float, optimizer: str = "sgd", loss: str = "ce",
-                momentum: float = 0.9, slices: dict | None = None):
-    """Train a deep copy of ``module`` with torch, batch 1, one step per sample. Only ``params``
-    (state_dict names) are updated; ``slices`` {name: (axis, k)} masks the gradient to the
-    leading k entries of axis (what a partial update means)."""
-    import torch
-    m = copy.deepcopy(module).eval()
-    named = dict(m.named_parameters())
-    for n, p in named.items():
-        p.requires_grad_(n in params)
-    trained = [named[n] for n in params]
-    opt = {"sgd": lambda: torch.optim.SGD(trained, lr=lr),
-           "momentum": lambda: torch.optim.SGD(trained, lr=lr, momentum=momentum),
-           "adam": lambda: torch.optim.Adam(trained, lr=lr)}[optimizer]()
-    losses = []
-    for x, y in zip(xs, ys):
-        opt.zero_grad()
-        out = m(torch.tensor(x))
-        if loss == "ce":
-            lt = torch.nn.functional.cross_entropy(out.reshape(1, -1), torch.tensor([int(y)]))
-        else:
-            lt = torch.nn.functional.mse_loss(out, torch.tensor(y).reshape(out.shape))
-        lt.backward()
-        for n, (axis, k) in (slices or {}).items():
-            g = named[n].grad
-            mask = torch.zeros_like(g)
-            idx = [slice(None)] * g.dim()
-            idx[axis] = slice(0, k)
-            mask[tuple(idx)] = 1
-            g.mul_(mask)
-        opt.step()
-        losses.append(float(lt))
-    return losses, {n: p.detach().numpy().copy() for n, p in m.named_parameters()}

@@ -342,9 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError:  # already set once in this process
         pass
 
+    return run_grid(args, machine_header(args), bench_one, report, "eg-bench-")
+
+
+def run_grid(args, header: str, bench_one, report, prefix: str) -> int:
+    """Run bench_one over models x schemes in a scratch build folder; print (and write) the report."""
     log = lambda *a: print(*a, file=sys.stderr, flush=True)
-    header = machine_header(args)
-    work = args.build_dir or Path(tempfile.mkdtemp(prefix="eg-bench-"))
+    work = args.build_dir or Path(tempfile.mkdtemp(prefix=prefix))
     rows = []
     try:
         for name in args.models:

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from edgegrad.build import load_target
 from edgegrad.cli import _size
 from edgegrad.errors import BudgetError
 from edgegrad.pipeline import ROOT, CompileConfig, compile_model
-from edgegrad.tools.bench import _csv, markdown_table, training_step_macs
+from edgegrad.tools.bench import _csv, markdown_table, run_grid, training_step_macs
 
 MODELS = ("mlp_har", "cnn_fashion", "dscnn", "resnet8", "mobilenetv2_w035_96", "mobilenetv2_w035_128")
 SCHEMES = ("last:2", "bias:all", "weights:last:2@0.5", "all")
@@ -245,22 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"mcubench: unknown models {', '.join(unknown)} (zoo: {', '.join(ZOO)})")
     if not qemu_available():
         raise SystemExit("mcubench: qemu-system-riscv32 not found (tools/setup.sh installs it)")
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)
-    head = header(args)
-    work = args.build_dir or Path(tempfile.mkdtemp(prefix="eg-mcubench-"))
-    rows = []
-    try:
-        for name in args.models:
-            for scheme in args.schemes:
-                rows.append(bench_one(name, scheme, args, work, log))
-    finally:
-        if args.build_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    text = report(head, rows)
-    print(text, end="")
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 0
+    return run_grid(args, header(args), bench_one, report, "eg-mcubench-")
 
 
 if __name__ == "__main__":
