@@ -61,6 +61,16 @@ def cmd_inspect(a) -> int:
         print(inspect_build(p))
     else:
         print(inspect_model(p, a.update, _shapes(a.input_shape)))
+        if a.memory:
+            from .timeline import memory_report
+            print(memory_report(p, a.update, _shapes(a.input_shape), png=a.png, budget=a.budget_sram))
+    return 0
+
+
+def cmd_plan(a) -> int:
+    from .plan import run_plan
+    run_plan(a.model, a.budget_sram, a.output, data=a.data, target=a.target, optimizer=a.optimizer,
+             flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape))
     return 0
 
 
@@ -142,7 +152,35 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path", help="an ONNX model or a build folder")
     i.add_argument("--update", default="all", help="update scheme to explain (for a model)")
     i.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    i.add_argument("--memory", action="store_true",
+                   help="print the memory timeline over the mcu schedule (live bytes and arena high-water per step)")
+    i.add_argument("--png", help="with --memory: plot live bytes per step, stacked by kind, to this PNG")
+    i.add_argument("--budget-sram", type=_size, help="with --memory: draw/check this SRAM budget (e.g. 256K)")
     i.set_defaults(fn=cmd_inspect)
+
+    pl = sub.add_parser("plan", help="search the sparse update scheme with the most expected gain for an SRAM budget",
+                        description="Score every layer's candidates (frozen, bias, leading 1/8..1 of the output "
+                                    "channels, or 1/8..1/2 of the input channels) by the first-order loss decrease "
+                                    "||mean grad||^2 measured with the numpy interpreter on calibration samples, "
+                                    "predict each scheme's mcu SRAM exactly as compile does, pick greedily by gain "
+                                    "per byte, and write the scheme as JSON for compile --update.",
+                        epilog="examples:\n  edgegrad plan models/onnx/resnet8.onnx --budget-sram 256K -o scheme.json\n"
+                               "  edgegrad plan model.onnx --budget-sram 512K --data calib.npz -o scheme.json\n"
+                               "  edgegrad compile model.onnx --target mcu --update scheme.json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("model", help="the ONNX model")
+    pl.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (default 256K)")
+    pl.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (default 1M)")
+    pl.add_argument("--data", help=".npz with x [N, ...] and y [N] calibration samples (default: random inputs, "
+                                   "and the gains are only a proxy)")
+    pl.add_argument("--target", default="mcu", choices=["mcu"])
+    pl.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"],
+                    help="optimizer the scheme will be compiled with (its state counts in SRAM)")
+    pl.add_argument("--steps", type=int, default=16, help="calibration samples for the gradient scores (default 16)")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")
+    pl.set_defaults(fn=cmd_plan)
     return p
 
 
