@@ -15,8 +15,9 @@
  *   bw_input    dcol[Kg, P]  = W_g^T . dy_g[Mg, P];  dx_g = col2im(dcol)  (scatter-add)
  *   bw_weight   dW_g[Mg, Kg] = sum_n dy_g[Mg, P] . col^T      (GEMM with K = pixels)
  * A stride-1 unpadded 1x1 convolution has col == x_g, so it skips the scratch entirely.
- * Depthwise (Cg == Mg == 1) has nothing to share between channels: direct loops over each
- * output row, vectorised along the width.
+ * Depthwise (Cg == Mg == 1) has nothing to share between channels: a band of output rows at a
+ * time, from zero-padded phase planes on the stack, every tap one contiguous loop over the band
+ * (see "depthwise: phase planes"); direct row loops when a row does not fit the stack buffer.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast") /* see eg_gemm_tiled.c */
@@ -34,6 +35,8 @@ typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
 /* macros, not functions: a function passing vectors by value warns (-Wpsabi) without AVX */
 #define eg_ld8(p) (*(const eg_v8u *)(p))
+#define eg_st8(p, v) (*(eg_v8u *)(p) = (v))
+#define eg_splat8(s) ((eg_v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
 static inline int eg_first_in(int off, int step)
@@ -130,6 +133,285 @@ static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, 
 /* Output rows per im2col tile: whole rows, about EG_PTILE pixels (at least one row). */
 static inline int eg_tile_rows(int OW) { return OW <= 0 || OW >= EG_PTILE ? 1 : EG_PTILE / OW; }
 
+/* ---- depthwise: phase planes ------------------------------------------------------------
+ * A depthwise tap touches rows of only OW (3..48) pixels, so a loop per row and tap is mostly
+ * overhead. Instead, for a band of R output rows of one channel, the input is copied once
+ * (zero padded) into sh*sw "phase planes" on the stack: plane (ph, pw) holds
+ *   P[ph,pw][j, i] = x[(oh0 + j)*sh + ph - pt, i*sw + pw - pl]   (0 outside the image)
+ * for j < R + halo, i < Wq, rows Wq apart. Tap (kh, kw) (qh = kh*dil_h, qw = kw*dil_w) of
+ * output (oh0 + r, ow) is then P[qh%sh, qw%sw][r + qh/sh, ow + qw/sw]: with f = r*Wq + ow,
+ * the flat index f + off[tap]. So each tap is one contiguous loop over the whole band
+ * (f < R*Wq; columns ow >= OW are junk, dropped on the way out), and all taps of 8 outputs
+ * sum in one register. bw_weight and bw_input use the same planes with dy laid out at f. */
+#define EG_DW_BUF 4096 /* floats of stack for planes + one band of dy / y (16 KiB) */
+#define EG_DW_TAPS 49
+
+typedef struct {
+    int sh, sw, Wq, halo, R, psz; /* psz: floats per plane, slack included */
+    int T, maxoff;
+    int off[EG_DW_TAPS];  /* tap t: plane*psz + in-plane offset */
+    int offp[EG_DW_TAPS]; /* tap t: in-plane offset (qh/sh)*Wq + qw/sw */
+    int plane[EG_DW_TAPS];
+} eg_dw_plan;
+
+static inline int eg_ceil8(int v) { return (v + 7) & ~7; }
+
+/* 0 when the taps or a single output row do not fit the stack buffer (use the row loops). */
+static int eg_dw_plan_make(eg_dw_plan *p, int OH, int OW, int KH, int KW, int sh, int sw,
+                           int dil_h, int dil_w)
+{
+    const int T = KH * KW;
+    if (T > EG_DW_TAPS || OH <= 0 || OW <= 0)
+        return 0;
+    p->sh = sh;
+    p->sw = sw;
+    p->T = T;
+    p->Wq = OW + ((KW - 1) * dil_w) / sw;
+    p->halo = ((KH - 1) * dil_h) / sh;
+    p->maxoff = p->halo * p->Wq + p->Wq;
+    /* floats(R) = sh*sw*((R + halo)*Wq + Wq + 8) + maxoff + (R + halo)*Wq + 16 */
+    const long per = (long)(sh * sw + 1) * p->Wq;
+    const long fixed = (long)sh * sw * ((long)p->halo * p->Wq + p->Wq + 8) + p->maxoff +
+                       (long)p->halo * p->Wq + 16;
+    if (fixed + per > EG_DW_BUF)
+        return 0;
+    const long R = (EG_DW_BUF - fixed) / per;
+    p->R = R < OH ? (int)R : OH;
+    p->psz = (p->R + p->halo) * p->Wq + p->Wq + 8;
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const int t = kh * KW + kw, qh = kh * dil_h, qw = kw * dil_w;
+            p->plane[t] = (qh % sh) * sw + qw % sw;
+            p->offp[t] = (qh / sh) * p->Wq + qw / sw;
+            p->off[t] = p->plane[t] * p->psz + p->offp[t];
+        }
+    return 1;
+}
+
+/* Fill the planes of the band starting at output row oh0 with nb output rows, from one
+ * channel xc[H, W] (to_planes), or add them into dxc (col2im, !to_planes). */
+static void eg_dw_planes(float *restrict buf, float *restrict dxc, const float *restrict xc,
+                         const eg_dw_plan *p, int H, int W, int pt, int pl, int oh0, int nb,
+                         int to_planes)
+{
+    const int Wq = p->Wq, rows = nb + p->halo;
+    for (int ph = 0; ph < p->sh; ph++) {
+        for (int pw = 0; pw < p->sw; pw++) {
+            float *P = buf + (ph * p->sw + pw) * p->psz;
+            const int offw = pw - pl; /* iw = i*sw + offw */
+            const int i0 = eg_min(eg_first_in(offw, p->sw), Wq);
+            const int i1 = eg_max(i0, eg_end_in(offw, p->sw, W, Wq));
+            for (int j = 0; j < rows; j++) {
+                const int ih = (oh0 + j) * p->sh + ph - pt;
+                float *row = P + j * Wq;
+                const int inside = ih >= 0 && ih < H;
+                if (!to_planes) {
+                    if (!inside)
+                        continue;
+                    float *xr = dxc + (ptrdiff_t)ih * W + offw;
+                    for (int i = i0; i < i1; i++)
+                        xr[(ptrdiff_t)i * p->sw] += row[i];
+                    continue;
+                }
+                if (!inside) {
+                    for (int i = 0; i < Wq; i++)
+                        row[i] = 0.0f;
+                    continue;
+                }
+                const float *xr = xc + (ptrdiff_t)ih * W + offw;
+                for (int i = 0; i < i0; i++)
+                    row[i] = 0.0f;
+                if (p->sw == 1)
+                    for (int i = i0; i < i1; i++)
+                        row[i] = xr[i];
+                else
+                    for (int i = i0; i < i1; i++)
+                        row[i] = xr[(ptrdiff_t)i * p->sw];
+                for (int i = i1; i < Wq; i++)
+                    row[i] = 0.0f;
+            }
+            if (to_planes)
+                for (int i = rows * Wq; i < p->psz; i++)
+                    P[i] = 0.0f;
+        }
+    }
+}
+
+/* d[r*Wq + ow] = src[(oh0 + r)*OW + ow] for ow < OW, 0 for the junk columns and up to n. */
+static void eg_dw_band_in(float *restrict d, const float *restrict src, int Wq, int OW, int oh0,
+                          int nb, int n)
+{
+    for (int r = 0; r < nb; r++) {
+        const float *s = src + (ptrdiff_t)(oh0 + r) * OW;
+        float *dr = d + r * Wq;
+        for (int ow = 0; ow < OW; ow++)
+            dr[ow] = s[ow];
+        for (int ow = OW; ow < Wq; ow++)
+            dr[ow] = 0.0f;
+    }
+    for (int i = nb * Wq; i < n; i++)
+        d[i] = 0.0f;
+}
+
+/* yt[f] = bias + sum_t w[t] * buf[off[t] + f] for f < n (a multiple of 8); T taps. */
+static inline __attribute__((always_inline)) void
+eg_dw_fw_band(const int T, float *restrict yt, const float *restrict buf, const int *off,
+              const float *restrict w, float bias, int n)
+{
+    for (int f = 0; f < n; f += 8) {
+        eg_v8 acc = eg_splat8(bias);
+        for (int t = 0; t < T; t++)
+            acc += eg_splat8(w[t]) * eg_ld8(buf + off[t] + f);
+        eg_st8(yt + f, acc);
+    }
+}
+
+static void eg_dw_fw_planes(float *restrict y, const float *restrict x, const float *restrict w,
+                            const float *restrict b, int N, int C, int H, int W, int OH, int OW,
+                            int pt, int pl, const eg_dw_plan *p)
+{
+    float buf[EG_DW_BUF] __attribute__((aligned(64)));
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
+    const int T = p->T, Wq = p->Wq;
+    float *yt = buf + p->sh * p->sw * p->psz;
+    for (int n = 0; n < N; n++) {
+        for (int m = 0; m < C; m++) {
+            const float *xc = x + ((ptrdiff_t)n * C + m) * HW;
+            float *ym = y + ((ptrdiff_t)n * C + m) * OHW;
+            const float *wm = w + (ptrdiff_t)m * T;
+            const float bias = b ? b[m] : 0.0f;
+            for (int oh0 = 0; oh0 < OH; oh0 += p->R) {
+                const int nb = eg_min(p->R, OH - oh0), nf = eg_ceil8(nb * Wq);
+                eg_dw_planes(buf, NULL, xc, p, H, W, pt, pl, oh0, nb, 1);
+                if (T == 9)
+                    eg_dw_fw_band(9, yt, buf, p->off, wm, bias, nf);
+                else
+                    eg_dw_fw_band(T, yt, buf, p->off, wm, bias, nf);
+                for (int r = 0; r < nb; r++) {
+                    float *yr = ym + (ptrdiff_t)(oh0 + r) * OW;
+                    for (int ow = 0; ow < OW; ow++)
+                        yr[ow] = yt[r * Wq + ow];
+                }
+            }
+        }
+    }
+}
+
+/* s[t] += sum_f dyt[f] * buf[off[t] + f] for f < n (a multiple of 8). */
+static inline __attribute__((always_inline)) void
+eg_dw_bww_band(const int T, float *restrict s, const float *restrict dyt,
+               const float *restrict buf, const int *off, int n)
+{
+    if (T <= 9) {
+        eg_v8 acc[9];
+        for (int t = 0; t < T; t++)
+            acc[t] = eg_splat8(0.0f);
+        for (int f = 0; f < n; f += 8) {
+            const eg_v8 d = eg_ld8(dyt + f);
+            for (int t = 0; t < T; t++)
+                acc[t] += d * eg_ld8(buf + off[t] + f);
+        }
+        for (int t = 0; t < T; t++)
+            s[t] += ((acc[t][0] + acc[t][4]) + (acc[t][1] + acc[t][5])) +
+                    ((acc[t][2] + acc[t][6]) + (acc[t][3] + acc[t][7]));
+        return;
+    }
+    for (int t = 0; t < T; t++) {
+        eg_v8 acc = eg_splat8(0.0f);
+        for (int f = 0; f < n; f += 8)
+            acc += eg_ld8(dyt + f) * eg_ld8(buf + off[t] + f);
+        s[t] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+}
+
+static void eg_dw_bw_weight_planes(float *restrict dwt, const float *restrict dy,
+                                   const float *restrict x, int N, int C, int H, int W, int OH,
+                                   int OW, int pt, int pl, int M_upd, int Cx,
+                                   const eg_dw_plan *p)
+{
+    float buf[EG_DW_BUF] __attribute__((aligned(64)));
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
+    const int T = p->T, Wq = p->Wq;
+    float *dyt = buf + p->sh * p->sw * p->psz;
+    for (int m = 0; m < M_upd; m++) {
+        float *s = dwt + (ptrdiff_t)m * T;
+        for (int t = 0; t < T; t++)
+            s[t] = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + ((ptrdiff_t)n * Cx + m) * HW;
+            const float *dym = dy + ((ptrdiff_t)n * C + m) * OHW;
+            for (int oh0 = 0; oh0 < OH; oh0 += p->R) {
+                const int nb = eg_min(p->R, OH - oh0), nf = eg_ceil8(nb * Wq);
+                eg_dw_planes(buf, NULL, xc, p, H, W, pt, pl, oh0, nb, 1);
+                eg_dw_band_in(dyt, dym, Wq, OW, oh0, nb, nf);
+                if (T == 9)
+                    eg_dw_bww_band(9, s, dyt, buf, p->off, nf);
+                else
+                    eg_dw_bww_band(T, s, dyt, buf, p->off, nf);
+            }
+        }
+    }
+}
+
+/* P[g] = sum_t wq[t] * src[t][g] for g < n (a multiple of 8); nt taps. */
+static inline __attribute__((always_inline)) void
+eg_dw_gather(const int nt, float *restrict P, const float *const *src, const float *wq, int n)
+{
+    for (int g = 0; g < n; g += 8) {
+        eg_v8 acc = eg_splat8(0.0f);
+        for (int t = 0; t < nt; t++)
+            acc += eg_splat8(wq[t]) * eg_ld8(src[t] + g);
+        eg_st8(P + g, acc);
+    }
+}
+
+/* bw_input: dP[g] = sum over the taps t of plane P of w[t] * dyt[g - offp[t]] (dyt zero outside
+ * the band: it starts maxoff floats into dyz, which is zero before), then col2im of the planes. */
+static void eg_dw_bw_input_planes(float *restrict dx, const float *restrict dy,
+                                  const float *restrict w, int N, int C, int H, int W, int OH,
+                                  int OW, int pt, int pl, const eg_dw_plan *p)
+{
+    float buf[EG_DW_BUF] __attribute__((aligned(64)));
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
+    const int T = p->T, Wq = p->Wq, L = p->maxoff, np = p->sh * p->sw;
+    float *dyz = buf + np * p->psz;
+    for (int i = 0; i < L; i++)
+        dyz[i] = 0.0f;
+    for (int n = 0; n < N; n++) {
+        for (int m = 0; m < C; m++) {
+            float *dxc = dx + ((ptrdiff_t)n * C + m) * HW;
+            const float *dym = dy + ((ptrdiff_t)n * C + m) * OHW;
+            const float *wm = w + (ptrdiff_t)m * T;
+            for (ptrdiff_t i = 0; i < HW; i++)
+                dxc[i] = 0.0f;
+            for (int oh0 = 0; oh0 < OH; oh0 += p->R) {
+                const int nb = eg_min(p->R, OH - oh0), ng = eg_ceil8((nb + p->halo) * Wq);
+                eg_dw_band_in(dyz + L, dym, Wq, OW, oh0, nb, ng + 8);
+                for (int q = 0; q < np; q++) {
+                    float *restrict P = buf + q * p->psz;
+                    float wq[EG_DW_TAPS];
+                    const float *src[EG_DW_TAPS];
+                    int nt = 0;
+                    for (int t = 0; t < T; t++)
+                        if (p->plane[t] == q) {
+                            wq[nt] = wm[t];
+                            src[nt++] = dyz + L - p->offp[t];
+                        }
+                    if (nt == 0) {
+                        for (int g = 0; g < ng; g++)
+                            P[g] = 0.0f;
+                    } else if (nt == 9) {
+                        eg_dw_gather(9, P, src, wq, ng);
+                    } else {
+                        eg_dw_gather(nt, P, src, wq, ng);
+                    }
+                }
+                eg_dw_planes(buf, dxc, NULL, p, H, W, pt, pl, oh0, nb, 0);
+            }
+        }
+    }
+}
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
 /* Depthwise: y[n,m] = b[m] + sum_{kh,kw} w[m,0,kh,kw] * x[n,m] shifted. Tap by tap over the
@@ -176,6 +458,11 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
                          int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                          int dil_w, int G, float *restrict scratch)
 {
+    eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
+        eg_dw_fw_planes(y, x, w, b, N, C, H, W, OH, OW, pt, pl, &dp);
+        return;
+    }
     if (eg_is_depthwise(C, M, G)) {
         eg_dw_fw(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
         return;
@@ -249,6 +536,11 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                                int dil_w, int G, float *restrict scratch)
 {
+    eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
+        eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
+        return;
+    }
     if (eg_is_depthwise(C, M, G)) {
         eg_dw_bw_input(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
         return;
@@ -334,6 +626,11 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
 {
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
+    eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
+        eg_dw_bw_weight_planes(dwt, dy, x, N, C, H, W, OH, OW, pt, pl, M_upd, Cx, &dp);
+        return;
+    }
     if (eg_is_depthwise(C, M, G)) {
         eg_dw_bw_weight(dwt, dy, x, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
                         M_upd, Cx);
