@@ -660,11 +660,13 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                 continue;
             }
             for (int oh0 = 0; oh0 < OH; oh0 += tr) {
-                /* the tile transposed, colT[np, Ku], so the GEMM reads its rows in place */
+                /* dW_g^T[Ku, rows] += col[Ku, np] . dy_g^T[np, rows], written transposed in
+                 * place: the im2col tile stays in its contiguous layout, every row block of
+                 * the GEMM is full (Ku rows) and only the small dy panel is packed */
                 const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
-                eg_patches(scratch, 1, Ku, NULL, xg, HW, Cg_upd, &gm, oh0, nrows, 1);
-                gemm_f32_tiled_strided(dwg, dyg + p0, scratch, NULL, rows, Ku, np, Ku, P, 1, Ku, 1,
-                                       n > 0 || p0 > 0);
+                eg_patches(scratch, np, 1, NULL, xg, HW, Cg_upd, &gm, oh0, nrows, 1);
+                gemm_f32_tiled_strided_ld(dwg, scratch, dyg + p0, NULL, Ku, rows, np, 1, Ku, np, 1,
+                                          1, P, n > 0 || p0 > 0);
             }
         }
     }

@@ -41,10 +41,12 @@ typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 #define eg_st8(p, v) (*(eg_v8u *)(p) = (v))
 #define eg_splat8(s) ((eg_v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 
-/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, NR]; bp rows are bp_rs apart, mr <= MR.
+/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, NR]; bp rows are bp_rs apart, mr <= MR; out
+ * element (i, j) at out[i*ldc + j*ldn].
  * Always inlined with a constant mr so the accumulator arrays live in registers. */
 static inline __attribute__((always_inline)) void
-eg_tile(const int mr, float *restrict out, ptrdiff_t ldc, int nr, const float *restrict a,
+eg_tile(const int mr, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
+        const float *restrict a,
         ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp, ptrdiff_t bp_rs, int kc,
         const float *restrict bias, int accumulate)
 {
@@ -64,7 +66,7 @@ eg_tile(const int mr, float *restrict out, ptrdiff_t ldc, int nr, const float *r
             c1[i] += av * b1;
         }
     }
-    if (nr == EG_NR) {
+    if (nr == EG_NR && ldn == 1) {
         for (int i = 0; i < mr; i++) {
             float *oi = out + i * ldc;
             if (accumulate) {
@@ -81,7 +83,7 @@ eg_tile(const int mr, float *restrict out, ptrdiff_t ldc, int nr, const float *r
             eg_st8(t, c0[i]);
             eg_st8(t + 8, c1[i]);
             for (int j = 0; j < nr; j++)
-                oi[j] = accumulate ? oi[j] + t[j] : t[j];
+                oi[j * ldn] = accumulate ? oi[j * ldn] + t[j] : t[j];
         }
     }
 }
@@ -116,13 +118,22 @@ void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const 
                             const float *restrict bias, int M, int N, int K, int ldc, int a_rs,
                             int a_cs, int b_rs, int b_cs, int accumulate)
 {
+    gemm_f32_tiled_strided_ld(out, a, b, bias, M, N, K, ldc, 1, a_rs, a_cs, b_rs, b_cs,
+                              accumulate);
+}
+
+void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
+                               const float *restrict b, const float *restrict bias, int M, int N,
+                               int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
+                               int accumulate)
+{
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0) {
         if (!accumulate)
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++)
-                    out[(ptrdiff_t)m * ldc + n] = bias ? bias[m] : 0.0f;
+                    out[(ptrdiff_t)m * ldc + (ptrdiff_t)n * ldn] = bias ? bias[m] : 0.0f;
         return;
     }
     float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
@@ -142,16 +153,16 @@ void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const 
                 eg_pack_b(bp, bk, kc, nr, b_rs, b_cs);
             }
             for (int m0 = 0; m0 < M; m0 += EG_MR) {
-                float *o = out + (ptrdiff_t)m0 * ldc + n0;
+                float *o = out + (ptrdiff_t)m0 * ldc + (ptrdiff_t)n0 * ldn;
                 const float *am = ak + (ptrdiff_t)m0 * a_rs;
                 const float *bm = bias ? bias + m0 : NULL;
                 switch (M - m0 < EG_MR ? M - m0 : EG_MR) {
-                case 6: eg_tile(6, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 5: eg_tile(5, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 4: eg_tile(4, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 3: eg_tile(3, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 2: eg_tile(2, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                default: eg_tile(1, o, ldc, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 6: eg_tile(6, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 5: eg_tile(5, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 4: eg_tile(4, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 3: eg_tile(3, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 2: eg_tile(2, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                default: eg_tile(1, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
                 }
             }
         }

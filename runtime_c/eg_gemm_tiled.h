@@ -22,4 +22,11 @@ void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const 
                             const float *restrict bias, int M, int N, int K, int ldc, int a_rs,
                             int a_cs, int b_rs, int b_cs, int accumulate);
 
+/* The engine with out element (m, n) at out[m*ldc + n*ldn] (ldn == 1: gemm_f32_tiled_strided),
+ * e.g. a transposed result written in place. */
+void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
+                               const float *restrict b, const float *restrict bias, int M, int N,
+                               int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
+                               int accumulate);
+
 #endif /* EG_GEMM_TILED_H */
