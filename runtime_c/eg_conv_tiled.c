@@ -69,6 +69,54 @@ typedef struct {
     int H, W, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w;
 } eg_geom;
 
+/* eg_patches for one patch row when sh == sw == 1 and OW == W: the tile's in-image rows are then
+ * one contiguous run of x (shifted by offw), so they move as one block; the a (left) and OW - e
+ * (right) columns of each row, which the block fills from the neighbouring image row, are zero
+ * patches: zeroed after the copy (im2col) or before the add (col2im: col is scratch). ih0 is the
+ * image row of the tile's first output row. The block is clipped to the channel [0, HW). */
+static void eg_patch_block(float *restrict d, float *restrict xw, const float *restrict xr_,
+                           ptrdiff_t xc, ptrdiff_t HW, int W, int ih0, int H, int offw, int a,
+                           int e, int nrows, int to_col)
+{
+    const int i0 = eg_min(eg_max(-ih0, 0), nrows), i1 = eg_max(i0, eg_min(H - ih0, nrows));
+    if (to_col) {
+        for (ptrdiff_t j = 0; j < (ptrdiff_t)i0 * W; j++)
+            d[j] = 0.0f;
+        for (ptrdiff_t j = (ptrdiff_t)i1 * W; j < (ptrdiff_t)nrows * W; j++)
+            d[j] = 0.0f;
+    } else {
+        for (int i = i0; i < i1; i++) {
+            float *dr = d + (ptrdiff_t)i * W;
+            for (int ow = 0; ow < a; ow++)
+                dr[ow] = 0.0f;
+            for (int ow = e; ow < W; ow++)
+                dr[ow] = 0.0f;
+        }
+    }
+    if (i1 <= i0)
+        return;
+    /* block element j (from row i0) is x[xc + (ih0 + i0)*W + offw + j] */
+    const ptrdiff_t base = (ptrdiff_t)(ih0 + i0) * W + offw, len = (ptrdiff_t)(i1 - i0) * W;
+    const ptrdiff_t j0 = base < 0 ? -base : 0, j1 = base + len > HW ? HW - base : len;
+    float *db = d + (ptrdiff_t)i0 * W;
+    if (to_col) {
+        const float *xs = xr_ + xc + base;
+        for (ptrdiff_t j = j0; j < j1; j++)
+            db[j] = xs[j];
+        for (int i = i0; i < i1; i++) {
+            float *dr = d + (ptrdiff_t)i * W;
+            for (int ow = 0; ow < a; ow++)
+                dr[ow] = 0.0f;
+            for (int ow = e; ow < W; ow++)
+                dr[ow] = 0.0f;
+        }
+    } else {
+        float *xs = xw + xc + base;
+        for (ptrdiff_t j = j0; j < j1; j++)
+            xs[j] += db[j];
+    }
+}
+
 /* The patch matrix of output rows [oh0, oh0+nrows) (all OW pixels of each), rows (c, kh, kw)
  * for c < nc. Element (r, j) of the tile, j = (oh-oh0)*OW + ow, lives at col[r*col_rs + j*col_cs].
  * to_col != 0: col = x[c, ih, iw] or 0 (im2col); else x[c, ih, iw] += col (col2im, col_cs 1).
@@ -78,6 +126,7 @@ static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, 
                        int nrows, int to_col)
 {
     const int W = gm->W, OW = gm->OW, sw = gm->sw;
+    const int rowblock = col_cs == 1 && sw == 1 && gm->sh == 1 && OW == W;
     int r = 0;
     for (int c = 0; c < nc; c++) {
         for (int kh = 0; kh < gm->KH; kh++) {
@@ -85,6 +134,12 @@ static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, 
                 const int offw = kw * gm->dil_w - gm->pl; /* iw = ow*sw + offw */
                 const int a = eg_min(eg_first_in(offw, sw), OW);
                 const int e = eg_max(a, eg_end_in(offw, sw, W, OW));
+                if (rowblock) {
+                    eg_patch_block(col + r * col_rs, xw, xr_, (ptrdiff_t)c * HW, HW, W,
+                                   oh0 - gm->pt + kh * gm->dil_h, gm->H, offw, a, e, nrows,
+                                   to_col);
+                    continue;
+                }
                 for (int i = 0; i < nrows; i++) {
                     const int ih = (oh0 + i) * gm->sh - gm->pt + kh * gm->dil_h;
                     float *d = col + r * col_rs + (ptrdiff_t)i * OW * col_cs;
