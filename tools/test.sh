@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 jobs=${EG_TEST_JOBS:-$(nproc)}
-exec python3 -m pytest -q -n "$jobs" --durations=15 tests "$@"
+exec python3 -m pytest -n "$jobs" --durations=15 tests "$@"
