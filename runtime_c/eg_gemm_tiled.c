@@ -145,10 +145,10 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
             const int nr = N - n0 < EG_NR ? N - n0 : EG_NR;
             const float *bk = b + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)n0 * b_cs;
             const float *panel = bp;
-            ptrdiff_t panel_rs = EG_NR;
+            ptrdiff_t prs = EG_NR;
             if (b_cs == 1 && nr == EG_NR) {
                 panel = bk;
-                panel_rs = b_rs;
+                prs = b_rs;
             } else {
                 eg_pack_b(bp, bk, kc, nr, b_rs, b_cs);
             }
@@ -157,12 +157,12 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
                 const float *am = ak + (ptrdiff_t)m0 * a_rs;
                 const float *bm = bias ? bias + m0 : NULL;
                 switch (M - m0 < EG_MR ? M - m0 : EG_MR) {
-                case 6: eg_tile(6, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 5: eg_tile(5, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 4: eg_tile(4, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 3: eg_tile(3, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                case 2: eg_tile(2, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
-                default: eg_tile(1, o, ldc, ldn, nr, am, a_rs, a_cs, panel, panel_rs, kc, bm, acc); break;
+                case 6: eg_tile(6, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
+                case 5: eg_tile(5, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
+                case 4: eg_tile(4, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
+                case 3: eg_tile(3, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
+                case 2: eg_tile(2, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
+                case 1: eg_tile(1, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
                 }
             }
         }

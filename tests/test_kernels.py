@@ -502,9 +502,10 @@ def test_copy_strided_slice_pad_concat(k, g, rng):
     assert s[0] == 4.5
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 5), (3, 2, 45)])  # 45: the 8-way partial sums + tail
 @pytest.mark.parametrize("axes", [(0, 2), (2,), (1,), (0, 1, 2), ()])
-def test_reduce_sum(k, g, rng, axes):
-    x = f32(rng.standard_normal((3, 4, 5)))
+def test_reduce_sum(k, g, rng, axes, shape):
+    x = f32(rng.standard_normal(shape))
     ref = x.astype(np.float64).sum(axis=axes, keepdims=True)
     y = g.out(*ref.shape)
     sy = [0 if d in axes else s for d, s in enumerate(contiguous_strides(ref.shape))]
