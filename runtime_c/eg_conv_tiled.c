@@ -264,8 +264,12 @@ static void eg_dw_planes(float *restrict buf, float *restrict dxc, const float *
                     if (!inside)
                         continue;
                     float *xr = dxc + (ptrdiff_t)ih * W + offw;
-                    for (int i = i0; i < i1; i++)
-                        xr[(ptrdiff_t)i * p->sw] += row[i];
+                    if (p->sw == 1)
+                        for (int i = i0; i < i1; i++)
+                            xr[i] += row[i];
+                    else
+                        for (int i = i0; i < i1; i++)
+                            xr[(ptrdiff_t)i * p->sw] += row[i];
                     continue;
                 }
                 if (!inside) {
