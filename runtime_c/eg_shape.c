@@ -35,6 +35,32 @@ void copy_strided_f32(float *restrict y, const float *restrict x, int ndim, cons
     }
 }
 
+/* sum of xr[0..n): 8 partial sums when n is long enough (the adds then do not wait on one
+ * another and vectorise; e.g. a bias gradient over the pixels), one chain otherwise. */
+static float eg_row_sum(const float *restrict xr, int n)
+{
+    float tail = 0.0f;
+    int j = 0;
+    if (n >= 32) {
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        float s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
+        for (; j + 8 <= n; j += 8) {
+            s0 += xr[j];
+            s1 += xr[j + 1];
+            s2 += xr[j + 2];
+            s3 += xr[j + 3];
+            s4 += xr[j + 4];
+            s5 += xr[j + 5];
+            s6 += xr[j + 6];
+            s7 += xr[j + 7];
+        }
+        tail = ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7));
+    }
+    for (; j < n; j++)
+        tail += xr[j];
+    return tail;
+}
+
 void reduce_sum_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
                     const int *sy, const int *sx, int ny)
 {
@@ -46,32 +72,16 @@ void reduce_sum_f32(float *restrict y, const float *restrict x, int ndim, const 
     }
     const int last = ndim - 1, n = shape[last], ty = sy[last], tx = sx[last];
     const ptrdiff_t outer = eg_numel(last, shape);
+    if (ndim == 2 && ty == 0 && tx == 1) { /* row sums (bias gradients): no index walk */
+        for (int r = 0; r < shape[0]; r++)
+            y[(ptrdiff_t)r * sy[0]] += eg_row_sum(x + (ptrdiff_t)r * sx[0], n);
+        return;
+    }
     int idx[EG_MAX_NDIM] = {0};
     ptrdiff_t oy = 0, ox = 0;
     for (ptrdiff_t o = 0; o < outer; o++) {
-        if (ty == 0 && tx == 1 && n >= 32) {
-            /* a contiguous inner dim reduced (e.g. a bias gradient over the pixels): 8 partial
-             * sums, so the adds do not wait on one another and the compiler can vectorise */
-            const float *xr = x + ox;
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-            float s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
-            int j = 0;
-            for (; j + 8 <= n; j += 8) {
-                s0 += xr[j];
-                s1 += xr[j + 1];
-                s2 += xr[j + 2];
-                s3 += xr[j + 3];
-                s4 += xr[j + 4];
-                s5 += xr[j + 5];
-                s6 += xr[j + 6];
-                s7 += xr[j + 7];
-            }
-            float tail = 0.0f;
-            for (; j < n; j++)
-                tail += xr[j];
-            const float lo = (s0 + s4) + (s1 + s5);
-            const float hi = (s2 + s6) + (s3 + s7);
-            y[oy] += (lo + hi) + tail;
+        if (ty == 0 && tx == 1) {
+            y[oy] += eg_row_sum(x + ox, n);
         } else if (ty == 0) { /* inner dim reduced: sum it in a register */
             float acc = y[oy];
             for (int j = 0; j < n; j++)
