@@ -76,13 +76,14 @@ def build(tmp: Path) -> Path:
 class Kernels:
     """Typed access to the kernels of one built library: ``Kernels(lib).relu_f32_fw(y, x, n)``."""
 
-    def __init__(self, lib_path: Path):
+    def __init__(self, lib_path: Path, families=FAMILIES, math_shim: bool = True):
         self._lib = ctypes.CDLL(str(lib_path))
         self.signatures: dict[str, list[str]] = {}
-        for fam in FAMILIES:
+        for fam in families:
             self.signatures.update(parse_prototypes((RUNTIME / f"eg_{fam}.h").read_text()))
-        for fn in ["vec_expf", "vec_logf", "vec_tanhf", "vec_sigmoidf", "vec_sqrtf"]:
-            self.signatures[fn] = ["fp", "fp", "i"]
+        if math_shim:
+            for fn in ["vec_expf", "vec_logf", "vec_tanhf", "vec_sigmoidf", "vec_sqrtf"]:
+                self.signatures[fn] = ["fp", "fp", "i"]
         for name, kinds in self.signatures.items():
             f = getattr(self._lib, name)
             f.restype = None

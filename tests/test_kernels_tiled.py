@@ -17,7 +17,6 @@ stay untouched; outputs sit between guards too (kernel_harness.Guarded).
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kernel_harness import RUNTIME, Guarded, _convert, parse_prototypes
+from kernel_harness import RUNTIME, Guarded, Kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compiler.kernels_tiled import conv_scratch_floats
@@ -48,29 +47,11 @@ def build_lib(out_dir: Path, cflags=HOST_CFLAGS) -> Path:
     return lib
 
 
-class TiledKernels:
+class TiledKernels(Kernels):
     """ctypes access to the reference + tiled conv/gemm kernels, typed from their headers."""
 
     def __init__(self, lib_path: Path):
-        self._lib = ctypes.CDLL(str(lib_path))
-        self.signatures: dict[str, list[str]] = {}
-        for fam in FAMILIES:
-            self.signatures.update(parse_prototypes((RUNTIME / f"eg_{fam}.h").read_text()))
-        for name, kinds in self.signatures.items():
-            f = getattr(self._lib, name)
-            f.restype = None
-            f.argtypes = [{"fp": ctypes.c_void_p, "ip": ctypes.POINTER(ctypes.c_int), "i": ctypes.c_int,
-                           "f": ctypes.c_float}[k] for k in kinds]
-
-    def __getattr__(self, name: str):
-        if name.startswith("_") or name not in self.signatures:
-            raise AttributeError(name)
-        kinds, f = self.signatures[name], getattr(self._lib, name)
-
-        def call(*args):
-            assert len(args) == len(kinds), f"{name}: {len(args)} args, header has {len(kinds)}"
-            return f(*[_convert(name, i, k, a) for i, (k, a) in enumerate(zip(kinds, args))])
-        return call
+        super().__init__(lib_path, families=FAMILIES, math_shim=False)
 
 
 class Scratch:
