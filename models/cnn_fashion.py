@@ -17,7 +17,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as `python models/X.py`: make the `models` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.common import export_onnx, export_onnx_dynamo, seeded
+from models.common import export_onnx, export_onnx_dynamo, fit, seeded
 
 INPUT_SHAPE = (1, 1, 28, 28)
 NUM_CLASSES = 10
@@ -62,19 +62,7 @@ def pretrain(seed: int = 0, epochs: int = 3, lr: float = 2e-3, batch: int = 128,
     if train_limit is not None:
         x, y = x[:train_limit], y[:train_limit]
     model = build(seed)
-    generator = torch.Generator().manual_seed(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
-            optimizer.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    model.eval()
+    fit(model, torch.from_numpy(x), torch.from_numpy(y), epochs=epochs, batch=batch, lr=lr, seed=seed)
     xs, ys = fashion_mnist("test")
     with torch.no_grad():
         pred = model(torch.from_numpy(xs)).argmax(1).numpy()

@@ -143,3 +143,20 @@ def seeded(seed: int) -> torch.Generator:
     """Seed torch's global RNG (used by default layer init) and return a generator for extras."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def fit(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, batch: int, lr: float,
+        seed: int) -> None:
+    """Deterministic pretraining: Adam on cross-entropy, shuffled mini-batches; leaves the model in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(xt), generator=generator)
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            optimizer.zero_grad()
+            loss_fn(model(xt[idx]), yt[idx]).backward()
+            optimizer.step()
+    model.eval()

@@ -17,7 +17,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as `python models/X.py`: make the `models` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.common import export_onnx, seeded
+from models.common import export_onnx, fit, seeded
 
 WINDOW = 128
 CHANNELS = 6
@@ -52,19 +52,7 @@ def pretrain(seed: int = 0, epochs: int = 30, lr: float = 1e-3, batch: int = 64)
     x, y, subject = har(window=WINDOW)
     train = np.isin(subject, PRETRAIN_SUBJECTS)
     model = build(seed)
-    generator = torch.Generator().manual_seed(seed)
-    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
-            optimizer.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            optimizer.step()
-    model.eval()
+    fit(model, torch.from_numpy(x[train]), torch.from_numpy(y[train]), epochs=epochs, batch=batch, lr=lr, seed=seed)
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(1).numpy()
     stats = {
