@@ -35,7 +35,6 @@ def fold_batchnorm(g: Graph, trainable: set[str]) -> Graph:
         g.add(wname, w.shape, role="const", data=(w * k.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32))
         g.add(bname, b.shape, role="const", data=((b - mean) * k + bias).astype(np.float32))
         conv.inputs = [conv.inputs[0], wname, bname]
-        g.tensors[n.outputs[0]] = g.tensors[n.outputs[0]]
         # the conv now writes the BN's output tensor directly
         del g.tensors[conv.outputs[0]]
         conv.outputs = [n.outputs[0]]
