@@ -28,77 +28,88 @@
 
 #include "eg_gemm_tiled.h"
 
-#define EG_MR 6
-#define EG_NR 16
-#define EG_KC 256
+/* Register tile per ISA: EG_VW floats per vector; the main tile is EG_MR2 rows x 2 vectors,
+ * narrow panels (<= EG_VW columns left) use EG_MR1 rows x 1 vector (AVX-512 only: with 8-wide
+ * vectors the two-vector tile is kept for every panel, as before). */
+#if defined(__AVX512F__)
+#define EG_VW 16 /* zmm: 32 registers; 8 x 2 tile = 16 accumulators */
+#define EG_MR2 8
+#define EG_MR1 12
+#define EG_KC 128 /* packed panel KC x 32 floats: 16 KiB */
+#else
+#define EG_VW 8 /* ymm / 2 x NEON q / scalars: 6 x 2 tile = 12 accumulators */
+#define EG_MR2 6
+#define EG_MR1 0
+#define EG_KC 256 /* packed panel KC x 16 floats: 16 KiB */
+#endif
+#define EG_NR (2 * EG_VW)
 
-typedef float eg_v8 __attribute__((vector_size(32)));
+typedef float eg_vf __attribute__((vector_size(4 * EG_VW)));
 /* the same vector, loadable from any float address */
-typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float eg_vfu __attribute__((vector_size(4 * EG_VW), aligned(4), may_alias));
 
 /* macros, not functions: a function passing vectors by value warns (-Wpsabi) without AVX */
-#define eg_ld8(p) (*(const eg_v8u *)(p))
-#define eg_st8(p, v) (*(eg_v8u *)(p) = (v))
-#define eg_splat8(s) ((eg_v8){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define eg_ld(p) (*(const eg_vfu *)(p))
+#define eg_st(p, v) (*(eg_vfu *)(p) = (v))
+#define eg_splat(s) ((eg_vf){0} + (float)(s))
 
-/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, NR]; bp rows are bp_rs apart, mr <= MR; out
- * element (i, j) at out[i*ldc + j*ldn].
- * Always inlined with a constant mr so the accumulator arrays live in registers. */
+/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, nv*VW]; bp rows are bp_rs apart, mr <= MR,
+ * nr <= nv*VW; out element (i, j) at out[i*ldc + j*ldn].
+ * Always inlined with constant mr and nv so the accumulator arrays live in registers. */
 static inline __attribute__((always_inline)) void
-eg_tile(const int mr, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
-        const float *restrict a,
-        ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp, ptrdiff_t bp_rs, int kc,
-        const float *restrict bias, int accumulate)
+eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
+        const float *restrict a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp,
+        ptrdiff_t bp_rs, int kc, const float *restrict bias, int accumulate)
 {
-    eg_v8 c0[EG_MR], c1[EG_MR];
+    eg_vf c[12][2];
     for (int i = 0; i < mr; i++) {
         const float init = !accumulate && bias ? bias[i] : 0.0f;
-        c0[i] = eg_splat8(init);
-        c1[i] = c0[i];
+        for (int v = 0; v < nv; v++)
+            c[i][v] = eg_splat(init);
     }
     for (int k = 0; k < kc; k++) {
-        const eg_v8 b0 = eg_ld8(bp + k * bp_rs), b1 = eg_ld8(bp + k * bp_rs + 8);
+        eg_vf b[2];
+        for (int v = 0; v < nv; v++)
+            b[v] = eg_ld(bp + k * bp_rs + v * EG_VW);
         const float *ak = a + k * a_cs;
         for (int i = 0; i < mr; i++) {
-            const float as = ak[i * a_rs];
-            const eg_v8 av = eg_splat8(as);
-            c0[i] += av * b0;
-            c1[i] += av * b1;
+            const eg_vf av = eg_splat(ak[i * a_rs]);
+            for (int v = 0; v < nv; v++)
+                c[i][v] += av * b[v];
         }
     }
-    if (nr == EG_NR && ldn == 1) {
+    if (nr == nv * EG_VW && ldn == 1) {
         for (int i = 0; i < mr; i++) {
             float *oi = out + i * ldc;
-            if (accumulate) {
-                c0[i] += eg_ld8(oi);
-                c1[i] += eg_ld8(oi + 8);
+            for (int v = 0; v < nv; v++) {
+                if (accumulate)
+                    c[i][v] += eg_ld(oi + v * EG_VW);
+                eg_st(oi + v * EG_VW, c[i][v]);
             }
-            eg_st8(oi, c0[i]);
-            eg_st8(oi + 8, c1[i]);
         }
     } else {
         float t[EG_NR];
         for (int i = 0; i < mr; i++) {
             float *oi = out + i * ldc;
-            eg_st8(t, c0[i]);
-            eg_st8(t + 8, c1[i]);
+            for (int v = 0; v < nv; v++)
+                eg_st(t + v * EG_VW, c[i][v]);
             for (int j = 0; j < nr; j++)
                 oi[j * ldn] = accumulate ? oi[j * ldn] + t[j] : t[j];
         }
     }
 }
 
-/* bp[kc][NR] = b[k*b_rs + j*b_cs] for j < nr, zero for nr <= j < NR. */
-static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int nr, ptrdiff_t b_rs,
-                      ptrdiff_t b_cs)
+/* bp[kc][width] = b[k*b_rs + j*b_cs] for j < nr, zero for nr <= j < width. */
+static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int nr, int width,
+                      ptrdiff_t b_rs, ptrdiff_t b_cs)
 {
     if (b_cs == 1) {
         for (int k = 0; k < kc; k++) {
             const float *src = b + k * b_rs;
-            float *dst = bp + k * EG_NR;
+            float *dst = bp + k * width;
             for (int j = 0; j < nr; j++)
                 dst[j] = src[j];
-            for (int j = nr; j < EG_NR; j++)
+            for (int j = nr; j < width; j++)
                 dst[j] = 0.0f;
         }
         return;
@@ -106,13 +117,69 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
     for (int j = 0; j < nr; j++) { /* b transposed: read down its contiguous direction */
         const float *src = b + j * b_cs;
         for (int k = 0; k < kc; k++)
-            bp[k * EG_NR + j] = src[k * b_rs];
+            bp[k * width + j] = src[k * b_rs];
     }
-    if (nr < EG_NR)
+    if (nr < width)
         for (int k = 0; k < kc; k++)
-            for (int j = nr; j < EG_NR; j++)
-                bp[k * EG_NR + j] = 0.0f;
+            for (int j = nr; j < width; j++)
+                bp[k * width + j] = 0.0f;
 }
+
+/* One panel of nv vectors: every block of rows, constant tile sizes for the compiler. */
+#define EG_TILE_CASE(R, NV)                                                                    \
+    case R:                                                                                    \
+        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc);              \
+        break
+
+static void eg_panel2(float *restrict out, const float *restrict ak, const float *restrict panel,
+                      ptrdiff_t prs, const float *restrict bias, int M, int nr, int kc,
+                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
+{
+    for (int m0 = 0; m0 < M; m0 += EG_MR2) {
+        float *o = out + (ptrdiff_t)m0 * ldc;
+        const float *am = ak + (ptrdiff_t)m0 * a_rs;
+        const float *bm = bias ? bias + m0 : NULL;
+        switch (M - m0 < EG_MR2 ? M - m0 : EG_MR2) {
+#if EG_MR2 >= 8
+        EG_TILE_CASE(8, 2);
+        EG_TILE_CASE(7, 2);
+#endif
+        EG_TILE_CASE(6, 2);
+        EG_TILE_CASE(5, 2);
+        EG_TILE_CASE(4, 2);
+        EG_TILE_CASE(3, 2);
+        EG_TILE_CASE(2, 2);
+        EG_TILE_CASE(1, 2);
+        }
+    }
+}
+
+#if EG_MR1 > 0
+static void eg_panel1(float *restrict out, const float *restrict ak, const float *restrict panel,
+                      ptrdiff_t prs, const float *restrict bias, int M, int nr, int kc,
+                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
+{
+    for (int m0 = 0; m0 < M; m0 += EG_MR1) {
+        float *o = out + (ptrdiff_t)m0 * ldc;
+        const float *am = ak + (ptrdiff_t)m0 * a_rs;
+        const float *bm = bias ? bias + m0 : NULL;
+        switch (M - m0 < EG_MR1 ? M - m0 : EG_MR1) {
+        EG_TILE_CASE(12, 1);
+        EG_TILE_CASE(11, 1);
+        EG_TILE_CASE(10, 1);
+        EG_TILE_CASE(9, 1);
+        EG_TILE_CASE(8, 1);
+        EG_TILE_CASE(7, 1);
+        EG_TILE_CASE(6, 1);
+        EG_TILE_CASE(5, 1);
+        EG_TILE_CASE(4, 1);
+        EG_TILE_CASE(3, 1);
+        EG_TILE_CASE(2, 1);
+        EG_TILE_CASE(1, 1);
+        }
+    }
+}
+#endif
 
 void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const float *restrict b,
                             const float *restrict bias, int M, int N, int K, int ldc, int a_rs,
@@ -143,28 +210,24 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
         const float *ak = a + (ptrdiff_t)k0 * a_cs;
         for (int n0 = 0; n0 < N; n0 += EG_NR) {
             const int nr = N - n0 < EG_NR ? N - n0 : EG_NR;
+            const int nv = EG_MR1 > 0 && nr <= EG_VW ? 1 : 2;
             const float *bk = b + (ptrdiff_t)k0 * b_rs + (ptrdiff_t)n0 * b_cs;
             const float *panel = bp;
-            ptrdiff_t prs = EG_NR;
-            if (b_cs == 1 && nr == EG_NR) {
+            ptrdiff_t prs = nv * EG_VW;
+            if (b_cs == 1 && nr == nv * EG_VW) {
                 panel = bk;
                 prs = b_rs;
             } else {
-                eg_pack_b(bp, bk, kc, nr, b_rs, b_cs);
+                eg_pack_b(bp, bk, kc, nr, nv * EG_VW, b_rs, b_cs);
             }
-            for (int m0 = 0; m0 < M; m0 += EG_MR) {
-                float *o = out + (ptrdiff_t)m0 * ldc + (ptrdiff_t)n0 * ldn;
-                const float *am = ak + (ptrdiff_t)m0 * a_rs;
-                const float *bm = bias ? bias + m0 : NULL;
-                switch (M - m0 < EG_MR ? M - m0 : EG_MR) {
-                case 6: eg_tile(6, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                case 5: eg_tile(5, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                case 4: eg_tile(4, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                case 3: eg_tile(3, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                case 2: eg_tile(2, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                case 1: eg_tile(1, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, kc, bm, acc); break;
-                }
+            float *o = out + (ptrdiff_t)n0 * ldn;
+#if EG_MR1 > 0
+            if (nv == 1) {
+                eg_panel1(o, ak, panel, prs, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+                continue;
             }
+#endif
+            eg_panel2(o, ak, panel, prs, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
         }
     }
 }
