@@ -29,4 +29,12 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
                                int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
                                int accumulate);
 
+/* The engine with row k of b at b + (k / T)*b_rs + tap[k % T] (T >= 1 entries in tap): an
+ * implicit-GEMM convolution reads its patch rows straight from a padded image (row k = channel
+ * k / T, tap k % T). T == 1 with tap[0] == 0 is gemm_f32_tiled_strided_ld. */
+void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const float *restrict b,
+                         const float *restrict bias, int M, int N, int K, int ldc, int ldn,
+                         int a_rs, int a_cs, int b_rs, int b_cs, int T, const int *restrict tap,
+                         int accumulate);
+
 #endif /* EG_GEMM_TILED_H */
