@@ -10,6 +10,10 @@ same formulas; tests/test_kernels_tiled.py checks the kernels stay inside them):
 * otherwise an im2col tile of the patch rows (Cg * KH * KW, or Cg_upd * KH * KW for the weight
   gradient) times the pixels of a tile of whole output rows, min(OH, max(1, PTILE // OW)) * OW.
 
+``conv2d_f32_fw_implicit`` (stride-1 forward as an implicit GEMM on a zero-padded copy of the
+image, no im2col) has its own scratch: ``implicit_scratch_floats``; ``use_implicit`` is the
+compile-time rule that picks it.
+
 No side effects on import.
 """
 
@@ -46,3 +50,32 @@ def conv_scratch_floats(kind: str, N: int, C: int, H: int, W: int, M: int, OH: i
     if OH * OW <= 0:
         return 0
     return rows * KH * KW * min(OH, max(1, PTILE // OW)) * OW
+
+
+IMPLICIT_TAPS = 64  # EG_IMPLICIT_TAPS in runtime_c/eg_conv_tiled.c
+
+
+def implicit_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int,
+                     sw: int, pt: int, pl: int, G: int) -> bool:
+    """conv2d_f32_fw_implicit handles these sizes (stride 1, not depthwise, not pointwise)."""
+    return ((sh, sw) == (1, 1) and KH * KW <= IMPLICIT_TAPS and OH > 0 and OW > 0
+            and not is_depthwise(C, M, G) and not is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl))
+
+
+def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, dh: int, dw: int,
+                            G: int) -> int:
+    """Floats of scratch conv2d_f32_fw_implicit needs: the padded image group plus one band of
+    R wide output rows (runtime_c/eg_conv_tiled.h)."""
+    Hp, Wp = OH + (KH - 1) * dh, OW + (KW - 1) * dw
+    R = min(OH, max(1, PTILE // Wp))
+    return (C // G) * Hp * Wp + (M // G) * R * Wp
+
+
+def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
+                 sw: int, pt: int, pl: int, dh: int, dw: int, G: int) -> bool:
+    """Pick the implicit-GEMM forward where it applies and its scratch is at most twice the
+    im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col)."""
+    if not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G):
+        return False
+    im2col = conv_scratch_floats("fw", N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
+    return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G) <= 2 * im2col

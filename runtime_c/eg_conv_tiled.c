@@ -188,6 +188,10 @@ static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, 
 /* Output rows per im2col tile: whole rows, about EG_PTILE pixels (at least one row). */
 static inline int eg_tile_rows(int OW) { return OW <= 0 || OW >= EG_PTILE ? 1 : EG_PTILE / OW; }
 
+/* Wide output rows per band of the implicit-GEMM forward: about EG_PTILE wide pixels. */
+#define EG_IMPLICIT_TAPS 64
+static inline int eg_implicit_rows(int OH, int Wp) { return eg_min(OH, eg_tile_rows(Wp)); }
+
 /* ---- depthwise: phase planes ------------------------------------------------------------
  * A depthwise tap touches rows of only OW (3..48) pixels, so a loop per row and tap is mostly
  * overhead. Instead, for a band of R output rows of one channel, the input is copied once
@@ -726,6 +730,73 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                 eg_patches(scratch, np, 1, NULL, xg, HW, Cg_upd, &gm, oh0, nrows, 1);
                 gemm_f32_tiled_strided_ld(dwg, scratch, dyg + p0, NULL, Ku, rows, np, 1, Ku, np, 1,
                                           1, P, n > 0 || p0 > 0);
+            }
+        }
+    }
+}
+
+/* ---- forward, stride 1: implicit GEMM ---------------------------------------------------
+ * With stride 1, patch row (c, kh, kw) of output pixel (oh, ow) is xp[c, oh + kh*dil_h,
+ * ow + kw*dil_w] of the zero-padded image xp[Cg, Hp, Wp]; over a "wide" pixel index
+ * f = oh*Wp + ow that is xp[c] + kh*dil_h*Wp + kw*dil_w + f, one contiguous run per patch
+ * row. So the GEMM reads its b operand straight from xp (gemm_f32_tiled_taps, row k =
+ * channel k / T, tap k % T) instead of an im2col copy 9x the image; the Wp - OW junk columns
+ * of each wide output row are dropped when a band of R rows is copied out of yw into y. */
+void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
+                            const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                            int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                            int dil_w, int G, float *restrict scratch)
+{
+    (void)sh; /* 1 (the variant's constraint) */
+    (void)sw;
+    const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
+    if (OH <= 0 || OW <= 0 || T > EG_IMPLICIT_TAPS)
+        return;
+    const int Hp = OH + (KH - 1) * dil_h, Wp = OW + (KW - 1) * dil_w;
+    const int R = eg_implicit_rows(OH, Wp);
+    const ptrdiff_t HW = (ptrdiff_t)H * W, HWp = (ptrdiff_t)Hp * Wp;
+    float *xp = scratch, *yw = scratch + (ptrdiff_t)Cg * HWp;
+    int tap[EG_IMPLICIT_TAPS];
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++)
+            tap[kh * KW + kw] = kh * dil_h * Wp + kw * dil_w;
+    /* columns j of a padded row hold x columns j - pl: in the image for j in [j0, j1) */
+    const int j0 = eg_min(pl, Wp), j1 = eg_max(j0, eg_min(W + pl, Wp));
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
+            float *yg = y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;
+            const float *wg = w + (ptrdiff_t)g * Mg * Kg;
+            const float *bg = b ? b + (ptrdiff_t)g * Mg : NULL;
+            for (int c = 0; c < Cg; c++) {
+                for (int i = 0; i < Hp; i++) {
+                    float *row = xp + c * HWp + (ptrdiff_t)i * Wp;
+                    const int ih = i - pt;
+                    if (ih < 0 || ih >= H) {
+                        for (int j = 0; j < Wp; j++)
+                            row[j] = 0.0f;
+                        continue;
+                    }
+                    const float *xr = xg + c * HW + (ptrdiff_t)ih * W - pl;
+                    for (int j = 0; j < j0; j++)
+                        row[j] = 0.0f;
+                    for (int j = j0; j < j1; j++)
+                        row[j] = xr[j];
+                    for (int j = j1; j < Wp; j++)
+                        row[j] = 0.0f;
+                }
+            }
+            for (int oh0 = 0; oh0 < OH; oh0 += R) {
+                const int nr = eg_min(R, OH - oh0), nn = (nr - 1) * Wp + OW;
+                gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wp, bg, Mg, nn, Kg, R * Wp, 1,
+                                    Kg, 1, (int)HWp, 1, T, tap, 0);
+                for (int m = 0; m < Mg; m++)
+                    for (int r = 0; r < nr; r++) {
+                        const float *src = yw + (ptrdiff_t)m * R * Wp + (ptrdiff_t)r * Wp;
+                        float *dst = yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW;
+                        for (int ow = 0; ow < OW; ow++)
+                            dst[ow] = src[ow];
+                    }
             }
         }
     }

@@ -43,4 +43,15 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                 int dil_w, int G, int M_upd, int Cg_upd, int Cx,
                                 float *restrict scratch);
 
+/* conv2d_f32_fw for stride 1 (sh == sw == 1), KH*KW <= 64, as an implicit GEMM on a
+ * zero-padded copy of each image group: scratch floats, with Hp = OH + (KH-1)*dil_h,
+ * Wp = OW + (KW-1)*dil_w and R = min(OH, max(1, 256 / Wp)) wide rows per band,
+ *   Cg * Hp * Wp + Mg * R * Wp
+ * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by
+ * select_kernels where it applies and its scratch stays within twice the im2col tile. */
+void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
+                            const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                            int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                            int dil_w, int G, float *restrict scratch);
+
 #endif /* EG_CONV_TILED_H */

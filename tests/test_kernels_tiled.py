@@ -29,7 +29,7 @@ import pytest
 from kernel_harness import RUNTIME, Guarded, Kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compiler.kernels_tiled import conv_scratch_floats
+from compiler.kernels_tiled import conv_scratch_floats, implicit_applies, implicit_scratch_floats, use_implicit
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -217,6 +217,64 @@ def test_conv_tiled_matches_reference(k, case):
         xs = f32(x[:, :Cg_upd])
         run("conv2d_f32_bw_weight", "conv2d_f32_bw_weight_tiled", "bw_weight", (M, Cg_upd, KH, KW),
             (dy, xs), (M, Cg_upd, Cg_upd), {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd})
+
+
+def implicit_case(case) -> bool:
+    N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G = sizes_of(case)
+    return implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G)
+
+
+def random_stride1_cases(n: int, seed: int) -> list[tuple]:
+    """Stride-1 convolutions of odd sizes: every tile edge of the implicit GEMM (wide rows not a
+    multiple of the vector width, bands that split the image, K across k blocks)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < n:
+        G = int(rng.choice([1, 1, 2]))
+        Cg, Mg = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        KH, KW = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        H, W = int(rng.integers(1, 30)), int(rng.integers(1, 40))
+        dh, dwl = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        pads = [int(rng.integers(0, 4)) for _ in range(4)]
+        case = ("random s1", int(rng.integers(1, 3)), Cg * G, H, W, Mg * G, KH, KW, 1, 1, *pads, dh, dwl, G)
+        if min(out_size(case)) > 0 and implicit_case(case):
+            cases.append(case)
+    return cases
+
+
+IMPLICIT_CASES = [c for c in CASES if implicit_case(c)] + random_stride1_cases(30, 11)
+
+
+@pytest.mark.parametrize("case", IMPLICIT_CASES, ids=[f"{i}-{c[0]}" for i, c in enumerate(IMPLICIT_CASES)])
+def test_conv_fw_implicit_matches_reference(k, case):
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    sizes = sizes_of(case)
+    N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G = sizes
+    x = f32(rng.standard_normal((N, C, H, W)))
+    w = f32(rng.standard_normal((M, C // G, KH, KW)))
+    for b in (f32(rng.standard_normal(M)), None):
+        ref = np.zeros((N, M, OH, OW), np.float32)
+        k.conv2d_f32_fw(ref, x, w, b, *sizes)
+        mag = np.zeros_like(ref)
+        k.conv2d_f32_fw(mag, np.abs(x), np.abs(w), None if b is None else np.abs(b), *sizes)
+        s = Scratch(implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G))
+        g = Guarded()
+        out = g.out(N, M, OH, OW)
+        k.conv2d_f32_fw_implicit(out, x, w, b, *sizes, s.buf)
+        g.check()
+        s.check()
+        assert_close(out, ref, mag, f"conv2d_f32_fw_implicit {case[0]}")
+
+
+def test_implicit_selection_rule():
+    # resnet8 16->16 at 32x32: padded image + band (16*34*34 + 16*7*34) vs im2col 144*256
+    assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    assert use_implicit(1, 64, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    # an RGB stem at 96x96 keeps im2col (its padded copy would be > 2x the im2col tile)
+    assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)  # stride 2
+    assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8)  # depthwise
+    assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1)  # pointwise
 
 
 def test_scratch_formula_examples():

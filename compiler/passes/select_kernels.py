@@ -9,6 +9,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``tiled``: im2col/GEMM-blocked convolutions (runtime_c/eg_conv_tiled.c) for targets with
   caches and wide registers (host, rpi, jetson). The MCU keeps the direct reference kernels,
   whose zero workspace is what a 256 KiB SRAM wants.
+- ``implicit``: the stride-1 forward convolution as an implicit GEMM on a zero-padded copy of
+  the image (no im2col), where kernels_tiled.use_implicit says so.
 """
 
 from __future__ import annotations
@@ -51,15 +53,21 @@ def conv_sizes(g: Graph, n) -> dict:
 def select_kernels(g: Graph, target: str) -> Graph:
     if target not in TILED_TARGETS or not tiled_available():
         return g
-    from ..kernels_tiled import conv_scratch_floats
+    from ..kernels_tiled import conv_scratch_floats, implicit_scratch_floats, use_implicit
     for n in g.nodes:
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
         kind = CONV_KINDS.get(n.op)
         if kind is None:
             continue
-        n.attrs["kernel"] = "tiled"
-        floats = conv_scratch_floats(kind, **conv_sizes(g, n))
+        sizes = conv_sizes(g, n)
+        if kind == "fw" and use_implicit(**sizes):
+            n.attrs["kernel"] = "implicit"
+            floats = implicit_scratch_floats(sizes["C"], sizes["M"], sizes["OH"], sizes["OW"], sizes["KH"],
+                                             sizes["KW"], sizes["dh"], sizes["dw"], sizes["G"])
+        else:
+            n.attrs["kernel"] = "tiled"
+            floats = conv_scratch_floats(kind, **sizes)
         if floats > 0:
             name = g.unique(f"{n.name}/scratch")
             g.add(name, (floats,), "f32", role="scratch")
