@@ -68,7 +68,7 @@ def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, 
     R wide output rows (runtime_c/eg_conv_tiled.h)."""
     Hp, Wp = OH + (KH - 1) * dh, OW + (KW - 1) * dw
     R = min(OH, max(1, PTILE // Wp))
-    return (C // G) * Hp * Wp + (M // G) * R * Wp
+    return (C // G) * Hp * Wp + 16 + (M // G) * (-(-R * Wp // 16) * 16)
 
 
 def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,

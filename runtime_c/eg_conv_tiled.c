@@ -755,7 +755,12 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
     const int Hp = OH + (KH - 1) * dil_h, Wp = OW + (KW - 1) * dil_w;
     const int R = eg_implicit_rows(OH, Wp);
     const ptrdiff_t HW = (ptrdiff_t)H * W, HWp = (ptrdiff_t)Hp * Wp;
-    float *xp = scratch, *yw = scratch + (ptrdiff_t)Cg * HWp;
+    /* wide rows computed per band: a multiple of 16, so every GEMM panel is full and read in
+     * place (the columns past the band are junk, from the 16 slack floats after xp) */
+    const int LD = (R * Wp + 15) & ~15;
+    float *xp = scratch, *yw = scratch + (ptrdiff_t)Cg * HWp + 16;
+    for (int i = 0; i < 16; i++)
+        xp[(ptrdiff_t)Cg * HWp + i] = 0.0f;
     int tap[EG_IMPLICIT_TAPS];
     for (int kh = 0; kh < KH; kh++)
         for (int kw = 0; kw < KW; kw++)
@@ -787,12 +792,12 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
                 }
             }
             for (int oh0 = 0; oh0 < OH; oh0 += R) {
-                const int nr = eg_min(R, OH - oh0), nn = (nr - 1) * Wp + OW;
-                gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wp, bg, Mg, nn, Kg, R * Wp, 1,
-                                    Kg, 1, (int)HWp, 1, T, tap, 0);
+                const int nr = eg_min(R, OH - oh0), nn = ((nr - 1) * Wp + OW + 15) & ~15;
+                gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wp, bg, Mg, nn, Kg, LD, 1, Kg,
+                                    1, (int)HWp, 1, T, tap, 0);
                 for (int m = 0; m < Mg; m++)
                     for (int r = 0; r < nr; r++) {
-                        const float *src = yw + (ptrdiff_t)m * R * Wp + (ptrdiff_t)r * Wp;
+                        const float *src = yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wp;
                         float *dst = yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW;
                         for (int ow = 0; ow < OW; ow++)
                             dst[ow] = src[ow];

@@ -46,7 +46,7 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
 /* conv2d_f32_fw for stride 1 (sh == sw == 1), KH*KW <= 64, as an implicit GEMM on a
  * zero-padded copy of each image group: scratch floats, with Hp = OH + (KH-1)*dil_h,
  * Wp = OW + (KW-1)*dil_w and R = min(OH, max(1, 256 / Wp)) wide rows per band,
- *   Cg * Hp * Wp + Mg * R * Wp
+ *   Cg * Hp * Wp + 16 + Mg * ceil16(R * Wp)      (ceil16: rounded up to a multiple of 16)
  * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by
  * select_kernels where it applies and its scratch stays within twice the im2col tile. */
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
