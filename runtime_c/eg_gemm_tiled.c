@@ -53,13 +53,15 @@ typedef float eg_vfu __attribute__((vector_size(4 * EG_VW), aligned(4), may_alia
 #define eg_st(p, v) (*(eg_vfu *)(p) = (v))
 #define eg_splat(s) ((eg_vf){0} + (float)(s))
 
-/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k], mr <= MR,
+/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k] (boff not
+ * NULL: an implicit GEMM's taps) or bp + k*bp_rs (boff NULL), mr <= MR,
  * nr <= nv*VW; out element (i, j) at out[i*ldc + j*ldn].
  * Always inlined with constant mr and nv so the accumulator arrays live in registers. */
 static inline __attribute__((always_inline)) void
 eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
         const float *restrict a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp,
-        const int *restrict boff, int kc, const float *restrict bias, int accumulate)
+        ptrdiff_t bp_rs, const int *restrict boff, int kc, const float *restrict bias,
+        int accumulate)
 {
     eg_vf c[12][2];
     for (int i = 0; i < mr; i++) {
@@ -69,8 +71,9 @@ eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_
     }
     for (int k = 0; k < kc; k++) {
         eg_vf b[2];
+        const float *bk = boff ? bp + boff[k] : bp + k * bp_rs;
         for (int v = 0; v < nv; v++)
-            b[v] = eg_ld(bp + boff[k] + v * EG_VW);
+            b[v] = eg_ld(bk + v * EG_VW);
         const float *ak = a + k * a_cs;
         for (int i = 0; i < mr; i++) {
             const eg_vf av = eg_splat(ak[i * a_rs]);
@@ -99,13 +102,14 @@ eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_
     }
 }
 
-/* bp[kc][width] = b[boff[k] + j*b_cs] for j < nr, zero for nr <= j < width. */
+/* bp[kc][width] = b[row k + j*b_cs] for j < nr, zero for nr <= j < width; row k at boff[k]
+ * (boff not NULL) or k*b_rs. */
 static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int nr, int width,
-                      const int *restrict boff, ptrdiff_t b_cs)
+                      const int *restrict boff, ptrdiff_t b_rs, ptrdiff_t b_cs)
 {
     if (b_cs == 1) {
         for (int k = 0; k < kc; k++) {
-            const float *src = b + boff[k];
+            const float *src = b + (boff ? boff[k] : k * b_rs);
             float *dst = bp + k * width;
             for (int j = 0; j < nr; j++)
                 dst[j] = src[j];
@@ -116,8 +120,12 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
     }
     for (int j = 0; j < nr; j++) { /* b transposed: read down its contiguous direction */
         const float *src = b + j * b_cs;
-        for (int k = 0; k < kc; k++)
-            bp[k * width + j] = src[boff[k]];
+        if (boff)
+            for (int k = 0; k < kc; k++)
+                bp[k * width + j] = src[boff[k]];
+        else
+            for (int k = 0; k < kc; k++)
+                bp[k * width + j] = src[k * b_rs];
     }
     if (nr < width)
         for (int k = 0; k < kc; k++)
@@ -128,11 +136,12 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
 /* One panel of nv vectors: every block of rows, constant tile sizes for the compiler. */
 #define EG_TILE_CASE(R, NV)                                                                    \
     case R:                                                                                    \
-        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, poff, kc, bm, acc);             \
+        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, kc, bm, acc);        \
         break
 
 static void eg_panel2(float *restrict out, const float *restrict ak, const float *restrict panel,
-                      const int *restrict poff, const float *restrict bias, int M, int nr, int kc,
+                      ptrdiff_t prs, const int *restrict poff, const float *restrict bias,
+                      int M, int nr, int kc,
                       ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
 {
     for (int m0 = 0; m0 < M; m0 += EG_MR2) {
@@ -156,7 +165,8 @@ static void eg_panel2(float *restrict out, const float *restrict ak, const float
 
 #if EG_MR1 > 0
 static void eg_panel1(float *restrict out, const float *restrict ak, const float *restrict panel,
-                      const int *restrict poff, const float *restrict bias, int M, int nr, int kc,
+                      ptrdiff_t prs, const int *restrict poff, const float *restrict bias,
+                      int M, int nr, int kc,
                       ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
 {
     for (int m0 = 0; m0 < M; m0 += EG_MR1) {
@@ -214,42 +224,42 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
         return;
     }
     float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
-    int koff[EG_KC], poff[2][EG_KC]; /* row k of b (from b + n0*b_cs) / of a packed panel */
-    for (int k = 0; k < EG_KC; k++) {
-        poff[0][k] = k * EG_VW;
-        poff[1][k] = k * EG_NR;
-    }
+    int koff[EG_KC]; /* T > 1: row k of the k block of b, from b + n0*b_cs */
+    const int *boff = T > 1 || tap[0] != 0 ? koff : NULL;
     for (int k0 = 0; k0 < K; k0 += EG_KC) {
         const int kc = K - k0 < EG_KC ? K - k0 : EG_KC;
         const int acc = accumulate || k0 > 0;
         const float *ak = a + (ptrdiff_t)k0 * a_cs;
-        for (int k = 0, q = k0 / T, t = k0 % T; k < kc; k++) {
-            koff[k] = q * b_rs + tap[t];
-            if (++t == T) {
-                t = 0;
-                q++;
+        if (boff)
+            for (int k = 0, q = k0 / T, t = k0 % T; k < kc; k++) {
+                koff[k] = q * b_rs + tap[t];
+                if (++t == T) {
+                    t = 0;
+                    q++;
+                }
             }
-        }
         for (int n0 = 0; n0 < N; n0 += EG_NR) {
             const int nr = N - n0 < EG_NR ? N - n0 : EG_NR;
             const int nv = EG_MR1 > 0 && nr <= EG_VW ? 1 : 2;
-            const float *bn = b + (ptrdiff_t)n0 * b_cs;
+            const float *bn = b + (ptrdiff_t)n0 * b_cs + (boff ? 0 : (ptrdiff_t)k0 * b_rs);
             const float *panel = bp;
-            const int *off = poff[nv - 1];
+            ptrdiff_t prs = nv * EG_VW;
+            const int *off = NULL;
             if (b_cs == 1 && nr == nv * EG_VW) {
                 panel = bn;
-                off = koff;
+                prs = b_rs;
+                off = boff;
             } else {
-                eg_pack_b(bp, bn, kc, nr, nv * EG_VW, koff, b_cs);
+                eg_pack_b(bp, bn, kc, nr, nv * EG_VW, boff, b_rs, b_cs);
             }
             float *o = out + (ptrdiff_t)n0 * ldn;
 #if EG_MR1 > 0
             if (nv == 1) {
-                eg_panel1(o, ak, panel, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+                eg_panel1(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
                 continue;
             }
 #endif
-            eg_panel2(o, ak, panel, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+            eg_panel2(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
         }
     }
 }
