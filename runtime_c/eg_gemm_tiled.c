@@ -2,15 +2,17 @@
  *
  * Dimension legend
  *   M, N    rows / columns of the output;  K  the contracted dimension
- *   MR, NR  the register tile: EG_MR rows x EG_NR columns of out held in vector accumulators
+ *   MR, NR  the register tile: MR rows x NR = 2*VW columns of out in vector accumulators
+ *           (VW = 16 floats with AVX-512: 8 x 32, and 12 x 16 for panels <= 16 columns;
+ *            VW = 8 elsewhere: 6 x 16, the build every other ISA gets, e.g. aarch64)
  *   KC      k block: one packed panel of b is KC x NR floats (16 KiB on the stack)
  *
  * Loop nest (BLIS-style, without packing a):
  *   for each k block of KC:
  *     for each panel of NR columns of b: copy b[k block, panel] into bp[KC][NR], zero padded
  *       for each block of MR rows: out[rows, panel] (+)= a[rows, k block] . bp     (eg_tile)
- * eg_tile keeps MR x NR sums in 2*MR vector registers; per k it loads one row of bp (two
- * 8-float vectors) and broadcasts MR scalars of a, so a may have any strides (transposed a
+ * eg_tile keeps MR x NR sums in vector registers; per k it loads one row of bp (one or two
+ * vectors) and broadcasts MR scalars of a, so a may have any strides (transposed a
  * costs nothing) and only b may need packing: b is read in place when it is contiguous along
  * n and the panel is full (measured: packing a panel that is then used by a few row blocks
  * costs more than it saves, even for rows 4 KiB apart); packed when transposed or at the

@@ -220,7 +220,7 @@ def test_conv_tiled_matches_reference(k, case):
 
 
 def implicit_case(case) -> bool:
-    N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G = sizes_of(case)
+    _, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, _, _, G = sizes_of(case)
     return implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G)
 
 
@@ -249,7 +249,7 @@ IMPLICIT_CASES = [c for c in CASES if implicit_case(c)] + random_stride1_cases(3
 def test_conv_fw_implicit_matches_reference(k, case):
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     sizes = sizes_of(case)
-    N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G = sizes
+    N, C, H, W, M, OH, OW, KH, KW, _, _, _, _, dh, dw, G = sizes
     x = f32(rng.standard_normal((N, C, H, W)))
     w = f32(rng.standard_normal((M, C // G, KH, KW)))
     for b in (f32(rng.standard_normal(M)), None):

@@ -4,7 +4,8 @@ conv layers of the zoo models; prints a markdown table.
     python -m tools.kernelbench                    # resnet8, dscnn, mobilenetv2_w035_96
     python -m tools.kernelbench --models resnet8 --no-ref
 
-Each kernel call is timed on its own (ctypes for ours, so a call carries ~1 us of Python
+The "tiled" columns time the fast variant select_kernels picks for the layer (marked in the kind
+column when it is not the im2col one, e.g. ``fw (implicit)``). Each kernel call is timed on its own (ctypes for ours, so a call carries ~1 us of Python
 overhead; torch eager pays its own dispatch overhead the same way); the median over repeats
 is reported. Layer shapes come from the ONNX files (shape inference), batch 1; per-model
 totals multiply each distinct shape by how often it occurs and add fw + bw_input + bw_weight
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
-from compiler.kernels_tiled import conv_scratch_floats
+from compiler.kernels_tiled import conv_scratch_floats, implicit_scratch_floats, use_implicit
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -117,6 +118,11 @@ def ptr(a: np.ndarray | None):
     return None if a is None else ctypes.c_void_p(a.ctypes.data)
 
 
+def variant(s: ConvShape, kind: str) -> str:
+    """The fast variant select_kernels picks for this layer: ``implicit`` or ``tiled``."""
+    return "implicit" if kind == "fw" and use_implicit(*s.sizes()) else "tiled"
+
+
 def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
     rng = np.random.default_rng(0)
     sizes = s.sizes()
@@ -126,14 +132,17 @@ def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
     b = rng.standard_normal(M, dtype=np.float32)
     dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
     extra = [M, C // s.G, C] if kind == "bw_weight" else []
-    scratch = np.zeros(max(1, conv_scratch_floats(kind, *sizes)), np.float32)
+    var = variant(s, kind)
+    floats = (implicit_scratch_floats(C, M, OH, OW, KH, KW, sizes[13], sizes[14], s.G) if var == "implicit"
+              else conv_scratch_floats(kind, *sizes))
+    scratch = np.zeros(max(1, floats), np.float32)
     out, ins = {"fw": (np.empty_like(dy), [x, w, b]),
                 "bw_input": (np.empty_like(x), [dy, w]),
                 "bw_weight": (np.empty_like(w), [dy, x])}[kind]
     args = [ptr(out), *map(ptr, ins), *map(ctypes.c_int, sizes + extra)]
     name = f"conv2d_f32_{kind}"
     if tiled:
-        name += "_tiled"
+        name += f"_{var}"
         args.append(ptr(scratch))
     fn = getattr(lib, name)
     fn.restype = None
@@ -185,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     tot["ref"] += n * ref
                     tot["tiled"] += n * til
                     tot["torch"] += n * tor
-                    print(f"| {model} | {s.label()} | {n} | {kind} | {s.macs / 1e6:.3f} | {ref:.1f} | "
+                    kname = kind if variant(s, kind) == "tiled" else f"{kind} ({variant(s, kind)})"
+                    print(f"| {model} | {s.label()} | {n} | {kname} | {s.macs / 1e6:.3f} | {ref:.1f} | "
                           f"{til:.1f} | {ref / til:.1f}x | {s.macs / til / 1e3:.1f} | {tor:.1f} | "
                           f"{til / tor:.2f} |")
             print(f"| **{model} total** | all convs, fw+bw_input+bw_weight | | | | {tot['ref']:.0f} | "
