@@ -71,11 +71,20 @@ def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, 
     return (C // G) * Hp * Wp + 16 + (M // G) * (-(-R * Wp // 16) * 16)
 
 
+def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int,
+                          KW: int, sh: int, sw: int, pt: int, pl: int, dh: int, dw: int, G: int) -> int:
+    """Floats of scratch conv2d_f32_<kind>_implicit needs (kind fw or bw_input); bw_input runs
+    the forward core on dy (roles of C/M and the image sizes swapped) after the transposed weights."""
+    if kind == "fw":
+        return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G)
+    return (C // G) * (M // G) * KH * KW + implicit_scratch_floats(M, C, H, W, KH, KW, dh, dw, G)
+
+
 def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
-                 sw: int, pt: int, pl: int, dh: int, dw: int, G: int) -> bool:
-    """Pick the implicit-GEMM forward where it applies and its scratch is at most twice the
-    im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col)."""
-    if not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G):
+                 sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw") -> bool:
+    """Pick the implicit-GEMM variant (kind fw or bw_input) where it applies and its scratch is at
+    most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col)."""
+    if kind not in ("fw", "bw_input") or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G):
         return False
-    im2col = conv_scratch_floats("fw", N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
-    return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G) <= 2 * im2col
+    sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
+    return implicit_kind_scratch(kind, *sizes) <= 2 * conv_scratch_floats(kind, *sizes)

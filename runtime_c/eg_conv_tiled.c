@@ -742,13 +742,19 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
  * row. So the GEMM reads its b operand straight from xp (gemm_f32_tiled_taps, row k =
  * channel k / T, tap k % T) instead of an im2col copy 9x the image; the Wp - OW junk columns
  * of each wide output row are dropped when a band of R rows is copied out of yw into y. */
-void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
-                            const float *restrict b, int N, int C, int H, int W, int M, int OH,
-                            int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
-                            int dil_w, int G, float *restrict scratch)
+/* The core, for one image group at a time: y_g[Mg, OH, OW] = sum over k = (c, t) of
+ * a_g[m, k] * xp_g[c, tap t], a_g = a + g*a_gs with rows Kg apart; flip: tap t = (kh, kw) reads
+ * xp at (KH-1-kh, KW-1-kw) (bw_input); prep(g) is called before group g (bw_input: the
+ * transposed weights of group g into a). */
+typedef void (*eg_implicit_prep)(float *restrict wt, const float *restrict w, int g, int Cg,
+                                 int Mg, int T);
+
+static void eg_implicit(float *restrict y, const float *restrict x, float *restrict a,
+                        const float *restrict w, eg_implicit_prep prep, ptrdiff_t a_gs,
+                        const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                        int OW, int KH, int KW, int pt, int pl, int dil_h, int dil_w, int G,
+                        int flip, float *restrict scratch)
 {
-    (void)sh; /* 1 (the variant's constraint) */
-    (void)sw;
     const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
     if (OH <= 0 || OW <= 0 || T > EG_IMPLICIT_TAPS)
         return;
@@ -763,15 +769,20 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
         xp[(ptrdiff_t)Cg * HWp + i] = 0.0f;
     int tap[EG_IMPLICIT_TAPS];
     for (int kh = 0; kh < KH; kh++)
-        for (int kw = 0; kw < KW; kw++)
-            tap[kh * KW + kw] = kh * dil_h * Wp + kw * dil_w;
-    /* columns j of a padded row hold x columns j - pl: in the image for j in [j0, j1) */
-    const int j0 = eg_min(pl, Wp), j1 = eg_max(j0, eg_min(W + pl, Wp));
+        for (int kw = 0; kw < KW; kw++) {
+            const int qh = flip ? KH - 1 - kh : kh, qw = flip ? KW - 1 - kw : kw;
+            tap[kh * KW + kw] = qh * dil_h * Wp + qw * dil_w;
+        }
+    /* columns j of a padded row hold x columns j - pl (pl < 0: a
+     * crop, bw_input with pads beyond the kernel): in the image for j in [j0, j1) */
+    const int j0 = eg_min(eg_max(pl, 0), Wp), j1 = eg_max(j0, eg_min(W + pl, Wp));
     for (int n = 0; n < N; n++) {
         for (int g = 0; g < G; g++) {
             const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
             float *yg = y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;
-            const float *wg = w + (ptrdiff_t)g * Mg * Kg;
+            if (prep)
+                prep(a, w, g, Mg, Cg, T);
+            const float *wg = a + (ptrdiff_t)g * a_gs;
             const float *bg = b ? b + (ptrdiff_t)g * Mg : NULL;
             for (int c = 0; c < Cg; c++) {
                 for (int i = 0; i < Hp; i++) {
@@ -805,4 +816,46 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
             }
         }
     }
+}
+
+void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
+                            const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                            int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                            int dil_w, int G, float *restrict scratch)
+{
+    (void)sh; /* 1 (the variant's constraint) */
+    (void)sw;
+    eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
+                W, M, OH, OW, KH, KW, pt, pl, dil_h, dil_w, G, 0, scratch);
+}
+
+/* wt[c, m, t] = w[g*Mg + m, c, t] for the Cg x (Mg*T) transposed weights of group g (the
+ * arguments are named for the forward layer: w is [M, Cg, T]). */
+static void eg_transpose_w(float *restrict wt, const float *restrict w, int g, int Cg, int Mg,
+                           int T)
+{
+    const float *wg = w + (ptrdiff_t)g * Mg * Cg * T;
+    for (int c = 0; c < Cg; c++)
+        for (int m = 0; m < Mg; m++)
+            for (int t = 0; t < T; t++)
+                wt[((ptrdiff_t)c * Mg + m) * T + t] = wg[((ptrdiff_t)m * Cg + c) * T + t];
+}
+
+/* bw_input, stride 1: dx is the stride-1 convolution of dy (padded by (K-1)*dil - pad) with the
+ * flipped, transposed kernel: the same implicit GEMM with taps flipped and a = wt[C_g, Mg*T]
+ * (the transposed weights of a group, at the start of scratch). */
+void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
+                                  const float *restrict w, int N, int C, int H, int W, int M,
+                                  int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                  int dil_h, int dil_w, int G, float *restrict scratch)
+{
+    (void)sh; /* 1 (the variant's constraint) */
+    (void)sw;
+    const int Cg = C / G, Mg = M / G, T = KH * KW;
+    float *wt = scratch;
+    /* roles swap: dy [N, M, OH, OW] is the input, dx [N, C, H, W] the output; groups read wt
+     * (rewritten per group by prep), so the group stride of a is 0 */
+    eg_implicit(dx, dy, wt, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW,
+                (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1,
+                scratch + (ptrdiff_t)Cg * Mg * T);
 }

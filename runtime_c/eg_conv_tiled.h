@@ -54,4 +54,12 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, float *restrict scratch);
 
+/* conv2d_f32_bw_input for stride 1, KH*KW <= 64: the same implicit GEMM on dy (the forward
+ * layer's roles swapped, taps flipped), after the group's transposed weights. Scratch floats:
+ *   Cg * Mg * KH * KW + (the fw_implicit formula with C <-> M, OH <-> H, OW <-> W swapped) */
+void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
+                                  const float *restrict w, int N, int C, int H, int W, int M,
+                                  int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                  int dil_h, int dil_w, int G, float *restrict scratch);
+
 #endif /* EG_CONV_TILED_H */

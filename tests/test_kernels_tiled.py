@@ -29,7 +29,13 @@ import pytest
 from kernel_harness import RUNTIME, Guarded, Kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compiler.kernels_tiled import conv_scratch_floats, implicit_applies, implicit_scratch_floats, use_implicit
+from compiler.kernels_tiled import (
+    conv_scratch_floats,
+    implicit_applies,
+    implicit_kind_scratch,
+    implicit_scratch_floats,
+    use_implicit,
+)
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -246,7 +252,7 @@ IMPLICIT_CASES = [c for c in CASES if implicit_case(c)] + random_stride1_cases(3
 
 
 @pytest.mark.parametrize("case", IMPLICIT_CASES, ids=[f"{i}-{c[0]}" for i, c in enumerate(IMPLICIT_CASES)])
-def test_conv_fw_implicit_matches_reference(k, case):
+def test_conv_implicit_matches_reference(k, case):
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     sizes = sizes_of(case)
     N, C, H, W, M, OH, OW, KH, KW, _, _, _, _, dh, dw, G = sizes
@@ -264,6 +270,18 @@ def test_conv_fw_implicit_matches_reference(k, case):
         g.check()
         s.check()
         assert_close(out, ref, mag, f"conv2d_f32_fw_implicit {case[0]}")
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    ref = np.zeros((N, C, H, W), np.float32)
+    k.conv2d_f32_bw_input(ref, dy, w, *sizes)
+    mag = np.zeros_like(ref)
+    k.conv2d_f32_bw_input(mag, np.abs(dy), np.abs(w), *sizes)
+    s = Scratch(implicit_kind_scratch("bw_input", *sizes))
+    g = Guarded()
+    out = g.out(N, C, H, W)
+    k.conv2d_f32_bw_input_implicit(out, dy, w, *sizes, s.buf)
+    g.check()
+    s.check()
+    assert_close(out, ref, mag, f"conv2d_f32_bw_input_implicit {case[0]}")
 
 
 def test_implicit_selection_rule():
@@ -275,6 +293,8 @@ def test_implicit_selection_rule():
     assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)  # stride 2
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8)  # depthwise
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1)  # pointwise
+    assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_input")
+    assert not use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_weight")
 
 
 def test_scratch_formula_examples():

@@ -9,7 +9,7 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``tiled``: im2col/GEMM-blocked convolutions (runtime_c/eg_conv_tiled.c) for targets with
   caches and wide registers (host, rpi, jetson). The MCU keeps the direct reference kernels,
   whose zero workspace is what a 256 KiB SRAM wants.
-- ``implicit``: the stride-1 forward convolution as an implicit GEMM on a zero-padded copy of
+- ``implicit``: the stride-1 forward (and input-gradient) convolution as an implicit GEMM on a zero-padded copy of
   the image (no im2col), where kernels_tiled.use_implicit says so.
 """
 
@@ -53,7 +53,7 @@ def conv_sizes(g: Graph, n) -> dict:
 def select_kernels(g: Graph, target: str) -> Graph:
     if target not in TILED_TARGETS or not tiled_available():
         return g
-    from ..kernels_tiled import conv_scratch_floats, implicit_scratch_floats, use_implicit
+    from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     for n in g.nodes:
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
@@ -61,10 +61,9 @@ def select_kernels(g: Graph, target: str) -> Graph:
         if kind is None:
             continue
         sizes = conv_sizes(g, n)
-        if kind == "fw" and use_implicit(**sizes):
+        if kind in ("fw", "bw_input") and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
-            floats = implicit_scratch_floats(sizes["C"], sizes["M"], sizes["OH"], sizes["OW"], sizes["KH"],
-                                             sizes["KW"], sizes["dh"], sizes["dw"], sizes["G"])
+            floats = implicit_kind_scratch(kind, **sizes)
         else:
             n.attrs["kernel"] = "tiled"
             floats = conv_scratch_floats(kind, **sizes)
