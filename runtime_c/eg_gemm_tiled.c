@@ -292,3 +292,87 @@ void gemm_f32_tiled(float *restrict y, const float *restrict a, const float *res
         }
     }
 }
+
+#if EG_VW == 16
+/* ---- dot-product form (AVX-512 build) -------------------------------------------------------
+ * out[m*ldc + n] (+)= sum_k a[m*lda + k] * b[n*ldb + k]: both operands contiguous along k (a
+ * weight gradient: dy rows times im2col rows, summed over pixels). A 4 x 4 tile of dot products
+ * keeps 16 vectors of 16 partial sums along k (8 loads per 16 FMAs, nothing packed), then one
+ * transpose-and-add tree folds them into one vector of the 16 sums. */
+typedef int eg_vi __attribute__((vector_size(64)));
+
+/* lo/hi halves of each 2s-lane block of x and y, side by side: summed, one step of the tree */
+#define EG_FOLD(x, y, s)                                                                       \
+    (__builtin_shuffle((x), (y), eg_fold_mask(s, 0)) + __builtin_shuffle((x), (y), eg_fold_mask(s, 1)))
+#define EG_L(j, s, h) ((j) % (2 * (s)) < (s) ? (j) / (2 * (s)) * 2 * (s) + (j) % (2 * (s)) + (h) * (s) \
+                        : 16 + (j) / (2 * (s)) * 2 * (s) + (j) % (2 * (s)) - (s) + (h) * (s))
+#define eg_fold_mask(s, h)                                                                     \
+    ((eg_vi){EG_L(0, s, h), EG_L(1, s, h), EG_L(2, s, h), EG_L(3, s, h), EG_L(4, s, h),          \
+             EG_L(5, s, h), EG_L(6, s, h), EG_L(7, s, h), EG_L(8, s, h), EG_L(9, s, h),          \
+             EG_L(10, s, h), EG_L(11, s, h), EG_L(12, s, h), EG_L(13, s, h), EG_L(14, s, h),     \
+             EG_L(15, s, h)})
+
+/* Lane of the folded vector that holds dot product i (= 4*row + col) of the tile. */
+static const unsigned char eg_fold_lane[16] = {0, 8, 4, 12, 2, 10, 6, 14,
+                                               1, 9, 5, 13, 3, 11, 7, 15};
+
+void gemm_f32_tiled_nt(float *restrict out, const float *restrict a, const float *restrict b,
+                       int M, int N, int K, int ldc, int lda, int ldb, int accumulate)
+{
+    const int K16 = K & ~15;
+    /* K % 16 left over: one more step on the last 16 of k (K >= 16) with the lanes the main
+     * loop already summed zeroed by msk[1]; scalar when K < 16 */
+    const int tail16 = K16 < K && K >= 16 ? 16 : 0, kscalar = K >= 16 ? K : K16;
+    eg_vf msk[2];
+    msk[0] = eg_splat(1.0f);
+    for (int j = 0; j < 16; j++)
+        msk[1][j] = j >= 16 - (K - K16) ? 1.0f : 0.0f;
+    if (!tail16)
+        msk[1] = msk[0];
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        const float *ar[4];
+        for (int i = 0; i < 4; i++) /* rows past the edge repeat the last one (not stored) */
+            ar[i] = a + (ptrdiff_t)(m0 + i < M ? m0 + i : M - 1) * lda;
+        for (int n0 = 0; n0 < N; n0 += 4) {
+            const float *br[4];
+            for (int j = 0; j < 4; j++)
+                br[j] = b + (ptrdiff_t)(n0 + j < N ? n0 + j : N - 1) * ldb;
+            eg_vf c[16];
+            for (int i = 0; i < 16; i++)
+                c[i] = eg_splat(0.0f);
+            for (int k0 = 0; k0 < K16 + tail16; k0 += 16) {
+                /* the step past K16 is the last 16 of k, lanes summed before masked off */
+                const int k = k0 < K16 ? k0 : K - 16;
+                const eg_vf mk = msk[k0 >= K16];
+                const eg_vf a0 = eg_ld(ar[0] + k) * mk, a1 = eg_ld(ar[1] + k) * mk,
+                            a2 = eg_ld(ar[2] + k) * mk, a3 = eg_ld(ar[3] + k) * mk;
+                for (int j = 0; j < 4; j++) {
+                    const eg_vf bj = eg_ld(br[j] + k);
+                    c[j] += a0 * bj;
+                    c[4 + j] += a1 * bj;
+                    c[8 + j] += a2 * bj;
+                    c[12 + j] += a3 * bj;
+                }
+            }
+            eg_vf f8[8], f4[4], f2[2];
+            for (int i = 0; i < 8; i++)
+                f8[i] = EG_FOLD(c[2 * i], c[2 * i + 1], 8);
+            for (int i = 0; i < 4; i++)
+                f4[i] = EG_FOLD(f8[2 * i], f8[2 * i + 1], 4);
+            for (int i = 0; i < 2; i++)
+                f2[i] = EG_FOLD(f4[2 * i], f4[2 * i + 1], 2);
+            float t[16];
+            eg_st(t, EG_FOLD(f2[0], f2[1], 1));
+            for (int i = 0; i < 4 && m0 + i < M; i++) {
+                float *o = out + (ptrdiff_t)(m0 + i) * ldc + n0;
+                for (int j = 0; j < 4 && n0 + j < N; j++) {
+                    float s = t[eg_fold_lane[4 * i + j]];
+                    for (int k = kscalar; k < K; k++)
+                        s += ar[i][k] * br[j][k];
+                    o[j] = accumulate ? o[j] + s : s;
+                }
+            }
+        }
+    }
+}
+#endif
