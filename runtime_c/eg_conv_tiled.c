@@ -717,18 +717,7 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
         for (int n = 0; n < N; n++) {
             const float *xg = x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW; /* [Cg_upd,H,W] */
             const float *dyg = dy + ((ptrdiff_t)n * M + m0) * P;               /* [rows,P] */
-#ifdef EG_GEMM_TILED_NT
-            const int nt = 1; /* dot products: no transposed stores, dy not packed (measured) */
-#else
-            const int nt = 0;
-#endif
             if (pointwise) { /* col^T[P, Cg_upd]: element (p, c) = xg[c*HW + p] */
-#ifdef EG_GEMM_TILED_NT
-                if (nt) {
-                    gemm_f32_tiled_nt(dwg, dyg, xg, rows, Ku, P, Ku, P, (int)HW, n > 0);
-                    continue;
-                }
-#endif
                 gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
                                        n > 0);
                 continue;
@@ -739,14 +728,6 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                  * the GEMM is full (Ku rows) and only the small dy panel is packed */
                 const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
                 eg_patches(scratch, np, 1, NULL, xg, HW, Cg_upd, &gm, oh0, nrows, 1);
-#ifdef EG_GEMM_TILED_NT
-                if (nt) { /* dW_g[rows, Ku] += dy_g[rows, np] . col[Ku, np]^T, dot products */
-                    gemm_f32_tiled_nt(dwg, dyg + p0, scratch, rows, Ku, np, Ku, P, np,
-                                      n > 0 || p0 > 0);
-                    continue;
-                }
-#endif
-                (void)nt;
                 gemm_f32_tiled_strided_ld(dwg, scratch, dyg + p0, NULL, Ku, rows, np, 1, Ku, np, 1,
                                           1, P, n > 0 || p0 > 0);
             }

@@ -37,13 +37,4 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
                          int a_rs, int a_cs, int b_rs, int b_cs, int T, const int *restrict tap,
                          int accumulate);
 
-#if defined(__AVX512F__)
-/* Dot-product form (AVX-512 builds only; EG_GEMM_TILED_NT says it exists): for m < M, n < N
- *   out[m*ldc + n] (+)= sum_{k<K} a[m*lda + k] * b[n*ldb + k]
- * "+=" when accumulate != 0. Both operands contiguous along k; nothing packed. */
-#define EG_GEMM_TILED_NT 1
-void gemm_f32_tiled_nt(float *restrict out, const float *restrict a, const float *restrict b,
-                       int M, int N, int K, int ldc, int lda, int ldb, int accumulate);
-#endif
-
 #endif /* EG_GEMM_TILED_H */
