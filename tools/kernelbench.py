@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
-from compiler.kernels_tiled import conv_scratch_floats, implicit_scratch_floats, use_implicit
+from compiler.kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -120,7 +120,7 @@ def ptr(a: np.ndarray | None):
 
 def variant(s: ConvShape, kind: str) -> str:
     """The fast variant select_kernels picks for this layer: ``implicit`` or ``tiled``."""
-    return "implicit" if kind == "fw" and use_implicit(*s.sizes()) else "tiled"
+    return "implicit" if kind in ("fw", "bw_input") and use_implicit(*s.sizes(), kind=kind) else "tiled"
 
 
 def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
@@ -133,8 +133,7 @@ def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
     dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
     extra = [M, C // s.G, C] if kind == "bw_weight" else []
     var = variant(s, kind)
-    floats = (implicit_scratch_floats(C, M, OH, OW, KH, KW, sizes[13], sizes[14], s.G) if var == "implicit"
-              else conv_scratch_floats(kind, *sizes))
+    floats = implicit_kind_scratch(kind, *sizes) if var == "implicit" else conv_scratch_floats(kind, *sizes)
     scratch = np.zeros(max(1, floats), np.float32)
     out, ins = {"fw": (np.empty_like(dy), [x, w, b]),
                 "bw_input": (np.empty_like(x), [dy, w]),
