@@ -21,6 +21,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ ROLE_BOOTLOADER, ROLE_APP = 1, 2
 FLASH_INFO, FLASH_ERASE, FLASH_WRITE, FLASH_READ, FLASH_COMMIT, BOOT, REBOOT, CHECKPOINT, CKPT_EVERY = range(0x10, 0x19)
 TELEMETRY, SCORE = 0x0A, 0x0B
 WRITE_CHUNK = 1016  # MAX_PAYLOAD - 8 bytes of region/offset, a multiple of 4
+MIN_CHUNK = 32     # the flasher halves its chunks down to this on a link that keeps failing
 
 
 class FlashError(ProtocolError):
@@ -137,6 +139,7 @@ class Board:
         self.boot_elf = Path(boot_elf) if boot_elf else build_bootloader(Path(pflash_dir))
         self.port = port or _free_port()
         self.argv = _load_qemu_module().board_command(self.boot_elf, self.pflash, self.port, wait=wait)
+        self._lock, self._reaped = threading.Lock(), False
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
 
@@ -146,9 +149,12 @@ class Board:
 
     def kill(self) -> None:
         """Power cut: SIGKILL, nothing flushed beyond what QEMU already wrote to the pflash file."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
+        with self._lock:  # a test's timer thread and the context exit may both pull the plug
+            if self.proc.poll() is None:
+                self.proc.kill()
+            if not self._reaped:
+                self.proc.communicate()
+                self._reaped = True
 
 
 @contextlib.contextmanager
@@ -262,12 +268,36 @@ def flash_image(dev: Device, image: bytes, hash_: int, *, progress: bool | None 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(image), unit="B", unit_scale=True, desc=f"flash {REGION_NAMES[region]}", file=sys.stderr,
                disable=not show)
-    for at in range(0, len(image), WRITE_CHUNK):
-        chunk = image[at:at + WRITE_CHUNK]
-        dev.request(FLASH_WRITE, struct.pack("<II", region, at) + chunk)
-        bar.update(len(chunk))
+    # Chunks adapt to the link: a chunk that needed resends halves the next one (down to MIN_CHUNK);
+    # 16 clean chunks in a row double it again. Big frames rarely survive a noisy link whole, so a
+    # chunk gets only a few tries before it is split, and the full retry budget only at MIN_CHUNK.
+    at, chunk_size, clean, retries = 0, WRITE_CHUNK, 0, dev.retries
+    while at < len(image):
+        chunk = image[at:at + chunk_size]
+        resends = dev.link.resends
+        dev.retries = retries if chunk_size <= MIN_CHUNK else min(retries, 3)
+        try:
+            dev.request(FLASH_WRITE, struct.pack("<II", region, at) + chunk)
+        except DeviceError:
+            raise
+        except ProtocolError:
+            if chunk_size <= MIN_CHUNK:
+                raise
+            chunk_size = max(MIN_CHUNK, chunk_size // 8 * 4)
+            continue
+        finally:
+            dev.retries = retries
+        # (a word programmed twice with the same value is harmless, so re-sending a chunk is safe)
+        if dev.link.resends - resends >= 2:
+            chunk_size, clean = max(MIN_CHUNK, chunk_size // 8 * 4), 0
+        elif dev.link.resends == resends:
+            clean += 1
+            if clean >= 16 and chunk_size < WRITE_CHUNK:
+                chunk_size, clean = min(WRITE_CHUNK, chunk_size * 2), 0
         if on_chunk:
             on_chunk(at)
+        at += len(chunk)
+        bar.update(len(chunk))
     bar.close()
     crc = crc32(image)
     try:  # the device computes the CRC of what is in flash and refuses a mismatch
