@@ -24,9 +24,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-import flash  # noqa: E402
-from edgegrad.build import build  # noqa: E402
-from proto import Device, SerialTransport  # noqa: E402
+import flash
+from edgegrad.build import build
+from proto import Device, SerialTransport
 
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_HASH = 0x7E57AB1E
@@ -85,7 +85,7 @@ def test_flash_boot_verify_and_ab_slots(images, tmp_path):
                         for at in range(0, len(images["b"]), 1024))
         assert data == images["b"]
     # power off and on: the same image boots from the pflash file
-    with flash.open_board(tmp_path, boot_elf=images["boot"]) as (board, dev):
+    with flash.open_board(tmp_path, boot_elf=images["boot"]) as (_board, dev):
         assert booted(dev) == (1, flash.crc32(images["b"]))
         # the bootloader refuses to touch the slot that boots
         flash.attach(dev, "bootloader")
@@ -187,10 +187,11 @@ def test_interrupted_flash_still_boots_the_previous_image(images, tmp_path):
             sent = []
             real_request = dev.request
 
-            def request(ftype, payload=b"", _real=real_request, _sent=sent, _board=board):
+            def request(ftype, payload=b"", _real=real_request, _sent=sent, _board=board, _at=kill_before,
+                        _delay=delay):
                 if ftype in (flash.FLASH_ERASE, flash.FLASH_WRITE, flash.FLASH_COMMIT, flash.BOOT):
-                    if len(_sent) == kill_before:
-                        threading.Timer(delay, _board.kill).start()
+                    if len(_sent) == _at:
+                        threading.Timer(_delay, _board.kill).start()
                     _sent.append(ftype)
                 return _real(ftype, payload)
 
@@ -198,9 +199,9 @@ def test_interrupted_flash_still_boots_the_previous_image(images, tmp_path):
             try:
                 flash.flash_image(dev, new, TINY_HASH, progress=False)
                 finished = True
-            except Exception:  # the link dies with QEMU
+            except (flash.ProtocolError, OSError):  # the link dies with QEMU
                 finished = False
-        with flash.open_board(tmp_path, boot_elf=images["boot"]) as (board, dev):
+        with flash.open_board(tmp_path, boot_elf=images["boot"]) as (_board, dev):
             now = booted(dev)
         if now == current:
             outcomes["old"] += 1

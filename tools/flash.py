@@ -101,7 +101,7 @@ def build_bootloader(out_dir: str | Path) -> Path:
     cflags = [f for f in spec["cflags"] if f != "-O2"] + ["-Os", f"-mcpu={spec['mcpu']}+zifencei"]
     cmd = [*cc, *cflags, f"-I{BOOT_DIR}", f"-I{MCU}", f"-I{REPO / 'runtime_c'}", *map(str, sources),
            *spec.get("ldflags", []), "-T", str(BOOT_DIR / "link.ld"), "-o", str(elf)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FlashError(f"bootloader build failed: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
     return elf
@@ -120,8 +120,7 @@ def pflash_file(pflash_dir: str | Path) -> Path:
         tmp = f.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             block = b"\xff" * (1 << 20)
-            for _ in range(size >> 20):
-                fh.write(block)
+            fh.writelines(block for _ in range(size >> 20))
         tmp.replace(f)
     elif f.stat().st_size != size:
         raise FlashError(f"{f}: {f.stat().st_size} bytes, QEMU virt pflash needs exactly {size}")
