@@ -61,7 +61,7 @@ def test_elf_image_places_segments_at_their_load_address(images):
 
 
 def test_flash_boot_verify_and_ab_slots(images, tmp_path):
-    with flash.open_board(tmp_path, boot_elf=images["boot"]) as (board, dev):
+    with flash.open_board(tmp_path, boot_elf=images["boot"]) as (_board, dev):
         info = flash.flash_info(dev)
         assert info["role"] == "bootloader"  # nothing to boot on an erased flash: update mode
         assert [r["state"] for r in info["regions"]] == ["empty"] * 4
