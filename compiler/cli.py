@@ -81,6 +81,77 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def cmd_board(a) -> int:
+    from .device import run_board
+    return run_board(a.pflash, a.port)
+
+
+def cmd_flash(a) -> int:
+    from .device import run_flash
+    run_flash(a.build, a.port, checkpoint_every=a.checkpoint_every)
+    return 0
+
+
+def cmd_monitor(a) -> int:
+    from .device import run_monitor
+    run_monitor(a.port, interval=a.interval, count=a.count)
+    return 0
+
+
+def cmd_pull(a) -> int:
+    from .device import run_pull
+    run_pull(a.port, a.export, build=a.build, search=a.search)
+    return 0
+
+
+def _add_device_commands(sub) -> None:
+    b = sub.add_parser("board", help="run an emulated mcu board (QEMU) with persistent flash",
+                       description="Start QEMU virt (rv32) with the edgegrad serial bootloader and a 32 MiB CFI "
+                                   "flash file (DIR/pflash.bin, created erased) holding the A/B image slots and the "
+                                   "two checkpoint slots. Its UART is a TCP server on 127.0.0.1:PORT; the file "
+                                   "keeps images and checkpoints across restarts. Runs until Ctrl-C.",
+                       epilog="example:\n  edgegrad board --pflash build/board --port 5555 &\n"
+                              "  edgegrad flash build/m --port socket://127.0.0.1:5555",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--pflash", required=True, metavar="DIR", help="folder of the flash file (pflash.bin)")
+    b.add_argument("--port", type=int, default=5555, help="loopback TCP port of the board's UART (default 5555)")
+    b.set_defaults(fn=cmd_board)
+
+    f = sub.add_parser("flash", help="flash an mcu build onto a board over its serial port",
+                       description="Write the build's firmware into the board's inactive image slot over the framed "
+                                   "serial protocol (CRC32, acks, retries, smaller chunks on a noisy link), verify "
+                                   "it in flash, then make it the boot image and boot it. An interrupted flash "
+                                   "leaves the previous image booting.",
+                       epilog="examples:\n  edgegrad flash build/m --port socket://127.0.0.1:5555\n"
+                              "  edgegrad flash build/m --port /dev/ttyUSB0 --checkpoint-every 100",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("build", help="a folder written by edgegrad compile --target mcu")
+    f.add_argument("--port", required=True, help="tty path or pyserial URL (socket://127.0.0.1:5555 for edgegrad board)")
+    f.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="after booting, checkpoint parameters + optimizer state to flash every N steps (0: on request)")
+    f.set_defaults(fn=cmd_flash)
+
+    m = sub.add_parser("monitor", help="print the live loss / accuracy / checkpoints a board reports",
+                       description="Poll the running model's telemetry: TRAIN steps, last and mean loss, accuracy "
+                                   "over the last labelled samples it scored, and its newest checkpoint.",
+                       epilog="example: edgegrad monitor --port socket://127.0.0.1:5555 --interval 2")
+    m.add_argument("--port", required=True, help="tty path or pyserial URL")
+    m.add_argument("--interval", type=float, default=1.0, help="seconds between lines (default 1)")
+    m.add_argument("--count", type=int, help="stop after this many lines (default: until Ctrl-C)")
+    m.set_defaults(fn=cmd_monitor)
+
+    pu = sub.add_parser("pull", help="read a board's trained parameters into an ONNX model",
+                        description="Read the trained parameters from the running model and write the build's ONNX "
+                                    "model with them (same graph and names). The build is --build, or the mcu build "
+                                    "under --search whose model hash matches the device's.",
+                        epilog="example: edgegrad pull --port socket://127.0.0.1:5555 --export trained.onnx")
+    pu.add_argument("--port", required=True, help="tty path or pyserial URL")
+    pu.add_argument("--export", required=True, help="where to write the trained ONNX model")
+    pu.add_argument("--build", help="the build folder the board was flashed from")
+    pu.add_argument("--search", default="build", help="where to look for the build by model hash (default build/)")
+    pu.set_defaults(fn=cmd_pull)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgegrad",
@@ -181,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")
     pl.set_defaults(fn=cmd_plan)
+    _add_device_commands(sub)
     return p
 
 

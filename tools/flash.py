@@ -127,6 +127,15 @@ def pflash_file(pflash_dir: str | Path) -> Path:
     return f
 
 
+def _die_with_parent() -> None:
+    """In the QEMU child: SIGKILL it when the process that started it dies (Linux prctl), so a
+    board never outlives an interrupted flash, test or demo."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
 class Board:
     """A QEMU board process: bootloader + pflash file; its UART is a TCP server on loopback."""
 
@@ -140,7 +149,7 @@ class Board:
         self.argv = _load_qemu_module().board_command(self.boot_elf, self.pflash, self.port, wait=wait)
         self._lock, self._reaped = threading.Lock(), False
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
 
     @property
     def url(self) -> str:
