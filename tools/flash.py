@@ -149,7 +149,7 @@ class Board:
         self.argv = _load_qemu_module().board_command(self.boot_elf, self.pflash, self.port, wait=wait)
         self._lock, self._reaped = threading.Lock(), False
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent)  # noqa: PLW1509 (prctl only)
 
     @property
     def url(self) -> str:
