@@ -77,7 +77,7 @@ def cmd_plan(a) -> int:
 def cmd_demo(a) -> int:
     from .demo import run_demo
     run_demo(a.output, steps=a.steps, n_eval=a.eval, update=a.update, lr=a.lr, seed=a.seed, port=a.port,
-             optimizer=a.optimizer)
+             optimizer=a.optimizer, checkpoint_every=a.checkpoint_every)
     return 0
 
 
@@ -204,8 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="on-device class-incremental learning on the emulated MCU",
                        description="Compile a Fashion-MNIST CNN pretrained on classes 0-7 for the mcu target, "
-                                   "boot it in QEMU and teach it classes 8 and 9 from samples streamed over the "
-                                   "serial link; report accuracy before/after and plot it.",
+                                   "flash it onto a board (QEMU with the edgegrad bootloader and a flash file, or "
+                                   "--port) and teach it classes 8 and 9 from samples streamed over the serial link, "
+                                   "checkpointing to flash; report accuracy before/after, power-cycle the board to "
+                                   "show the learned weights persist, and plot it.",
                        epilog="example: edgegrad demo --steps 240 -o build/demo")
     d.add_argument("-o", "--output", default="build/demo", help="output folder (build, plot, trained model)")
     d.add_argument("--steps", type=int, default=240, help="samples streamed for training (half new classes)")
@@ -214,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=float, default=0.003)
     d.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--port", help="a real board's serial port (not yet supported; QEMU by default)")
+    d.add_argument("--port", help="a real board's serial port (tty path or pyserial URL) running the edgegrad "
+                                  "bootloader; default: a QEMU board with a flash file in OUTPUT/board")
+    d.add_argument("--checkpoint-every", type=int, default=40, metavar="N",
+                   help="checkpoint parameters + optimizer state to flash every N steps (default 40)")
     d.set_defaults(fn=cmd_demo)
 
     i = sub.add_parser("inspect", help="explain a model (layers, params, MACs) or a build (memory plan)",

@@ -48,7 +48,7 @@ def setup(tmp_path_factory):
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((200, 1, 6, 128)).astype(np.float32)
     ys = rng.integers(0, 6, 200).astype(np.int32)
-    return {"root": root, "boot": boot, "xs": xs, "ys": ys}
+    return {"root": root, "boot": boot, "xs": xs, "ys": ys, "build": res.out_dir}
 
 
 def state_bytes(dev) -> bytes:
@@ -165,3 +165,46 @@ def test_nan_parameters_are_never_checkpointed(setup, tmp_path):
         flash.attach(dev, "app")
         assert flash.checkpoint_status(dev)["restored_steps"] == 0
         assert state_bytes(dev) == saved
+
+
+def test_monitor_and_pull_cli(setup, tmp_path, capsys):
+    """edgegrad monitor / pull against a running board (wait=off: it boots by itself, like hardware)."""
+    import onnx
+    from edgegrad.cli import main
+    from edgegrad.run import Session, load_build
+    from onnx import numpy_helper
+    shutil.copy(setup["root"] / "pristine.bin", tmp_path / "pflash.bin")
+    board = flash.Board(tmp_path, boot_elf=setup["boot"], wait=False)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ctx = flash.connect(board.url)
+                dev = ctx.__enter__()
+                break
+            except flash.FlashError:
+                assert time.monotonic() < deadline, "board did not open its serial port"
+                time.sleep(0.1)
+        try:
+            flash.attach(dev, "app")
+            s = Session(dev, load_build(setup["build"]))
+            losses = []
+            for k in range(1, 5):
+                load_sample(dev, setup, k)
+                losses.append(dev.train_step())
+                dev.infer()
+                flash.score(dev, int(setup["ys"][k - 1]))
+            trained = s.trained()
+        finally:
+            ctx.__exit__(None, None, None)
+        assert main(["monitor", "--port", board.url, "--count", "1"]) == 0
+        out = capsys.readouterr().out
+        assert f"step      4  loss {losses[-1]:.4f} (mean of last 4: {np.mean(np.float32(losses)):.4f})" in out, out
+        assert "accuracy (last 4 scored)" in out
+        export = tmp_path / "pulled.onnx"
+        assert main(["pull", "--port", board.url, "--export", str(export), "--search", str(setup["root"])]) == 0
+        pulled = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(export)).graph.initializer}
+        for name, value in trained.items():
+            assert np.array_equal(pulled[name].reshape(value.shape), value), name
+    finally:
+        board.kill()
