@@ -11,6 +11,7 @@ layout are described in tools/flash.py and targets/mcu/eg_boot.h.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -24,12 +25,18 @@ def _flash_module():
     return flash
 
 
+@contextlib.contextmanager
 def _open(port: str, timeout: float = 2.0):
     flash = _flash_module()
+    cm = flash.connect(port, timeout=timeout)
     try:
-        return flash.connect(port, timeout=timeout)
+        dev = cm.__enter__()
     except flash.FlashError as e:
         raise EdgegradError(str(e)) from None
+    try:
+        yield dev
+    finally:
+        cm.__exit__(None, None, None)
 
 
 def run_board(pflash: str | Path, port: int) -> int:
@@ -67,8 +74,11 @@ def run_flash(build: str | Path, port: str, *, checkpoint_every: int | None = No
     flash = _flash_module()
     build = Path(build)
     info = _build_info(build)
-    image = flash.elf_image(build / info["binary"])
-    model_hash = flash.model_hash(build)
+    try:
+        image = flash.elf_image(build / info["binary"])
+        model_hash = flash.model_hash(build)
+    except (flash.FlashError, OSError) as e:
+        raise EdgegradError(str(e)) from None
     with _open(port) as dev:
         try:
             res = flash.flash_image(dev, image, model_hash)

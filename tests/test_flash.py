@@ -31,7 +31,6 @@ from proto import Device, SerialTransport
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_HASH = 0x7E57AB1E
 
-pytestmark = pytest.mark.qemu
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +52,30 @@ def booted(dev) -> tuple[int, int]:
     return region, info["regions"][region]["crc"]
 
 
+@pytest.mark.parametrize("args,message", [
+    (["flash", "{tmp}", "--port", "socket://127.0.0.1:9"], "not an edgegrad build folder"),
+    (["flash", "{host}", "--port", "socket://127.0.0.1:9"], "flash takes an mcu build"),
+    (["monitor", "--port", "socket://127.0.0.1:9"], "cannot open socket://127.0.0.1:9"),
+    (["pull", "--port", "/dev/nonexistent-tty", "--export", "{tmp}/x.onnx"], "cannot open /dev/nonexistent-tty"),
+])
+def test_cli_errors_are_one_line(args, message, tmp_path, capsys):
+    from edgegrad.cli import main
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "build.json").write_text('{"binary": "model_host", "config": {"target": "host"}}')
+    argv = [a.format(tmp=tmp_path, host=host) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgegrad: error: ") and message in err[0], err
+
+
+def test_elf_image_rejects_what_is_not_an_mcu_image(tmp_path):
+    (tmp_path / "x.elf").write_bytes(b"not an elf")
+    with pytest.raises(flash.FlashError, match="not a 32-bit"):
+        flash.elf_image(tmp_path / "x.elf")
+
+
+@pytest.mark.qemu
 def test_elf_image_places_segments_at_their_load_address(images):
     image = images["a"]
     assert len(image) % 4 == 0 and len(image) < 64 * 1024
@@ -60,6 +83,7 @@ def test_elf_image_places_segments_at_their_load_address(images):
     assert image[:4] != bytes(4)
 
 
+@pytest.mark.qemu
 def test_flash_boot_verify_and_ab_slots(images, tmp_path):
     with flash.open_board(tmp_path, boot_elf=images["boot"]) as (_board, dev):
         info = flash.flash_info(dev)
@@ -144,6 +168,7 @@ class FlipProxy:
                     pass
 
 
+@pytest.mark.qemu
 def test_flash_through_a_link_that_flips_one_percent_of_bytes(images, tmp_path):
     import serial
     board = flash.Board(tmp_path, boot_elf=images["boot"], wait=False)  # erased flash: it waits in update mode
@@ -169,6 +194,7 @@ def test_flash_through_a_link_that_flips_one_percent_of_bytes(images, tmp_path):
         assert slot["crc"] == flash.crc32(images["a"])
 
 
+@pytest.mark.qemu
 def test_interrupted_flash_still_boots_the_previous_image(images, tmp_path):
     """Kill points: just before request n of the flash (erase, each chunk, commit, boot) plus a
     random 0-3 ms, so that QEMU dies while that request is on the wire or being executed."""
