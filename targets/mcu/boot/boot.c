@@ -137,6 +137,7 @@ uint32_t eg_board_request(uint8_t req, const uint8_t *in, uint32_t len, uint8_t 
         if (eg_slot_newest(EG_REGION_IMAGE_A, EG_REGION_IMAGE_B, 0) < 0)
             return err(type, out, EG_ERR_STATE, "no valid image");
         pending = 1;
+        uart_fifo_on(); /* the host waits for this response: nothing is in flight */
         return 0;
     case EG_REQ_REBOOT:
         pending = len >= 4u && get_u32(in) != 0u ? 3 : 2;
@@ -163,7 +164,13 @@ int main(void) {
     if (!update && eg_slot_newest(EG_REGION_IMAGE_A, EG_REGION_IMAGE_B, 0) >= 0) {
         for (uint32_t i = 0; i < EG_BOOT_WINDOW && !uart_ready(); i++) {
         }
-        if (!uart_ready()) boot_newest();
+        if (!uart_ready()) {
+            /* Receive FIFO on for the application too (its own init leaves FCR alone). A byte
+             * landing between the check above and this write would be dropped; the host's
+             * retransmission recovers it. */
+            uart_fifo_on();
+            boot_newest();
+        }
     }
     eg_serve(); /* update mode */
     return 0;
