@@ -65,7 +65,7 @@ enum { EG_SLOT_EMPTY = 0, EG_SLOT_VALID = 1, EG_SLOT_INVALID = 2 };
 #define EG_ROLE_BOOTLOADER 1u
 #define EG_ROLE_APP 2u
 
-/* Board requests (eg_board_request), wire format in tools/proto.py. */
+/* Board requests (eg_board_request); payloads are documented where the host builds them, tools/flash.py. */
 enum {
     EG_REQ_FLASH_INFO = 0x10,
     EG_REQ_FLASH_ERASE = 0x11,
