@@ -11,6 +11,21 @@ B, checkpoint slots 0 and 1. A new image goes to the slot that does not hold the
 boots: erase, program (the device reads every word back), CRC of the flash contents computed by
 the device compared with the host's, then COMMIT programs the header; only then does it become
 the newest valid image. A flash cut short at any point leaves the previous image booting.
+
+Board requests (same framing, seq and retransmission rules as tools/proto.py); B = bootloader, A = app:
+
+    0x10 FLASH_INFO   -                                 -> u8 role (1 B, 2 A), u8 booted region, u16 0,
+                                                           u32 region bytes, u32 block, u32 data offset,
+                                                           4 x (u32 state, seq, length, crc, hash, aux0, aux1)
+    0x11 FLASH_ERASE  u32 region, u32 bytes             -> -    B: image region that does not boot
+    0x12 FLASH_WRITE  u32 region, u32 offset, data[4k]  -> -    B: programmed and read back word by word
+    0x13 FLASH_READ   u32 region, u32 offset, u16 n     -> data[n]   (offset 0 = header)
+    0x14 FLASH_COMMIT u32 region, length, crc, seq, hash -> -   B: checks the CRC in flash, writes the header
+    0x15 BOOT         -                                 -> -    B: boots the newest valid image; A: no-op
+    0x16 REBOOT       u32 update                        -> -    machine reset; update != 0: stay in B
+    0x17 CHECKPOINT   u32 save (0 query, 1 write now)   -> 8 x u32: flash, every, restored steps,
+                                                           steps, last seq, last steps, refused, failed
+    0x18 CKPT_EVERY   u32 steps (0 = on request only)   -> u32 steps
 """
 
 from __future__ import annotations
