@@ -73,6 +73,11 @@ def _squeeze_dims(shape, *stride_lists):
     return [d for d, _ in merged], [[ss[k] for _, ss in merged] for k in range(len(stride_lists))]
 
 
+def _int8_lowering() -> dict:
+    from .lower_int8 import LOWER_INT8
+    return LOWER_INT8
+
+
 class Lowerer:
     def __init__(self, g: Graph, symbols: dict[str, str]):
         self.g = g
@@ -99,6 +104,8 @@ class Lowerer:
 
     def lower(self, node: Node) -> list[str]:
         fn = getattr(self, "op_" + node.op, None)
+        if fn is None and node.op in _int8_lowering():
+            fn = lambda n, *ins: _int8_lowering()[n.op](self, n, *ins)  # noqa: E731
         if fn is None:
             raise UnsupportedModelError(f"no kernel for {node.op} ({node.name})")
         out = fn(node, *[i for i in node.inputs])

@@ -83,8 +83,9 @@ class Session:
     def write(self, name: str, arr: np.ndarray) -> None:
         self.dev.write_buffer(self.index(name), np.ascontiguousarray(arr).tobytes())
 
-    def read(self, name: str, shape) -> np.ndarray:
-        return np.frombuffer(self.dev.read_buffer(self.index(name)), np.float32).reshape(shape).copy()
+    def read(self, name: str, shape, dtype: str = "f32") -> np.ndarray:
+        np_dtype = {"f32": np.float32, "s8": np.int8, "i32": np.int32}[dtype]
+        return np.frombuffer(self.dev.read_buffer(self.index(name)), np_dtype).reshape(shape).copy()
 
     def train(self, x: np.ndarray, y) -> float:
         self.write(self.info["inputs"][0]["name"], x.astype(np.float32))
@@ -98,7 +99,7 @@ class Session:
         return self.read(o["name"], o["shape"])
 
     def trained(self) -> dict[str, np.ndarray]:
-        return {p: self.read(p, v["shape"]) for p, v in self.info["trainable"].items()}
+        return {p: self.read(p, v["shape"], v.get("dtype", "f32")) for p, v in self.info["trainable"].items()}
 
 
 def run_training(build: str | Path, inputs, labels, epochs: int = 1, export: str | Path | None = None,
