@@ -47,6 +47,8 @@ def quantize_model(src: str | Path, calib: str | Path, dst: str | Path, max_samp
     except ImportError:
         raise EdgegradError("edgegrad quantize needs onnxruntime (pip install onnxruntime); "
                             "compiling an already quantized model does not")
+    import onnxruntime
+    onnxruntime.set_default_logger_severity(3)  # ORT warns about every unused Constant it prunes
     model = load_onnx(src)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]

@@ -74,7 +74,12 @@ def quantize_lower(g: Graph) -> Graph:
         n_out = g.tensors[wq].shape[0]
         return wq, np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (n_out,)).copy()
 
+    float_in = set(g.inputs)  # the float graph input and views of it (a Flatten before the first QuantizeLinear)
     for node in g.nodes:
+        if node.op == "Reshape" and node.inputs[0] in float_in:
+            float_in.add(node.outputs[0])
+            out.append(node)
+            continue
         if node.op == "DequantizeLinear":
             src = node.inputs[0]
             t = g.tensors[src]
@@ -95,7 +100,7 @@ def quantize_lower(g: Graph) -> Graph:
             continue
         if node.op == "QuantizeLinear":
             x = node.inputs[0]
-            if x in g.inputs:
+            if x in float_in:
                 if g.tensors[node.outputs[0]].dtype != "s8":
                     errors.append(f"{node.name}: input quantized to {g.tensors[node.outputs[0]].dtype}, not int8")
                     continue
