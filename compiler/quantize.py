@@ -75,9 +75,16 @@ def quantize_model(src: str | Path, calib: str | Path, dst: str | Path, max_samp
         import onnx
         onnx.save(model, str(fixed))
         out = Path(tmp) / "q.onnx"
-        quantize_static(str(fixed), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        import logging
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # ORT logs a pre-processing hint as a root WARNING on every call
+        try:
+            quantize_static(str(fixed), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        finally:
+            root.setLevel(level)
         os.replace(out, dst)
     return {"samples": int(len(x)), "output": str(dst)}

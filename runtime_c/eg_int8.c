@@ -18,7 +18,8 @@ int32_t eg_srdhm(int32_t a, int32_t b)
         return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
     int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    int64_t t = ab + nudge; /* t / 2^31 truncated toward zero, by shifts (no 64-bit division on rv32) */
+    return (int32_t)(t >= 0 ? t >> 31 : -((-t) >> 31));
 }
 
 int32_t eg_rdbpot(int32_t x, int exponent)
@@ -189,9 +190,14 @@ void qsat_grad_f32(float *dx, const float *dy, const int8_t *y, int n, int lo, i
         dx[i] = (y[i] > lo && y[i] < hi) ? dy[i] : 0.0f;
 }
 
-static inline float round_away(float v)
+/* round half away from zero, saturating to [lo, hi] (both well inside int32) */
+static inline int32_t round_sat(float v, float lo, float hi)
 {
-    return (float)(int64_t)(v >= 0 ? v + 0.5f : v - 0.5f);
+    if (v <= lo)
+        return (int32_t)lo;
+    if (v >= hi)
+        return (int32_t)hi;
+    return (int32_t)(v >= 0 ? v + 0.5f : v - 0.5f);
 }
 
 /* t = gscale*g (+ momentum); m = base - lr*t; returns m (the caller rounds and saturates) */
@@ -215,8 +221,7 @@ void qupdate_s8(int8_t *w, float *master, float *v, const float *g, const float 
             float m = qstep(master ? master[k] : (float)*wi, v ? v + k : NULL, g[k], gscale[r], lr, mu);
             if (master)
                 master[k] = m;
-            m = round_away(m);
-            *wi = (int8_t)(m < -127.0f ? -127 : m > 127.0f ? 127 : (int32_t)m); /* symmetric range */
+            *wi = (int8_t)round_sat(m, -127.0f, 127.0f); /* the symmetric weight range */
         }
 }
 
@@ -230,7 +235,6 @@ void qupdate_s32(int32_t *w, float *master, float *v, const float *g, const floa
             float m = qstep(master ? master[k] : (float)*wi, v ? v + k : NULL, g[k], gscale[r], lr, mu);
             if (master)
                 master[k] = m;
-            m = round_away(m);
-            *wi = m < -2147483520.0f ? INT32_MIN + 128 : m > 2147483520.0f ? INT32_MAX - 127 : (int32_t)m;
+            *wi = round_sat(m, -2147483520.0f, 2147483520.0f); /* largest floats inside int32 */
         }
 }

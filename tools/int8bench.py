@@ -1,0 +1,121 @@
+"""int8 fine-tuning accuracy on real data: fp32 vs int8 + QAS vs int8 without QAS, same sparse scheme.
+
+Task: Fashion-MNIST class-incremental fine-tuning. ``models/onnx/cnn_fashion_pre.onnx`` was pretrained
+on classes 0-7 only; it is quantized (``edgegrad quantize``, calibration on classes 0-7 training images
+that are not in the stream), then every variant is compiled for the host with the same scheme,
+optimizer and learning rate, trained by the generated C on the same stream (half new classes 8-9,
+half replayed old classes; one step per sample, batch 1) and evaluated on the same held-out test
+images (half new classes). Rows:
+
+- fp32: the float model, fp32 training (the reference);
+- int8 + QAS (fp32 master): the int8 graph, QAS-scaled gradients, fp32 master copy of the updated rows;
+- int8 + QAS (int8 write-back): the same, rounding the int8 weights themselves after each step;
+- int8, no QAS: the int8 graph with the raw integer-domain gradients (the ablation).
+
+    python -m edgegrad.tools.int8bench --steps 2000 --eval 2000 --update last:2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+NEW_CLASSES = (8, 9)
+
+
+def data(n_train: int, n_eval: int, n_calib: int, seed: int):
+    sys.path.insert(0, str(ROOT))
+    from models.datasets import fashion_mnist
+    xtr, ytr = fashion_mnist("train")
+    xte, yte = fashion_mnist("test")
+    rng = np.random.default_rng(seed)
+    new_tr = rng.permutation(np.flatnonzero(np.isin(ytr, NEW_CLASSES)))
+    old_tr = rng.permutation(np.flatnonzero(~np.isin(ytr, NEW_CLASSES)))
+    stream = rng.permutation(np.concatenate([new_tr[: n_train // 2], old_tr[: n_train - n_train // 2]]))
+    calib = old_tr[n_train: n_train + n_calib]  # the deployed model was calibrated before new classes existed
+    new_te = rng.permutation(np.flatnonzero(np.isin(yte, NEW_CLASSES)))[: n_eval // 2]
+    old_te = rng.permutation(np.flatnonzero(~np.isin(yte, NEW_CLASSES)))[: n_eval - len(new_te)]
+    ev = np.concatenate([new_te, old_te])
+    return (xtr[stream], ytr[stream]), xtr[calib], (xte[ev], yte[ev], np.isin(yte[ev], NEW_CLASSES))
+
+
+def evaluate(s, xs, ys, new_mask) -> dict:
+    pred = np.array([int(np.argmax(s.infer(x[None]))) for x in xs])
+    hit = pred == ys
+    return {"all": hit.mean(), "new": hit[new_mask].mean(), "old": hit[~new_mask].mean()}
+
+
+def run_variant(model: Path, out: Path, stream, ev, *, dtype: str, update: str, optimizer: str, lr: float,
+                epochs: int, qas: bool = True, master: str = "fp32") -> dict:
+    from edgegrad.pipeline import CompileConfig, compile_model
+    from edgegrad.run import Session, load_build
+    from edgegrad.tools.runner import open_device
+    res = compile_model(model, out, CompileConfig(target="host", update=update, optimizer=optimizer, lr=lr,
+                                                  dtype=dtype, qas=qas, int8_master=master, quiet=True))
+    info = load_build(res.out_dir)
+    xs, ys = stream
+    t0 = time.perf_counter()
+    with open_device(res.binary, "host") as dev:
+        s = Session(dev, info)
+        before = evaluate(s, *ev)
+        losses = [s.train(x[None], int(y)) for _ in range(epochs) for x, y in zip(xs, ys)]
+        after = evaluate(s, *ev)
+    return {"before": before, "after": after, "loss_first": float(np.mean(losses[:100])),
+            "loss_last": float(np.mean(losses[-100:])), "seconds": time.perf_counter() - t0,
+            "arena": res.info["arena_bytes"], "trainable_bytes": res.info["trainable_bytes"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="example: python -m edgegrad.tools.int8bench --steps 2000 --eval 2000")
+    p.add_argument("--steps", type=int, default=2000, help="training samples in the stream (default 2000)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--eval", type=int, default=2000, help="held-out test images (default 2000)")
+    p.add_argument("--calib", type=int, default=256, help="calibration images (default 256)")
+    p.add_argument("--update", default="last:2", help="sparse update scheme, the same for every row")
+    p.add_argument("--optimizer", default="momentum", choices=["sgd", "momentum"])
+    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", default="fp32,qas,qas-int8,noqas", help="which rows to run")
+    a = p.parse_args(argv)
+    from edgegrad.quantize import quantize_model
+    stream, calib, ev = data(a.steps, a.eval, a.calib, a.seed)
+    model = ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx"
+    rows = {
+        "fp32": ("fp32", dict(dtype="fp32")),
+        "qas": ("int8 + QAS (fp32 master)", dict(dtype="int8", qas=True, master="fp32")),
+        "qas-int8": ("int8 + QAS (int8 write-back)", dict(dtype="int8", qas=True, master="none")),
+        "noqas": ("int8, no QAS (fp32 master)", dict(dtype="int8", qas=False, master="fp32")),
+    }
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "calib.npy", calib)
+        qmodel = tmp / "cnn_fashion_pre_int8.onnx"
+        quantize_model(model, tmp / "calib.npy", qmodel)
+        for key in a.rows.split(","):
+            label, kw = rows[key]
+            r = run_variant(model if kw["dtype"] == "fp32" else qmodel, tmp / key, stream, ev, update=a.update,
+                            optimizer=a.optimizer, lr=a.lr, epochs=a.epochs, **kw)
+            results.append((label, r))
+            print(f"[int8bench] {label}: {100 * r['after']['all']:.1f}% ({r['seconds']:.1f} s)", file=sys.stderr)
+    print(f"\ncnn_fashion_pre, Fashion-MNIST new classes {NEW_CLASSES}: {a.steps} streamed samples x {a.epochs} "
+          f"epoch(s) (half new), scheme `{a.update}`, {a.optimizer} lr {a.lr}, {a.eval} held-out test images "
+          f"(half new), calibration {a.calib} old-class images\n")
+    print("| training | accuracy before | after: all | new classes | old classes | loss first/last 100 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, r in results:
+        b, f = r["before"], r["after"]
+        print(f"| {label} | {100 * b['all']:.1f}% | {100 * f['all']:.1f}% | {100 * f['new']:.1f}% | "
+              f"{100 * f['old']:.1f}% | {r['loss_first']:.3f} / {r['loss_last']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
