@@ -15,6 +15,28 @@ def _qconv(lw, n, x, w, b, mult, shift):
             f"{lw._ints(d)}, {a['x_zp']}, {a['y_zp']}, {a['act_min']}, {a['act_max']});")
 
 
+def _qconv_pwdw(lw, n, x, w1, b1, m1, s1, w2, b2, m2, s2):
+    pw, dw = n.attrs["pw"], n.attrs["dw"]
+    _, C, H, W = lw.shape(x)
+    M = n.attrs["mid_shape"][1]
+    _, _, OH, OW = lw.shape(n.outputs[0])
+    KH, KW = lw.shape(w2)[2:]
+    args = [C, H, W, M, OH, OW, KH, KW, *dw["strides"], dw["pads"][0], dw["pads"][1], *dw["dilations"],
+            pw["x_zp"], pw["y_zp"], pw["act_min"], pw["act_max"], dw["y_zp"], dw["act_min"], dw["act_max"]]
+    ptrs = ", ".join(lw.p(t) for t in (n.outputs[0], n.outputs[1], x, w1, b1, m1, s1, w2, b2, m2, s2))
+    return f"conv_pwdw_s8_fw({ptrs}, {lw._ints(args)});"
+
+
+def _conv_bw_input_s8w(lw, n, dy, w, scale):
+    d = lw._conv_dims(n.attrs["x_shape"], lw.shape(w), lw.shape(dy), n.attrs)
+    return f"conv2d_s8w_f32_bw_input({lw.p(n.outputs[0])}, {lw.p(dy)}, {lw.p(w)}, {lw.p(scale)}, {lw._ints(d)});"
+
+
+def _gemm_s8w(lw, n, dy, w, scale):
+    B, N = lw.shape(dy)
+    return f"linear_s8w_f32_bw_input({lw.p(n.outputs[0])}, {lw.p(dy)}, {lw.p(w)}, {lw.p(scale)}, {B}, {N}, {lw.shape(w)[1]});"
+
+
 def _qgemm(lw, n, x, w, b, mult, shift):
     a = n.attrs
     B, N = lw.shape(n.outputs[0])
@@ -74,7 +96,7 @@ def _qupdate(lw, n, w, g, gscale, master="", v=""):
 
 
 LOWER_INT8 = {
-    "QConv": _qconv, "QGemm": _qgemm, "QMaxPool": _qmaxpool, "QGlobalAveragePool": _qgap, "QAdd": _qadd,
+    "QConv": _qconv, "QConvPwDw": _qconv_pwdw, "QGemm": _qgemm, "QMaxPool": _qmaxpool, "QGlobalAveragePool": _qgap, "QAdd": _qadd,
     "QClamp": _qclamp, "Quantize": _quantize, "Dequantize": _dequantize, "QSatGrad": _qsat_grad,
-    "QUpdate": _qupdate,
+    "QUpdate": _qupdate, "ConvBwInputS8W": _conv_bw_input_s8w, "GemmS8W": _gemm_s8w,
 }

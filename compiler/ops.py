@@ -920,4 +920,4 @@ def expand_ref(node, x, shape):
 def size_ref(node, x):
     return np.array(x.size, np.int64)
 
-from . import ops_int8  # noqa: E402,F401  (registers the int8 ops)
+from . import ops_int8  # noqa: F401  (registers the int8 ops)

@@ -28,7 +28,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if real == 0.0:
         return 0, 0
     q, shift = np.frexp(np.float64(real))
-    m = int(round(float(q) * (1 << 31)))
+    m = round(float(q) * (1 << 31))
     if m == (1 << 31):
         m //= 2
         shift += 1
@@ -167,7 +167,7 @@ def _conv_f64(node, x, w):
     dh, dw = a["dilations"]
     G = a["group"]
     xp = np.pad(x4, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    N, C, H, W = x4.shape
+    N, _, H, W = x4.shape
     M, Cg, KH, KW = w4.shape
     OH, OW = conv_out(H, KH, sh, dh, pt, pb), conv_out(W, KW, sw, dw, pl, pr)
     Mg = M // G
@@ -177,6 +177,15 @@ def _conv_f64(node, x, w):
         for i, j, v in _pool_windows(xs, KH, KW, sh, sw, dh, dw, OH, OW):
             y[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", v, w4[g * Mg:(g + 1) * Mg, :, i, j])
     return y[:, :, 0, :] if x.ndim == 3 else y
+
+
+@op("QConvPwDw")
+def qconv_pwdw_ref(node, x, w1, b1, m1, s1, w2, b2, m2, s2):
+    """y = QConv_dw(QConv_pw(x)): the fused pair (passes/fuse_int8); the second output is scratch"""
+    pw = Node("QConv", [], [], node.attrs["pw"])
+    dw = Node("QConv", [], [], node.attrs["dw"])
+    mid = qconv_ref(pw, x, w1, b1, m1, s1)
+    return qconv_ref(dw, mid, w2, b2, m2, s2), np.zeros(mid.shape[2:], np.int8).reshape(-1)
 
 
 @op("QGemm")
@@ -228,6 +237,19 @@ def qgemm_grad(node, dys, need, gb):
     fake = Node("Gemm", ins, list(node.outputs), {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 1}, node.name)
     out = OPS["Gemm"].grad(fake, [dy], need[:3], gb)
     return list(out) + [None] * (len(node.inputs) - len(out))
+
+
+@op("ConvBwInputS8W")
+def conv_bw_input_s8w_ref(node, dy, w, scale):
+    """dx = ConvBwInput(dy, scale[m] * w): the input gradient read from the int8 weight"""
+    from .ops import conv_bw_input_ref
+    return conv_bw_input_ref(node, dy, dequantize_ref(node, w, scale))
+
+
+@op("GemmS8W")
+def gemm_s8w_ref(node, dy, w, scale):
+    """dx = dy @ (scale[n] * w[n, k])"""
+    return (dy.astype(np.float64) @ dequantize_ref(node, w, scale).astype(np.float64)).astype(np.float32)
 
 
 @op("QSatGrad", inplace=True)

@@ -26,6 +26,7 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
@@ -103,7 +104,10 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     ]
     if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ... -> quantize_qas
         steps = [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
-                 ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master))]
+                 ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
+                 ("int8_input", int8_input),
+                 ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
+                 ("fold_weight_dequantize", fold_weight_dequantize)]
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
@@ -170,7 +174,8 @@ def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, 
         "edgegrad": __version__,
         "source": model_path.name,
         "config": asdict(cfg),
-        "inputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.inputs],
+        "inputs": [dict({"name": n, "shape": list(g.tensors[n].shape), "dtype": g.tensors[n].dtype},
+                        **g.meta.get("input_quant", {}).get(n, {})) for n in g.inputs],
         "outputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.outputs],
         "target_dtype": g.tensors["target"].dtype,
         "target_shape": list(g.tensors["target"].shape),

@@ -42,8 +42,13 @@ def load_calibration(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarr
 def quantize_model(src: str | Path, calib: str | Path, dst: str | Path, max_samples: int = 256) -> dict:
     """Write the QDQ int8 version of ``src`` to ``dst``; return a short summary."""
     try:
-        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                              quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
     except ImportError:
         raise EdgegradError("edgegrad quantize needs onnxruntime (pip install onnxruntime); "
                             "compiling an already quantized model does not")
@@ -87,4 +92,4 @@ def quantize_model(src: str | Path, calib: str | Path, dst: str | Path, max_samp
         finally:
             root.setLevel(level)
         os.replace(out, dst)
-    return {"samples": int(len(x)), "output": str(dst)}
+    return {"samples": len(x), "output": str(dst)}

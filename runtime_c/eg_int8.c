@@ -81,6 +81,31 @@ void conv2d_s8_fw(int8_t *restrict y, const int8_t *restrict x, const int8_t *re
         }
 }
 
+void conv_pwdw_s8_fw(int8_t *restrict y, int8_t *restrict plane, const int8_t *restrict x,
+                     const int8_t *restrict w1, const int32_t *restrict b1, const int32_t *restrict mult1,
+                     const int32_t *restrict shift1, const int8_t *restrict w2, const int32_t *restrict b2,
+                     const int32_t *restrict mult2, const int32_t *restrict shift2,
+                     int C, int H, int W, int M, int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                     int dil_h, int dil_w, int x_zp, int mid_zp, int act1_min, int act1_max, int y_zp,
+                     int act2_min, int act2_max)
+{
+    int HW = H * W;
+    for (int m = 0; m < M; m++) {
+        /* the expanded channel m, one plane: a 1x1 conv is a dot product over C per pixel */
+        const int8_t *wm = w1 + (ptrdiff_t)m * C;
+        for (int p = 0; p < HW; p++) {
+            int32_t acc = b1 ? b1[m] : 0;
+            for (int c = 0; c < C; c++)
+                acc += ((int32_t)x[(ptrdiff_t)c * HW + p] - x_zp) * (int32_t)wm[c];
+            plane[p] = sat8(mid_zp + eg_mbqm(acc, mult1[m], shift1[m]), act1_min, act1_max);
+        }
+        /* its depthwise filter: a single-channel conv of the plane */
+        conv2d_s8_fw(y + (ptrdiff_t)m * OH * OW, plane, w2 + (ptrdiff_t)m * KH * KW, b2 ? b2 + m : NULL,
+                     mult2 + m, shift2 + m, 1, 1, H, W, 1, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, 1,
+                     mid_zp, y_zp, act2_min, act2_max);
+    }
+}
+
 void linear_s8_fw(int8_t *restrict y, const int8_t *restrict x, const int8_t *restrict w,
                   const int32_t *restrict b, const int32_t *restrict mult, const int32_t *restrict shift,
                   int B, int N, int K, int x_zp, int y_zp, int act_min, int act_max)
@@ -188,6 +213,60 @@ void qsat_grad_f32(float *dx, const float *dy, const int8_t *y, int n, int lo, i
 {
     for (int i = 0; i < n; i++)
         dx[i] = (y[i] > lo && y[i] < hi) ? dy[i] : 0.0f;
+}
+
+void conv2d_s8w_f32_bw_input(float *restrict dx, const float *restrict dy, const int8_t *restrict w,
+                             const float *restrict scale, int N, int C, int H, int W, int M, int OH, int OW,
+                             int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G)
+{
+    /* As conv2d_f32_bw_input (eg_conv.c) with the real weight scale[m] * w[m,c,kh,kw]:
+     * dL/dx[n,ci,ih,iw] = sum over (m in group, kh, kw) hitting (ih, iw) of dy[n,m,oh,ow] * scale[m] * w. */
+    const int Cg = C / G, Mg = M / G;
+    const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
+    for (int n = 0; n < N; n++)
+        for (int ci = 0; ci < C; ci++) {
+            const int g = ci / Cg, c = ci - g * Cg;
+            const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * OHW;
+            const int8_t *wg = w + ((ptrdiff_t)g * Mg * Cg + c) * KK;
+            const float *sg = scale + g * Mg;
+            float *dxc = dx + ((ptrdiff_t)n * C + ci) * HW;
+            for (int ih = 0; ih < H; ih++)
+                for (int iw = 0; iw < W; iw++) {
+                    float acc = 0.0f;
+                    for (int kh = 0; kh < KH; kh++) {
+                        const int th = ih + pt - kh * dil_h;
+                        if (th < 0 || th % sh != 0 || th / sh >= OH)
+                            continue;
+                        const int oh = th / sh;
+                        for (int kw = 0; kw < KW; kw++) {
+                            const int tw = iw + pl - kw * dil_w;
+                            if (tw < 0 || tw % sw != 0 || tw / sw >= OW)
+                                continue;
+                            const ptrdiff_t o = (ptrdiff_t)oh * OW + tw / sw;
+                            const int8_t *wk = wg + kh * KW + kw;
+                            for (int mg = 0; mg < Mg; mg++)
+                                acc += dyg[mg * OHW + o] * (sg[mg] * (float)wk[mg * Cg * KK]);
+                        }
+                    }
+                    dxc[(ptrdiff_t)ih * W + iw] = acc;
+                }
+        }
+}
+
+void linear_s8w_f32_bw_input(float *restrict dx, const float *restrict dy, const int8_t *restrict w,
+                             const float *restrict scale, int B, int N, int K)
+{
+    for (int r = 0; r < B; r++) {
+        float *dxr = dx + (ptrdiff_t)r * K;
+        for (int k = 0; k < K; k++)
+            dxr[k] = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float g = dy[(ptrdiff_t)r * N + n] * scale[n];
+            const int8_t *wn = w + (ptrdiff_t)n * K;
+            for (int k = 0; k < K; k++)
+                dxr[k] += g * (float)wn[k];
+        }
+    }
 }
 
 /* round half away from zero, saturating to [lo, hi] (both well inside int32) */

@@ -25,6 +25,18 @@ void conv2d_s8_fw(int8_t *restrict y, const int8_t *restrict x, const int8_t *re
                   int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW, int sh, int sw,
                   int pt, int pl, int dil_h, int dil_w, int G, int x_zp, int y_zp, int act_min, int act_max);
 
+/* MobileNetV2's expansion + depthwise pair without the expanded tensor: for each of the M expanded
+ * channels, plane[H,W] = requant(1x1 conv of x[1,C,H,W] with w1[M,C]) (mult1/shift1, mid_zp,
+ * [act1_min, act1_max]), then y[m] = depthwise KHxKW conv of the plane with w2[M,1,KH,KW]
+ * (mult2/shift2, y_zp, [act2_min, act2_max]). plane is scratch of H*W bytes. b1, b2 may be NULL. */
+void conv_pwdw_s8_fw(int8_t *restrict y, int8_t *restrict plane, const int8_t *restrict x,
+                     const int8_t *restrict w1, const int32_t *restrict b1, const int32_t *restrict mult1,
+                     const int32_t *restrict shift1, const int8_t *restrict w2, const int32_t *restrict b2,
+                     const int32_t *restrict mult2, const int32_t *restrict shift2,
+                     int C, int H, int W, int M, int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                     int dil_h, int dil_w, int x_zp, int mid_zp, int act1_min, int act1_max, int y_zp,
+                     int act2_min, int act2_max);
+
 /* y[B,N] (int8) = requant((x[B,K] - x_zp) w[N,K]^T + b[N]); b may be NULL. */
 void linear_s8_fw(int8_t *restrict y, const int8_t *restrict x, const int8_t *restrict w,
                   const int32_t *restrict b, const int32_t *restrict mult, const int32_t *restrict shift,
@@ -55,6 +67,16 @@ void dequantize_s8_f32_rows(float *restrict y, const int8_t *restrict x, int row
 
 /* Backward of the saturating requantization: dx = (lo < y < hi) ? dy : 0; may run in place (dx == dy). */
 void qsat_grad_f32(float *dx, const float *dy, const int8_t *y, int n, int lo, int hi);
+
+/* Input gradients read straight from the int8 weights (per-output-channel scale), so the backward
+ * pass never holds a dequantized fp32 copy of a weight:
+ *   conv2d_s8w_f32_bw_input: dx[N,C,H,W] = transposed conv of dy[N,M,OH,OW] with scale[m] * w[M,C/G,KH,KW]
+ *   linear_s8w_f32_bw_input: dx[B,K] = dy[B,N] (scale[n] * w[N,K]) */
+void conv2d_s8w_f32_bw_input(float *restrict dx, const float *restrict dy, const int8_t *restrict w,
+                             const float *restrict scale, int N, int C, int H, int W, int M, int OH, int OW,
+                             int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G);
+void linear_s8w_f32_bw_input(float *restrict dx, const float *restrict dy, const int8_t *restrict w,
+                             const float *restrict scale, int B, int N, int K);
 
 /* Parameter update of an int8 weight (or int32 bias) block in integer units.
  * Element (r, i) is w[r*w_stride + i]; g, v and master are compact [rows*inner].

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgegrad.errors import EdgegradError
 from edgegrad.frontend import import_onnx, load_onnx
 from edgegrad.ops import run_ref
@@ -26,6 +25,7 @@ from edgegrad.pipeline import CompileConfig, compile_model
 from edgegrad.quantize import quantize_model
 from edgegrad.run import Session, load_build
 from edgegrad.tools.runner import open_device
+
 from models import ZOO
 
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-6

@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     stream, calib, ev = data(a.steps, a.eval, a.calib, a.seed)
     model = ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx"
     rows = {
-        "fp32": ("fp32", dict(dtype="fp32")),
-        "qas": ("int8 + QAS (fp32 master)", dict(dtype="int8", qas=True, master="fp32")),
-        "qas-int8": ("int8 + QAS (int8 write-back)", dict(dtype="int8", qas=True, master="none")),
-        "noqas": ("int8, no QAS (fp32 master)", dict(dtype="int8", qas=False, master="fp32")),
+        "fp32": ("fp32", {"dtype": "fp32"}),
+        "qas": ("int8 + QAS (fp32 master)", {"dtype": "int8", "qas": True, "master": "fp32"}),
+        "qas-int8": ("int8 + QAS (int8 write-back)", {"dtype": "int8", "qas": True, "master": "none"}),
+        "noqas": ("int8, no QAS (fp32 master)", {"dtype": "int8", "qas": False, "master": "fp32"}),
     }
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,3 +119,68 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---- MobileNetV2-w0.35 at 128x128, int8, sparse, on the emulated MCU -----------------------------
+
+MCU_MODEL = "mobilenetv2_w035_128"
+
+
+def mcu_scheme(g, n_bias: int = 16, partial: dict[str, float] | None = None) -> dict:
+    """TTE-style sparse scheme: the classifier, the biases of the last ``n_bias`` layers, and a leading
+    share of the output channels of the named weights."""
+    from edgegrad.scheme import layers
+    ls = layers(g)
+    scheme = {ls[-1][1]: 1.0, ls[-1][2]: 1.0}
+    for _, _, b in ls[-n_bias:]:
+        if b:
+            scheme[b] = 1.0
+    for w, f in (partial or {}).items():
+        scheme[w] = f
+    return scheme
+
+
+def run_mcu(work: Path, steps: int, n_bias: int, partial: dict[str, float], master: str, log=print) -> dict:
+    import json
+
+    from edgegrad.pipeline import CompileConfig, compile_model, frontend_graph
+    from edgegrad.quantize import quantize_model
+    from edgegrad.run import Session
+    from edgegrad.tools.runner import open_device
+
+    from models import ZOO
+    entry = ZOO[MCU_MODEL]
+    rng = np.random.default_rng(0)
+    # the zoo MobileNetV2 is randomly initialised: calibrate on seeded normal images (memory and
+    # instruction counts do not depend on the values)
+    np.save(work / "calib.npy", rng.standard_normal((16,) + tuple(entry.input_shape[1:])).astype(np.float32))
+    qmodel = work / f"{MCU_MODEL}_int8.onnx"
+    quantize_model(entry.path, work / "calib.npy", qmodel)
+    g, _ = frontend_graph(qmodel, CompileConfig(dtype="int8"))
+    scheme_file = work / "scheme.json"
+    scheme_file.write_text(json.dumps(mcu_scheme(g, n_bias, partial), indent=1))
+    cfg = CompileConfig(target="mcu", dtype="int8", update=str(scheme_file), optimizer="sgd", lr=0.01,
+                        int8_master=master, quiet=True)
+    c = compile_model(qmodel, work / "build", cfg)
+    info, sec, pred = c.info, c.info["sections"], c.info["predicted"]
+    xs = [rng.standard_normal(entry.input_shape).astype(np.float32) for _ in range(steps)]
+    losses, instrets = [], []
+    with open_device(c.binary, "mcu") as dev:
+        s = Session(dev, info)
+        for i, x in enumerate(xs):
+            s._input(x)
+            s.write("target", np.asarray(i % entry.num_classes, np.int32))
+            dev.timeout, short = 3600.0, dev.timeout
+            try:
+                losses.append(dev.train_step())
+            finally:
+                dev.timeout = short
+            instrets.append(dev.last_instret)
+        stats = dev.stats()
+    n_upd = sum(u.rows(c.graph.tensors[p].shape) * c.graph.tensors[p].size // c.graph.tensors[p].shape[0]
+                for p, u in c.updates.items())
+    return {"scheme": scheme_file.read_text(), "tensors": len(c.updates), "updated_params": n_upd,
+            "sram_pred": pred["sram_total"], "sram_elf": sec["sram_used"],
+            "sram_touched": sec["data"] + sec["bss"] + sec["stack"] - stats["stack_free"],
+            "stack_used": sec["stack"] - stats["stack_free"], "flash_pred": pred["flash_total"],
+            "flash_elf": sec["flash_used"], "arena": info["arena_bytes"], "instret": instrets, "losses": losses}

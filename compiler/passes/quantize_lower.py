@@ -143,7 +143,7 @@ def _lower_one(g, node, act, wts, qparams_of_output, act_range, weight, new_cons
     qp = qparams_of_output(node)
     if qp is None:
         raise UnsupportedModelError(f"{node.name} ({t}): output is not quantized to int8 by one QuantizeLinear")
-    qnode, yq, ys, yzp, lo, hi = qp
+    _, yq, ys, yzp, lo, hi = qp
     amin, amax = act_range(ys, yzp, lo, hi)
     base = {"x_scale": xs, "x_zp": xzp, "y_scale": ys, "y_zp": yzp, "act_min": amin, "act_max": amax}
     if t in ("Conv", "Gemm", "MatMul"):
