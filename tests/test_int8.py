@@ -194,13 +194,19 @@ def _torch_grads(g, x: np.ndarray, label: int, want: list[str]) -> dict[str, np.
     return {p: leaves[p].grad.numpy() for p in want}
 
 
-@pytest.mark.parametrize("name,scheme", [("cnn_fashion_pre", "all"), ("mobilenetv2_w035_96", "last:3"),
-                                         ("mlp_har", "all")])
-def test_int8_gradients_match_torch_on_dequantized_graph(name, scheme, qmodels, tmp_path):
+@pytest.mark.parametrize("name,scheme,qas", [("cnn_fashion_pre", "all", True), ("cnn_fashion_pre", "last:2", False),
+                                             ("mobilenetv2_w035_96", "last:3", True), ("mlp_har", "all", True)])
+def test_int8_gradients_match_torch_on_dequantized_graph(name, scheme, qas, qmodels, tmp_path):
     q = qmodels[name]
     lr = 1e-3
-    b = compile_model(q, tmp_path / "b", CompileConfig(dtype="int8", update=scheme, optimizer="sgd", lr=lr,
+    b = compile_model(q, tmp_path / "b", CompileConfig(dtype="int8", update=scheme, optimizer="sgd", lr=lr, qas=qas,
                                                        quiet=True, extra_cflags=("-O1",)))
+    # QAS: the integer-domain step is g / s_w (weights) and g / (s_x s_w) (biases); without QAS s_w g, s_x s_w g
+    for p in b.updates:
+        node = next(n for n in b.graph.nodes if n.op in ("QConv", "QGemm", "QConvPwDw") and p in n.inputs)
+        s = np.asarray(node.attrs["w_scale"]) * (node.attrs["x_scale"] if p == node.inputs[2] else 1.0)
+        want = 1.0 / s if qas else s
+        np.testing.assert_allclose(b.graph.tensors[f"{p}/gscale"].data, want[: want.size], rtol=1e-6)
     g0 = quantize_lower(import_onnx(load_onnx(q)))
     gscale = {p: b.graph.tensors[f"{p}/gscale"].data.astype(np.float64) for p in b.updates}
     x = _inputs(name, 1)[0]
@@ -233,3 +239,31 @@ def test_int8_refuses_float_models_and_adam(qmodels, tmp_path):
     with pytest.raises(EdgegradError, match="sgd or momentum"):
         compile_model(qmodels["cnn_fashion_pre"], tmp_path / "c",
                       CompileConfig(dtype="int8", optimizer="adam", build=False, quiet=True))
+
+
+@pytest.mark.qemu
+def test_int8_mcu_matches_host(qmodels, tmp_path):
+    """The int8 forward is integer arithmetic: the emulated RV32 MCU and the host give identical logits.
+    Training (fp32 backward, gcc vs clang, fp contraction may differ) agrees to fp32 tolerance."""
+    from models.datasets import fashion_mnist
+    q = qmodels["cnn_fashion_pre"]
+    cfg = {"dtype": "int8", "update": "last:2", "optimizer": "momentum", "lr": 0.003, "quiet": True}
+    x, y = fashion_mnist("test")
+    xs, ys = x[:3], [int(v) for v in y[:3]]
+    runs = {}
+    for target in ("host", "mcu"):
+        c = compile_model(q, tmp_path / target, CompileConfig(target=target, **cfg))
+        with open_device(c.binary, target) as dev:
+            s = Session(dev, c.info)
+            before = [s.infer(v) for v in xs]
+            losses = [s.train(v, t) for v, t in zip(xs, ys)]
+            runs[target] = (before, losses, s.trained(), {m: s.read(m, (c.graph.tensors[m].size,))
+                                                          for m in c.graph.meta["masters"]})
+    (hb, hl, hp, hm), (mb, ml, mp, mm) = runs["host"], runs["mcu"]
+    for a, b in zip(hb, mb):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ml, hl, rtol=1e-5, atol=1e-6)
+    for m in hm:
+        np.testing.assert_allclose(mm[m], hm[m], rtol=1e-5, atol=1e-5 * np.abs(hm[m]).max(), err_msg=m)
+    for p in hp:
+        assert hp[p].dtype == mp[p].dtype and np.abs(hp[p].astype(np.int64) - mp[p].astype(np.int64)).max() <= 1
