@@ -84,6 +84,20 @@ def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, d
     return g, parse_scheme(cfg.update, g)
 
 
+def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
+    """The --dtype int8 passes after quantize_lower, as (name, Graph -> Graph)."""
+    return [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+            ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
+            ("int8_input", int8_input),
+            ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
+            ("fold_weight_dequantize", fold_weight_dequantize)]
+
+
+def is_quantized(model_path: str | Path) -> bool:
+    """True for a QDQ model (what edgegrad quantize writes): it compiles with --dtype int8."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model_path).graph.node)
+
+
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
     if cfg.target not in TARGETS:
         raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
@@ -102,12 +116,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
     ]
-    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ... -> quantize_qas
-        steps = [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
-                 ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
-                 ("int8_input", int8_input),
-                 ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
-                 ("fold_weight_dequantize", fold_weight_dequantize)]
+    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
+        steps = int8_training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
