@@ -3,6 +3,7 @@ strides and scalars resolved. The template only lays these out."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -105,7 +106,7 @@ class Lowerer:
     def lower(self, node: Node) -> list[str]:
         fn = getattr(self, "op_" + node.op, None)
         if fn is None and node.op in _int8_lowering():
-            fn = lambda n, *ins: _int8_lowering()[n.op](self, n, *ins)  # noqa: E731
+            fn = functools.partial(_int8_lowering()[node.op], self)
         if fn is None:
             raise UnsupportedModelError(f"no kernel for {node.op} ({node.name})")
         out = fn(node, *[i for i in node.inputs])

@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", default="fp32,qas,qas-int8,noqas", help="which rows to run")
+    p.add_argument("--mcu", action="store_true",
+                   help=f"instead: {MCU_MODEL} int8 with sparse schemes on the emulated MCU (QEMU), memory from "
+                        f"the ELF and the painted stack")
+    p.add_argument("--mcu-steps", type=int, default=2, help="training steps on the MCU (default 2)")
     a = p.parse_args(argv)
+    if a.mcu:
+        return main_mcu(a.mcu_steps)
     from edgegrad.quantize import quantize_model
     stream, calib, ev = data(a.steps, a.eval, a.calib, a.seed)
     model = ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx"
@@ -117,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ---- MobileNetV2-w0.35 at 128x128, int8, sparse, on the emulated MCU -----------------------------
@@ -184,3 +188,35 @@ def run_mcu(work: Path, steps: int, n_bias: int, partial: dict[str, float], mast
             "sram_touched": sec["data"] + sec["bss"] + sec["stack"] - stats["stack_free"],
             "stack_used": sec["stack"] - stats["stack_free"], "flash_pred": pred["flash_total"],
             "flash_elf": sec["flash_used"], "arena": info["arena_bytes"], "instret": instrets, "losses": losses}
+
+
+MCU_SCHEMES = (
+    ("classifier + biases of the last 16 layers", 16, {}),
+    ("... + 25% of the output channels of the first 1x1 conv of blocks 16 and 17", 16,
+     {"features.16.conv.0.0.weight_quantized": 0.25, "features.17.conv.0.0.weight_quantized": 0.25}),
+)
+
+
+def main_mcu(steps: int) -> int:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, n_bias, partial) in enumerate(MCU_SCHEMES):
+            work = Path(tmp) / str(i)
+            work.mkdir()
+            r = run_mcu(work, steps, n_bias, partial, master="none")
+            rows.append((label, r))
+            print(f"[int8bench] {label}: SRAM {r['sram_elf']} B, flash {r['flash_elf']} B", file=sys.stderr)
+    print(f"\n{MCU_MODEL} (int8, 128x128x3), SGD lr 0.01, int8 write-back (no fp32 master), emulated RV32 MCU "
+          f"(QEMU -icount shift=0), 256 KiB SRAM / 1 MiB flash budgets, {steps} steps\n")
+    print("| scheme | tensors | params updated | SRAM pred / ELF KiB | SRAM used KiB | flash ELF KiB | instr/step | "
+          "loss step 1 -> last |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(f"| {label} | {r['tensors']} | {r['updated_params']:,} | {r['sram_pred'] / 1024:.1f} / "
+              f"{r['sram_elf'] / 1024:.1f} | {r['sram_touched'] / 1024:.1f} | {r['flash_elf'] / 1024:.1f} | "
+              f"{int(np.median(r['instret'])):,} | {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
