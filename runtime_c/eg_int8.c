@@ -4,7 +4,8 @@
  *   N batch, C/M input/output channels, H,W / OH,OW input/output height and width,
  *   KH,KW kernel, sh,sw strides, pt,pl top/left pads, dil_h,dil_w dilations, G groups,
  *   B rows of a linear layer, K its input features.
- * Rounding: requantization is TFLite's (round half away from zero, in fixed point);
+ * Rounding: requantization is TFLite's, bit for bit (SRDHM rounds to nearest, ties toward +inf;
+ * RoundingDivideByPOT rounds to nearest, ties away from zero);
  * quantize_f32_s8 is ONNX QuantizeLinear's (round half to even).
  */
 #include <stddef.h>
