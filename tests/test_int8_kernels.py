@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edgegrad.ops_int8 import mbqm, quantize_f32, quantize_multiplier, rdbpot, srdhm
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime_c"
