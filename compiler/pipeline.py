@@ -28,6 +28,7 @@ from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
+from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.select_kernels import select_kernels
@@ -71,7 +72,13 @@ class Compiled:
 
 def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, dict[str, Update]]:
     """import_onnx and the scheme: the forward graph and the updates, before any training pass."""
-    g = import_onnx(load_onnx(model_path), cfg.input_shapes)
+    model = load_onnx(model_path)
+    if is_qoperator(model):  # QLinearConv & co: read as the equivalent QDQ graph
+        if cfg.dtype != "int8":
+            raise EdgegradError(f"{Path(model_path).name} is a quantized (QLinearConv) model: compile it with "
+                                f"--dtype int8")
+        model = qoperator_to_qdq(model)
+    g = import_onnx(model, cfg.input_shapes)
     quantized = any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes)
     if cfg.dtype == "int8":
         if not quantized:
@@ -95,7 +102,8 @@ def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: Comp
 
 def is_quantized(model_path: str | Path) -> bool:
     """True for a QDQ model (what edgegrad quantize writes): it compiles with --dtype int8."""
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in load_onnx(model_path).graph.node)
+    m = load_onnx(model_path)
+    return is_qoperator(m) or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
 
 
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:

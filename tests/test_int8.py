@@ -267,3 +267,73 @@ def test_int8_mcu_matches_host(qmodels, tmp_path):
         np.testing.assert_allclose(mm[m], hm[m], rtol=1e-5, atol=1e-5 * np.abs(hm[m]).max(), err_msg=m)
     for p in hp:
         assert hp[p].dtype == mp[p].dtype and np.abs(hp[p].astype(np.int64) - mp[p].astype(np.int64)).max() <= 1
+
+
+def _quantize_qoperator(src, calib: np.ndarray, dst) -> None:
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    logging.getLogger().setLevel(logging.ERROR)
+    name = __import__("onnx").load(str(src)).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib)
+
+        def get_next(self):
+            v = next(self.it, None)
+            return None if v is None else {name: v[None]}
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"WeightSymmetric": True})
+
+
+def _infer(build, xs) -> list[np.ndarray]:
+    with open_device(build.binary, "host") as dev:
+        s = Session(dev, build.info)
+        return [s.infer(x) for x in xs]
+
+
+def test_int8_qoperator_models(qmodels, tmp_path):
+    """QLinearConv / QGemm (onnxruntime's operator format) read as the equivalent QDQ graph: the same
+    int8 build as the QDQ model quantized with the same calibration, and within 1 LSB of onnxruntime;
+    QLinearMatMul (a hand-built float MatMul model) likewise."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.datasets import fashion_mnist
+    x = fashion_mnist("train")[0][:64]
+    qop = tmp_path / "cnn_qop.onnx"
+    _quantize_qoperator(ZOO["cnn_fashion_pre"].path, x, qop)
+    assert any(n.op_type == "QLinearConv" for n in onnx.load(str(qop)).graph.node)
+    cfg = {"dtype": "int8", "update": "last:1", "quiet": True, "extra_cflags": ("-O1",)}
+    b_op = compile_model(qop, tmp_path / "op", CompileConfig(**cfg))
+    b_qdq = compile_model(qmodels["cnn_fashion_pre"], tmp_path / "qdq", CompileConfig(**cfg))
+    xs = _inputs("cnn_fashion_pre", 20)
+    sess = ort.InferenceSession(str(qop), providers=["CPUExecutionProvider"])
+    scale = b_op.graph.nodes[b_op.graph.meta["n_forward"] - 1].attrs["scale"]
+    for a, b, xi in zip(_infer(b_op, xs), _infer(b_qdq, xs), xs):
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - sess.run(None, {"input": xi[None]})[0]).max() <= 1.01 * scale
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((16, 8)).astype(np.float32), rng.standard_normal((8, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["logits"])], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    fm = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fm))
+    xs = rng.standard_normal((32, 16)).astype(np.float32)
+    qm = tmp_path / "mm_q.onnx"
+    _quantize_qoperator(fm, xs, qm)
+    assert sum(n.op_type == "QLinearMatMul" for n in onnx.load(str(qm)).graph.node) == 2
+    b = compile_model(qm, tmp_path / "mm", CompileConfig(**dict(cfg, update="all")))
+    sess = ort.InferenceSession(str(qm), providers=["CPUExecutionProvider"])
+    scale = b.graph.nodes[b.graph.meta["n_forward"] - 1].attrs["scale"]
+    for a, xi in zip(_infer(b, xs[:10]), xs[:10]):
+        assert np.abs(a - sess.run(None, {"x": xi[None]})[0]).max() <= 1.01 * scale
