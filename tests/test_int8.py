@@ -337,3 +337,29 @@ def test_int8_qoperator_models(qmodels, tmp_path):
     scale = b.graph.nodes[b.graph.meta["n_forward"] - 1].attrs["scale"]
     for a, xi in zip(_infer(b, xs[:10]), xs[:10]):
         assert np.abs(a - sess.run(None, {"x": xi[None]})[0]).max() <= 1.01 * scale
+
+
+def test_int8_mobilenetv2_128_fits_the_mcu_with_a_sparse_scheme(tmp_path):
+    """The prediction the mcu build is checked against (compiler/memory.py; ELF and painted stack are
+    measured by tools/int8bench.py --mcu): MobileNetV2-w0.35@128 int8 with the benchmark's sparse
+    scheme fits 256 KiB SRAM / 1 MiB flash; `last:2` does not, and the error names the parts."""
+    import json
+
+    from edgegrad.errors import BudgetError
+    from edgegrad.pipeline import frontend_graph
+    from edgegrad.tools.int8bench import MCU_MODEL, MCU_SCHEMES, mcu_scheme
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.standard_normal((4,) + tuple(ZOO[MCU_MODEL].input_shape[1:])).astype(np.float32))
+    q = tmp_path / "q.onnx"
+    quantize_model(ZOO[MCU_MODEL].path, tmp_path / "calib.npy", q)
+    g, _ = frontend_graph(q, CompileConfig(dtype="int8"))
+    _, n_bias, partial = MCU_SCHEMES[1]
+    (tmp_path / "s.json").write_text(json.dumps(mcu_scheme(g, n_bias, partial)))
+    c = compile_model(q, tmp_path / "b", CompileConfig(target="mcu", dtype="int8", update=str(tmp_path / "s.json"),
+                                                       int8_master="none", build=False, quiet=True))
+    pred = c.info["predicted"]
+    assert pred["sram_total"] <= 256 * 1024 and pred["flash_total"] <= 1024 * 1024
+    assert c.graph.meta["fused_pwdw"] == 12  # the blocks whose expanded tensor the backward pass does not read
+    with pytest.raises(BudgetError, match=r"SRAM needs .* trainable params"):
+        compile_model(q, tmp_path / "c", CompileConfig(target="mcu", dtype="int8", update="last:2", build=False,
+                                                       quiet=True))
