@@ -109,8 +109,9 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
     ctx = dict(
         model_name=model_name, version=__version__, source=source, scheme_summary=scheme_summary,
         optimizer=getattr(cfg, "optimizer", "-"), loss=getattr(cfg, "loss", "-"),
-        plan_lines=plan.table(g).splitlines(), arena_bytes=max(16, plan.arena_bytes), params=params, int_params=int_params,
-        states=states, target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
+        plan_lines=plan.table(g).splitlines(), arena_bytes=max(16, plan.arena_bytes), params=params,
+        int_params=int_params, states=states,
+        target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
         target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
         int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
         model_hash="{model_hash}",

@@ -34,7 +34,8 @@ def _conv_bw_input_s8w(lw, n, dy, w, scale):
 
 def _gemm_s8w(lw, n, dy, w, scale):
     B, N = lw.shape(dy)
-    return f"linear_s8w_f32_bw_input({lw.p(n.outputs[0])}, {lw.p(dy)}, {lw.p(w)}, {lw.p(scale)}, {B}, {N}, {lw.shape(w)[1]});"
+    return (f"linear_s8w_f32_bw_input({lw.p(n.outputs[0])}, {lw.p(dy)}, {lw.p(w)}, {lw.p(scale)}, {B}, {N}, "
+            f"{lw.shape(w)[1]});")
 
 
 def _qgemm(lw, n, x, w, b, mult, shift):
@@ -96,7 +97,8 @@ def _qupdate(lw, n, w, g, gscale, master="", v=""):
 
 
 LOWER_INT8 = {
-    "QConv": _qconv, "QConvPwDw": _qconv_pwdw, "QGemm": _qgemm, "QMaxPool": _qmaxpool, "QGlobalAveragePool": _qgap, "QAdd": _qadd,
+    "QConv": _qconv, "QConvPwDw": _qconv_pwdw, "QGemm": _qgemm, "QMaxPool": _qmaxpool, "QGlobalAveragePool": _qgap,
+    "QAdd": _qadd,
     "QClamp": _qclamp, "Quantize": _quantize, "Dequantize": _dequantize, "QSatGrad": _qsat_grad,
     "QUpdate": _qupdate, "ConvBwInputS8W": _conv_bw_input_s8w, "GemmS8W": _gemm_s8w,
 }

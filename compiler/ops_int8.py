@@ -304,7 +304,8 @@ def qadd_ref(node, a_q, b_q):
     left = 20
     a_ = mbqm((a_q.astype(np.int64) - at["a_zp"]) << left, at["a_mult"], at["a_shift"])
     b_ = mbqm((b_q.astype(np.int64) - at["b_zp"]) << left, at["b_mult"], at["b_shift"])
-    return np.clip(mbqm(a_ + b_, at["y_mult"], at["y_shift"]) + at["y_zp"], at["act_min"], at["act_max"]).astype(np.int8)
+    y = mbqm(a_ + b_, at["y_mult"], at["y_shift"]) + at["y_zp"]
+    return np.clip(y, at["act_min"], at["act_max"]).astype(np.int8)
 
 
 @grad("QAdd")

@@ -71,7 +71,8 @@ def _numpy_forward(g, x: np.ndarray) -> dict[str, np.ndarray]:
 def test_int8_forward_matches_numpy_exactly_and_ort_within_1lsb(name, qmodels, tmp_path):
     import onnxruntime as ort
     q = qmodels[name]
-    b = compile_model(q, tmp_path / "b", CompileConfig(dtype="int8", update="last:1", quiet=True, extra_cflags=("-O1",)))
+    b = compile_model(q, tmp_path / "b",
+                      CompileConfig(dtype="int8", update="last:1", quiet=True, extra_cflags=("-O1",)))
     g = quantize_lower(import_onnx(load_onnx(q)))
     deq = g.nodes[-1]
     assert deq.op == "Dequantize"
@@ -143,8 +144,8 @@ def _torch_grads(g, x: np.ndarray, label: int, want: list[str]) -> dict[str, np.
         name = node.inputs[idx]
         if not name:
             return None
-        t = torch.tensor(g.tensors[name].data.astype(np.float64) * scale.reshape((-1,) + (1,) * (g.tensors[name].data.ndim - 1)),
-                         requires_grad=name in want)
+        data = g.tensors[name].data.astype(np.float64)
+        t = torch.tensor(data * scale.reshape((-1,) + (1,) * (data.ndim - 1)), requires_grad=name in want)
         leaves[name] = t
         return t
 
@@ -349,7 +350,8 @@ def test_int8_mobilenetv2_128_fits_the_mcu_with_a_sparse_scheme(tmp_path):
     from edgegrad.pipeline import frontend_graph
     from edgegrad.tools.int8bench import MCU_MODEL, MCU_SCHEMES, mcu_scheme
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "calib.npy", rng.standard_normal((4,) + tuple(ZOO[MCU_MODEL].input_shape[1:])).astype(np.float32))
+    shape = (4,) + tuple(ZOO[MCU_MODEL].input_shape[1:])
+    np.save(tmp_path / "calib.npy", rng.standard_normal(shape).astype(np.float32))
     q = tmp_path / "q.onnx"
     quantize_model(ZOO[MCU_MODEL].path, tmp_path / "calib.npy", q)
     g, _ = frontend_graph(q, CompileConfig(dtype="int8"))
