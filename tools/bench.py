@@ -217,7 +217,7 @@ class PeerProcess:
                                   text=True, check=False, env=env, cwd=work)
             if prep.returncode != 0:
                 raise RuntimeError(f"{name} peer: preparing failed:\n{prep.stderr[-3000:]}")
-        self.errlog = open(work / "stderr.log", "w+")
+        self.errlog = (work / "stderr.log").open("w+")
         self.proc = subprocess.Popen([python, str(script), str(self.spec_path)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.errlog, text=True, env=env, cwd=work)
         self.info = self._read()
@@ -421,8 +421,8 @@ def machine_header(args, peak: Peak, skipped: dict[str, str]) -> list[str]:
         f"edgegrad {__version__} training-step benchmark, {time.strftime('%Y-%m-%d %H:%M')}",
         (f"machine: {cpu} [{isa}], nproc {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), "
          f"load average {load}, {platform.system()} {platform.release()}"),
-        f"versions: edgegrad {__version__} ({gcc}; {flags}), {', '.join(sorted(args.versions))}, "
-        f"Python {platform.python_version()}",
+        (f"versions: edgegrad {__version__} ({gcc}; {flags}), {', '.join(sorted(args.versions))}, "
+         f"Python {platform.python_version()}"),
     ]
     lines += [f"{PEER_NAMES[p]}: {why}" for p, why in skipped.items()]
     lines += [
@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             peers[p] = py
         else:
             skipped[p] = why
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)
     for p, why in skipped.items():
         log(f"bench: {PEER_NAMES[p]} {why}")
     work = args.build_dir or Path(tempfile.mkdtemp(prefix="eg-bench-"))
@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_grid(args, header, bench_one, report, prefix: str) -> int:
     """Run bench_one over models x schemes in a scratch build folder; print (and write) the report.
     (tools/mcubench.py's driver.)"""
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)
     work = args.build_dir or Path(tempfile.mkdtemp(prefix=prefix))
     rows = []
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from worker import serve  # noqa: E402
+from worker import serve
 
 
 def make_artifacts(spec: dict) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from worker import serve  # noqa: E402
+from worker import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 

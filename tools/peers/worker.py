@@ -44,7 +44,8 @@ def serve(peer) -> int:
         proto.write(json.dumps(obj) + "\n")
 
     try:
-        spec = json.loads(open(sys.argv[1]).read())
+        with open(sys.argv[1]) as f:
+            spec = json.load(f)
         info = peer.setup(spec)
         reply({"ready": True, **info})
         for line in sys.stdin:
