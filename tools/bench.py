@@ -211,7 +211,7 @@ class PeerProcess:
         self.spec_path = work / "spec.json"
         self.spec_path.write_text(json.dumps(spec))
         script = PEERS_DIR / f"{name}_train.py"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": ""}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TVM_NUM_THREADS": "1", "PYTHONPATH": ""}
         if name != "torch":  # artifacts/compilation in a process of its own: not in the served peak RSS
             prep = subprocess.run([python, str(script), "prepare", str(self.spec_path)], capture_output=True,
                                   text=True, check=False, env=env, cwd=work)
