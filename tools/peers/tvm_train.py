@@ -4,7 +4,7 @@
     python tools/peers/tvm_train.py SPEC.json           # serve the worker protocol (worker.py)
 
 relax.frontend.onnx.from_onnx (parameters kept as function inputs), the ReLU6 Clip nodes rewritten
-as Max/Min first (Relax has no gradient for Clip), relax.training.AppendLoss with CrossEntropyLoss
+with Relu first (Relax has no gradient for Clip, Max or Min), relax.training.AppendLoss with CrossEntropyLoss
 (mean; log_softmax + nll on the logits), relax.transform.Gradient with require_grads = the scheme's
 tensors, and one train_step function that applies SGD (p - lr * g) to them and returns the loss
 and the new tensors. Compiled with relax.build for llvm on this CPU (mcpu from LLVM's host CPU) with
@@ -26,16 +26,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from worker import serve
 
 
-def clip_as_max_min(model) -> int:
-    """Clip(x, lo, hi) -> Min(Max(x, lo), hi) in place (Relax's Gradient has no rule for Clip)."""
+def clip_as_relu(model) -> int:
+    """Clip(x, lo, hi) -> y = lo + Relu(x - lo); y - Relu(y - hi), in place.
+
+    Relax's Gradient has no rule for Clip, nor for Max/Min (relax.min: FPrimalGradient not registered
+    in 0.27); Relu, Add and Sub have one. Same values and the same (sub)gradient almost everywhere."""
     from onnx import helper
 
     nodes, count = [], 0
     for n in model.graph.node:
         if n.op_type == "Clip" and len(n.input) == 3 and n.input[1] and n.input[2]:
-            mid = n.output[0] + "__max"
-            nodes.append(helper.make_node("Max", [n.input[0], n.input[1]], [mid], name=n.name + "_max"))
-            nodes.append(helper.make_node("Min", [mid, n.input[2]], list(n.output), name=n.name + "_min"))
+            x, lo, hi = n.input
+            t = [f"{n.output[0]}__{k}" for k in ("a", "b", "c", "d", "e")]
+            nodes += [helper.make_node("Sub", [x, lo], [t[0]], name=n.name + "_sub_lo"),
+                      helper.make_node("Relu", [t[0]], [t[1]], name=n.name + "_relu_lo"),
+                      helper.make_node("Add", [t[1], lo], [t[2]], name=n.name + "_add_lo"),
+                      helper.make_node("Sub", [t[2], hi], [t[3]], name=n.name + "_sub_hi"),
+                      helper.make_node("Relu", [t[3]], [t[4]], name=n.name + "_relu_hi"),
+                      helper.make_node("Sub", [t[2], t[4]], list(n.output), name=n.name + "_clip")]
             count += 1
         else:
             nodes.append(n)
@@ -54,7 +62,7 @@ def prepare(spec: dict) -> None:
     from tvm.target import codegen
 
     model = onnx.load(spec["model"])
-    clip_as_max_min(model)
+    clip_as_relu(model)
     inits = [i.name for i in model.graph.initializer]
     mod = from_onnx(model, keep_params_in_input=True)
     mod, _ = relax.frontend.detach_params(mod)
