@@ -24,7 +24,11 @@ TVM cannot express them and train the whole tensor (noted under the table).
 
 Timing: the engines run interleaved in `--rounds` rounds (so load on this shared machine hits all),
 each round ~min-time/rounds of steps after a warm-up; a figure is the median of the per-round
-medians. Parameters are reset to their initial values at the start of every round.
+medians. Parameters are reset to their initial values at the start of every round. Each step is
+timed in process CPU time by default (--clock cpu): every engine runs one thread, so that is the
+step's cost, and unlike wall time it is not inflated when other jobs time-slice the cores (on this
+2-core machine shared by several jobs, wall-clock medians of multi-ms steps swing 2-4x); --clock
+wall times wall-clock latency instead.
 
 Gradient agreement, in the same run: one SGD step from the initial weights in each engine; the
 gradient each applied is recovered as g = (W0 - W1) / lr for every trained tensor (the rows the
@@ -34,9 +38,10 @@ scheme trains) and compared with PyTorch autograd's element by element:
 table, its time marked "✗": a fast wrong kernel cannot win. edgegrad's frozen rows must not move.
 
 Roofline: a compute lower bound, MACs per step / P, where P is this core's peak fp32 multiply-add
-rate measured by tools/peak_fma.c (independent vector FMA chains, -march=native, best of 8 trials):
-P = (MACs/cycle) x (clock), the clock measured as the rate of a dependent integer-add chain, each
-the highest sampled before, between and after the rows (load from others only lowers them). Memory traffic is not modelled, so
+rate measured by tools/peak_fma.c (independent vector FMA chains, -march=native, best of 8 trials,
+timed in thread CPU time so that time slicing on a shared machine does not lower it), the fastest
+sample taken before, between and after the rows; the clock, measured as the rate of a dependent
+integer-add chain, gives P in MACs/cycle. Memory traffic is not modelled, so
 the bound is optimistic; "% of roofline" = bound / edgegrad median.
 """
 
@@ -174,17 +179,12 @@ def build_peak_probe(work: Path) -> Path:
 
 
 def measure_peak(exe: Path, seconds: float, best: Peak | None = None) -> Peak:
-    """Run the probe and merge with `best`: the highest MACs/cycle and the highest clock seen.
-
-    Both come from the same probe, but on a shared machine a time-sliced sample reads a lower clock
-    (and a lower rate) while its MACs/cycle ratio holds; so the bound uses the best of each."""
+    """Run the probe; the faster of this sample and `best` (the probe times itself in CPU time, so
+    time slicing does not lower it, but a shared core's caches and clock still can)."""
     out = subprocess.run([str(exe), f"{seconds:g}"], check=True, capture_output=True, text=True).stdout
     f = dict(kv.split("=", 1) for kv in out.split())
     now = Peak(float(f["macs_per_s"]), float(f["hz"]), float(f["macs_per_cycle"]), f["isa"])
-    if best is not None:
-        mpc, hz = max(now.macs_per_cycle, best.macs_per_cycle), max(now.hz, best.hz)
-        now = Peak(max(mpc * hz, now.macs_per_s, best.macs_per_s), hz, mpc, now.isa)
-    return now
+    return now if best is None or now.macs_per_s > best.macs_per_s else best
 
 
 def read_dump(path: Path) -> dict[str, np.ndarray]:
@@ -382,17 +382,18 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
         def steps_for(us: float) -> int:
             return max(args.min_steps, math.ceil(args.min_time / args.rounds / (us * 1e-6)))
 
-        probe = run_bench_binary(binary, args.min_steps, 2)
+        cpu = args.clock == "cpu"
+        probe = run_bench_binary(binary, args.min_steps, 2, cpu_time=cpu)
         n = {"edgegrad": steps_for(probe.median_us)}
         for p, proc in procs.items():
-            n[p] = steps_for(proc.ask(cmd="time", steps=args.min_steps, warmup=2)["median_us"])
+            n[p] = steps_for(proc.ask(cmd="time", steps=args.min_steps, warmup=2, clock=args.clock)["median_us"])
         rounds: dict[str, list[tuple[float, float]]] = {k: [] for k in n}
         for _ in range(args.rounds):
-            res = run_bench_binary(binary, n["edgegrad"], max(2, n["edgegrad"] // 10))
+            res = run_bench_binary(binary, n["edgegrad"], max(2, n["edgegrad"] // 10), cpu_time=cpu)
             rounds["edgegrad"].append((res.median_us, res.min_us))
             row.timings["edgegrad"].peak_kib = max(row.timings["edgegrad"].peak_kib, res.peak_rss_kib)
             for p, proc in procs.items():
-                r = proc.ask(cmd="time", steps=n[p], warmup=max(2, n[p] // 10))
+                r = proc.ask(cmd="time", steps=n[p], warmup=max(2, n[p] // 10), clock=args.clock)
                 rounds[p].append((r["median_us"], r["min_us"]))
         for k, rs in rounds.items():
             t = row.timings[k]
@@ -441,7 +442,8 @@ def machine_header(args, peak: Peak, skipped: dict[str, str]) -> list[str]:
     lines += [
         (f"roofline: MACs / {peak.macs_per_s / 1e9:.1f} GMAC/s (measured fp32 FMA peak, {peak.isa}: "
          f"{peak.macs_per_cycle:.1f} MACs/cycle at {peak.hz / 1e9:.2f} GHz); compute only, memory traffic ignored"),
-        (f"batch 1, label 0, fixed input, cross-entropy, SGD lr {args.lr}, 1 thread each; latency = median of "
+        (f"batch 1, label 0, fixed input, cross-entropy, SGD lr {args.lr}, 1 thread each; step time "
+         f"({'process CPU time' if args.clock == 'cpu' else 'wall clock'}) = median of "
          f"{args.rounds} interleaved rounds' medians (~{args.min_time:g} s per engine); ratio = engine / edgegrad "
          f"(> 1: edgegrad faster); peak RSS = each process's VmHWM"),
         (f"gradients: one step from the same weights, (W0 - W1)/lr of every trained element vs PyTorch autograd, "
@@ -521,6 +523,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", type=_csv, default=["torch", "ort", "tvm"],
                    help="engines to compare with (default torch,ort,tvm; torch is the gradient reference and "
                         "always runs; an absent venv is reported as not installed)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="time each step in process CPU time (default: what the step costs, not inflated when other "
+                        "jobs time-slice this machine's cores) or wall-clock time (latency on an idle machine)")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timed steps per engine (default 0.5)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--min-steps", type=int, default=20, help="at least this many timed steps per round")

@@ -52,9 +52,11 @@ def build_bench_binary(build_dir: str | Path, extra_cflags: list[str] | None = N
 
 
 def run_bench_binary(binary: str | Path, steps: int, warmup: int = 0, timeout: float = 600,
-                     dump: str | Path | None = None) -> BenchResult:
-    """Run the binary; with dump, it writes its PARAM buffers there after the last step (bench_main.c)."""
-    argv = [str(binary), str(steps), str(warmup)] + ([str(dump)] if dump is not None else [])
+                     dump: str | Path | None = None, cpu_time: bool = False) -> BenchResult:
+    """Run the binary; with dump, it writes its PARAM buffers there after the last step (bench_main.c);
+    with cpu_time, steps are timed in process CPU time instead of wall-clock time."""
+    argv = [str(binary), *(["--cpu"] if cpu_time else []), str(steps), str(warmup)]
+    argv += [str(dump)] if dump is not None else []
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")

@@ -10,8 +10,8 @@ A peer is a script `python PEER.py SPEC.json` whose class has
 serve(peer) answers JSON lines on stdin with one JSON line each on stdout:
 
     {"cmd": "first", "out": PATH}               reset, one step, np.savez(PATH, **trained()) -> {"loss"}
-    {"cmd": "time", "steps": N, "warmup": W}    reset, W untimed + N timed steps -> {"median_us", "min_us",
-                                                "loss_first"}
+    {"cmd": "time", "steps": N, "warmup": W,    reset, W untimed + N timed steps -> {"median_us", "min_us",
+     "clock": "wall" | "cpu"}                   "loss_first"}; cpu: process CPU time (time.process_time_ns)
     {"cmd": "quit"}                             exit 0
 
 Before the first command it prints {"ready": true, ...setup's dict}. Any failure is answered with
@@ -59,10 +59,11 @@ def serve(peer) -> int:
                 reply({"loss": float(loss)})
             elif cmd["cmd"] == "time":
                 times, first = [], float("nan")
+                clock = time.process_time_ns if cmd.get("clock") == "cpu" else time.perf_counter_ns
                 for i in range(cmd["warmup"] + cmd["steps"]):
-                    t0 = time.perf_counter_ns()
+                    t0 = clock()
                     loss = peer.step()
-                    t1 = time.perf_counter_ns()
+                    t1 = clock()
                     if i == 0:
                         first = float(loss)
                     if i >= cmd["warmup"]:
