@@ -480,7 +480,7 @@ def bar_chart(rows: list[Row], peers: tuple[str, ...], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     engines = ["edgegrad", *peers]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) * (len(engines) + 1) / 3), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5))
     width = 0.8 / (len(engines) + 1)
     xs = np.arange(len(rows))
     for i, k in enumerate(engines):
