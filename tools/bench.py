@@ -330,6 +330,18 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
     row = Row(name, scheme, macs, compiled.info["arena_bytes"], math.nan,  # roofline: after the run
               {"edgegrad": Timing()}, tuple(peers))
     procs: dict[str, PeerProcess] = {}
+    rounds: dict[str, list[tuple[float, float]]] = {}
+
+    def drop(p: str, e: RuntimeError) -> None:
+        """A peer other than the reference that fails mid-row leaves the row with a note, not the run."""
+        if p == "torch":
+            raise e
+        log(f"  {p}: {e}")
+        row.notes.append(f"{PEER_NAMES[p]} failed: {str(e).splitlines()[0]}")
+        procs.pop(p).close()
+        row.timings.pop(p, None)
+        rounds.pop(p, None)
+
     try:
         for p, py in peers.items():
             if p == "torch" and name not in TORCH_MODULES:
@@ -351,9 +363,13 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
         eg_w1 = read_dump(dump)
         missing = [t for t in trained if t not in eg_w1]
         firsts = {"edgegrad": (eg_first.loss_first, eg_w1)}
-        for p, proc in procs.items():
+        for p, proc in list(procs.items()):
             npz = out_dir / p / "after_step1.npz"
-            loss = proc.ask(cmd="first", out=str(npz))["loss"]
+            try:
+                loss = proc.ask(cmd="first", out=str(npz))["loss"]
+            except RuntimeError as e:
+                drop(p, e)
+                continue
             firsts[p] = (loss, dict(np.load(npz)))
         ref_loss, ref_w1 = firsts["torch"]
         ref = applied_gradients(w0, ref_w1, trained, args.lr)
@@ -385,15 +401,22 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
         cpu = args.clock == "cpu"
         probe = run_bench_binary(binary, args.min_steps, 2, cpu_time=cpu)
         n = {"edgegrad": steps_for(probe.median_us)}
-        for p, proc in procs.items():
-            n[p] = steps_for(proc.ask(cmd="time", steps=args.min_steps, warmup=2, clock=args.clock)["median_us"])
-        rounds: dict[str, list[tuple[float, float]]] = {k: [] for k in n}
+        for p, proc in list(procs.items()):
+            try:
+                n[p] = steps_for(proc.ask(cmd="time", steps=args.min_steps, warmup=2, clock=args.clock)["median_us"])
+            except RuntimeError as e:
+                drop(p, e)
+        rounds.update({k: [] for k in n})
         for _ in range(args.rounds):
             res = run_bench_binary(binary, n["edgegrad"], max(2, n["edgegrad"] // 10), cpu_time=cpu)
             rounds["edgegrad"].append((res.median_us, res.min_us))
             row.timings["edgegrad"].peak_kib = max(row.timings["edgegrad"].peak_kib, res.peak_rss_kib)
-            for p, proc in procs.items():
-                r = proc.ask(cmd="time", steps=n[p], warmup=max(2, n[p] // 10), clock=args.clock)
+            for p, proc in list(procs.items()):
+                try:
+                    r = proc.ask(cmd="time", steps=n[p], warmup=max(2, n[p] // 10), clock=args.clock)
+                except RuntimeError as e:
+                    drop(p, e)
+                    continue
                 rounds[p].append((r["median_us"], r["min_us"]))
         for k, rs in rounds.items():
             t = row.timings[k]
