@@ -329,6 +329,10 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
     macs = training_step_macs(compiled.graph)
     row = Row(name, scheme, macs, compiled.info["arena_bytes"], math.nan,  # roofline: after the run
               {"edgegrad": Timing()}, tuple(peers))
+    if len(trained) <= 6 and len(trained) < len(w0):  # say what a short scheme such as last:3 picked
+        picked = [t if u["rows"] == u["total"] else f"{t} ({u['rows']} of {u['total']} rows)"
+                  for t, u in trained.items()]
+        row.notes.append("trains " + ", ".join(picked))
     procs: dict[str, PeerProcess] = {}
     rounds: dict[str, list[tuple[float, float]]] = {}
 
