@@ -37,10 +37,13 @@ static uint32_t state_bytes(void) {
     return n;
 }
 
+/* Buffers carry no dtype: every word-sized PARAM/STATE buffer is scanned as float32. An int8
+ * (--dtype int8) weight buffer whose bytes happen to form an Inf/NaN pattern would be refused
+ * too (never written wrong, but not written); a dtype field in eg_buffer_t would remove that. */
 static int all_finite(void) {
     for (uint32_t i = 0; i < eg_num_buffers; i++) {
         const eg_buffer_t *b = &eg_buffers[i];
-        if (!is_state(b)) continue;
+        if (!is_state(b) || b->bytes % 4u || (uintptr_t)b->data % 4u) continue;
         const uint32_t *w = (const uint32_t *)b->data;
         for (uint32_t k = 0; k < b->bytes / 4u; k++)
             if ((w[k] & 0x7F800000u) == 0x7F800000u) return 0; /* exponent all ones: Inf or NaN */
@@ -78,13 +81,31 @@ static int checkpoint_save(void) {
     }
     uint32_t region = cur == (int)EG_REGION_CKPT_0 ? EG_REGION_CKPT_1 : EG_REGION_CKPT_0;
     uint32_t len = state_bytes(), at = EG_REGION(region) + EG_SLOT_DATA, crc = 0;
+    uint8_t word[4]; /* buffers are streamed through one word: int8 buffers need not be word-sized */
+    uint32_t fill = 0;
     if (eg_flash_erase(EG_REGION(region), EG_SLOT_DATA + len) != 0) goto fail;
     for (uint32_t i = 0; i < eg_num_buffers; i++) {
         const eg_buffer_t *b = &eg_buffers[i];
         if (!is_state(b)) continue;
-        if (eg_flash_program(at, (const uint8_t *)b->data, b->bytes) != 0) goto fail;
-        crc = eg_crc32(crc, (const uint8_t *)b->data, b->bytes);
-        at += b->bytes;
+        const uint8_t *src = (const uint8_t *)b->data;
+        crc = eg_crc32(crc, src, b->bytes);
+        if (fill == 0u && b->bytes % 4u == 0u) { /* the common case (float buffers): in one go */
+            if (eg_flash_program(at, src, b->bytes) != 0) goto fail;
+            at += b->bytes;
+            continue;
+        }
+        for (uint32_t k = 0; k < b->bytes; k++) {
+            word[fill++] = src[k];
+            if (fill == 4u) {
+                if (eg_flash_program(at, word, 4u) != 0) goto fail;
+                at += 4u;
+                fill = 0;
+            }
+        }
+    }
+    if (fill) { /* last partial word: pad with the erased value */
+        while (fill < 4u) word[fill++] = 0xFFu;
+        if (eg_flash_program(at, word, 4u) != 0) goto fail;
     }
     if (eg_flash_crc(EG_REGION(region) + EG_SLOT_DATA, len) != crc) goto fail;
     h = (eg_slot_header_t){EG_CKPT_MAGIC, seq, len, crc, eg_model_hash, total_steps, ckpt_every, 0};
