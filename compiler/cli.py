@@ -41,7 +41,8 @@ def cmd_compile(a) -> int:
     cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
-                        dump_after=a.dump_after, build=not a.no_build)
+                        dump_after=a.dump_after, build=not a.no_build,
+                        extensions=tuple(e.strip().lower() for e in (a.ext or "").split(",") if e.strip()))
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "memory statically and emit and build C for the target.",
                        epilog="examples:\n  edgegrad compile model.onnx --target host -o build/m\n"
                               "  edgegrad compile model.onnx --target mcu --update bias:all,last:1 --lr 0.05\n"
-                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum",
+                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum\n"
+                              "  edgegrad compile model.onnx --target mcu --ext zve32f,zvl128b   # RVV kernels",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="the ONNX model")
     c.add_argument("--target", default="host", choices=["host", "mcu", "rpi", "jetson"])
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
     c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
+    c.add_argument("--ext", metavar="EXT[,EXT...]",
+                   help="mcu: ISA extensions of the board beyond rv32imafc (zve32f, zvl128b, zfh, zvfh); "
+                        "zve32f selects the RVV conv/GEMM kernels, and `edgegrad run` starts QEMU with them")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="fix a dynamic input shape (batch is fixed to 1 by default)")
     c.add_argument("--sanitize", action="store_true", help="host: build with AddressSanitizer + UBSan")

@@ -121,6 +121,8 @@ class Lowerer:
         if n.attrs.get("kernel") == "tiled":
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return base + "_tiled", f", {scratch}"
+        if n.attrs.get("kernel") == "rvv":
+            return base + "_rvv", ""
         return base, ""
 
     def op_Conv(self, n, x, w, b=""):
