@@ -68,7 +68,8 @@ def _conv_shape(rng, style: str) -> dict:
         if OH >= 1 and OW >= 1:
             break
     N = int(rng.integers(1, 3))
-    return dict(N=N, C=C, H=H, W=W, M=M, OH=OH, OW=OW, KH=KH, KW=KW, sh=sh, sw=sw, pt=pt, pl=pl, dh=dh, dw=dw, G=G)
+    return {"N": N, "C": C, "H": H, "W": W, "M": M, "OH": OH, "OW": OW, "KH": KH, "KW": KW, "sh": sh, "sw": sw,
+            "pt": pt, "pl": pl, "dh": dh, "dw": dw, "G": G}
 
 
 def _conv_record(rng, kind: int, s: dict) -> tuple[list[int], list[int]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_zoo_train import _check
 
 RVV = ("zve32f", "zvl128b")
