@@ -52,6 +52,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
     for name, t in g.tensors.items():
         if name in plan.tensor_offset:
             symbols[name] = f"A({plan.tensor_offset[name] // 4})"
+            if t.dtype == "f16":  # binary16 bits (runtime_c/eg_f16.h); buffers are 16-byte aligned
+                symbols[name] = f"(uint16_t *){symbols[name]}"
         elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype == "f32":
             i = ident("w_" if t.role == "param" else "c_", name)
             symbols[name] = f"{i}.f"

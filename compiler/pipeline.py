@@ -26,6 +26,7 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.lower_fp16 import lower_fp16
 from .passes.plan_memory import plan_memory
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
@@ -53,6 +54,7 @@ class CompileConfig:
     build: bool = True
     quiet: bool = False
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
+    loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
 
 
@@ -74,8 +76,8 @@ def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, d
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
     if cfg.target not in TARGETS:
         raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
-    if cfg.dtype != "fp32":
-        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 only in this build)")
+    if cfg.dtype not in ("fp32", "fp16"):
+        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 and fp16 in this build)")
     _check_extensions(cfg)
     model_path = Path(model_path)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -88,6 +90,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
     ]
+    if cfg.dtype == "fp16":
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
