@@ -3,9 +3,10 @@
 * binary16 conversions: bit-exact against numpy (round to nearest even, overflow to inf,
   subnormals, NaN) on every one of the 65536 fp16 patterns and on 2^20 random/edge fp32 values;
 * training: zoo models trained for 3 steps by the fp16 build match PyTorch's fp32 SGD. fp16
-  tolerance, stated here: losses rtol 1e-2; each trained tensor's update (trained - initial) is
-  within 2e-2 of torch's update in relative L2 norm and every element within
-  atol 2e-3 * max|torch update| + rtol 2e-2 (fp16 keeps 11 significant bits: ~5e-4 per rounding);
+  tolerance, stated here: losses rtol 2e-3; each trained tensor's update (trained - initial) is
+  within 5e-3 of torch's update in relative L2 norm and every element within
+  atol 2e-3 * max|torch update| + rtol 1e-2 (fp16 keeps 11 significant bits: ~5e-4 per rounding;
+  measured: 4e-4 norm error for cnn_fashion and mlp_har, against 3e-7 for the fp32 build);
 * dynamic loss scaling: a step whose fp16 activations overflow is skipped (no parameter changes,
   none becomes NaN), the scale is halved; the next clean step trains; the scale grows back after
   growth_interval clean steps (the kernel's state machine, checked directly).
@@ -98,20 +99,30 @@ def _torch_ref(name, scheme, xs, ys):
     return g, updates, losses, ref
 
 
-@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3"),
-                                         ("resnet8", "last:2")])
-def test_fp16_host_matches_torch_fp32(name, scheme, tmp_path):
-    build = compile_host(ZOO[name].path, tmp_path / "b", update=scheme, lr=LR, dtype="fp16")
+def _check_fp16(name, scheme, tmp_path, **cfg):
+    build = compile_host(ZOO[name].path, tmp_path / "b", update=scheme, lr=LR, dtype="fp16", **cfg)
     xs, ys = _samples(name)
     losses, trained, _ = train_build(build, xs, ys)
     g, updates, ref_losses, ref = _torch_ref(name, scheme, xs, ys)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-2)
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-3)
     for p in updates:
         init = g.tensors[p].data
         du, dref = trained[p] - init, ref[p] - init
         scale = float(np.abs(dref).max())
-        assert np.linalg.norm(du - dref) <= 2e-2 * np.linalg.norm(dref) + 1e-7, p
-        np.testing.assert_allclose(du, dref, rtol=2e-2, atol=2e-3 * scale + 1e-7, err_msg=p)
+        assert np.linalg.norm(du - dref) <= 5e-3 * np.linalg.norm(dref) + 1e-7, p
+        np.testing.assert_allclose(du, dref, rtol=1e-2, atol=2e-3 * scale + 1e-7, err_msg=p)
+
+
+@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3"),
+                                         ("resnet8", "last:2")])
+def test_fp16_host_matches_torch_fp32(name, scheme, tmp_path):
+    _check_fp16(name, scheme, tmp_path)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("ext", [(), ("zve32f", "zvl128b")], ids=["scalar", "rvv"])
+def test_fp16_mcu_matches_torch_fp32(ext, tmp_path):
+    _check_fp16("cnn_fashion", "all", tmp_path, target="mcu", extensions=ext)
 
 
 def test_fp16_overflow_skips_the_step(tmp_path):
