@@ -1,6 +1,7 @@
 """RVV benchmark: instructions per training step on the mcu, the scalar build (rv32imafc, the
 reference kernels) against the RVV build (`--ext zve32f,zvl128b`: runtime_c/rvv/ conv and GEMM
-variants, and clang's auto-vectorised reference kernels elsewhere), side by side in one run.
+variants, and clang's auto-vectorised reference kernels elsewhere), side by side in one run;
+`--fp16` adds the `--dtype fp16` builds (scalar and RVV) as two more columns.
 
     python -m edgegrad.tools.rvvbench                                  # default models x schemes
     python -m edgegrad.tools.rvvbench --models cnn_fashion,dscnn --schemes all --markdown rvv.md
@@ -32,6 +33,7 @@ SCHEMES = ("last:2", "all")
 RVV = ("zve32f", "zvl128b")
 COLUMNS = ("model", "scheme", "MACs/step", "scalar instr/step", "RVV instr/step", "scalar/RVV",
            "RVV MACs/instr", "max loss rel diff", "flash scalar/RVV KiB")
+FP16_COLUMNS = ("fp16 scalar instr/step", "fp16 RVV instr/step", "fp16 arena / fp32 arena KiB")
 DASH = "—"
 
 
@@ -44,24 +46,29 @@ class Row:
     rvv: int | None = None
     loss_diff: float | None = None
     flash: tuple[int, int] | None = None
+    fp16: tuple[int, int, int, int] | None = None  # scalar, RVV instr/step; fp16, fp32 arena bytes
     notes: list[str] = field(default_factory=list)
 
     def cells(self) -> list[str]:
         head = [self.model, f"`{self.scheme}`", f"{self.macs:,}"]
         if self.scalar is None or self.rvv is None:
             return head + [DASH] * (len(COLUMNS) - 3)
-        return head + [f"{self.scalar:,}", f"{self.rvv:,}", f"{self.scalar / self.rvv:.2f}x",
-                       f"{self.macs / self.rvv:.2f}", f"{self.loss_diff:.1e}",
-                       f"{self.flash[0] / 1024:.1f} / {self.flash[1] / 1024:.1f}"]
+        cells = head + [f"{self.scalar:,}", f"{self.rvv:,}", f"{self.scalar / self.rvv:.2f}x",
+                        f"{self.macs / self.rvv:.2f}", f"{self.loss_diff:.1e}",
+                        f"{self.flash[0] / 1024:.1f} / {self.flash[1] / 1024:.1f}"]
+        if self.fp16 is not None:
+            cells += [f"{self.fp16[0]:,}", f"{self.fp16[1]:,}", f"{self.fp16[2] / 1024:.1f} / {self.fp16[3] / 1024:.1f}"]
+        return cells
 
 
-def train_steps(entry, scheme: str, extensions: tuple[str, ...], args, out_dir: Path):
+def train_steps(entry, scheme: str, extensions: tuple[str, ...], args, out_dir: Path, dtype: str = "fp32"):
     """Compile for the mcu with these extensions, train args.steps samples; (instrets, losses, compiled)."""
     from edgegrad.run import Session
     from edgegrad.tools.runner import open_device
 
     cfg = CompileConfig(target="mcu", update=scheme, optimizer="sgd", lr=args.lr, quiet=True,
-                        sram_budget=args.budget_sram, flash_budget=args.budget_flash, extensions=extensions)
+                        sram_budget=args.budget_sram, flash_budget=args.budget_flash, extensions=extensions,
+                        dtype=dtype)
     compiled = compile_model(entry.path, out_dir, cfg)
     info = compiled.info
     rng = np.random.default_rng(args.seed)
@@ -92,6 +99,10 @@ def bench_one(name: str, scheme: str, args, work: Path, log) -> Row:
     try:
         i_s, l_s, c_s = train_steps(entry, scheme, (), args, work / name / f"{tag}-scalar")
         i_v, l_v, c_v = train_steps(entry, scheme, RVV, args, work / name / f"{tag}-rvv")
+        if args.fp16:
+            h_s, _, c_h = train_steps(entry, scheme, (), args, work / name / f"{tag}-fp16", "fp16")
+            h_v, _, _ = train_steps(entry, scheme, RVV, args, work / name / f"{tag}-fp16-rvv", "fp16")
+            row.fp16 = (int(median(h_s)), int(median(h_v)), c_h.info["arena_bytes"], c_s.info["arena_bytes"])
     except BudgetError as err:
         row.notes.append(f"does not fit: {err}")
         log(f"  {name:22s} {scheme:12s} does not fit")
@@ -108,16 +119,17 @@ def bench_one(name: str, scheme: str, args, work: Path, log) -> Row:
 def header(args) -> list[str]:
     return [
         f"edgegrad {__version__} mcu RVV benchmark, {time.strftime('%Y-%m-%d %H:%M')}",
-        "QEMU virt -icount shift=0 (minstret exact); scalar: -mcpu=generic_rv32+m+a+f+c; RVV: "
-        "+zve32f+zvl128b (QEMU -cpu rv32,v=true,vlen=128), conv/GEMM from runtime_c/rvv (LMUL 8)",
-        f"sgd lr {args.lr}, batch 1, {args.steps} steps on random N(0,1) inputs (seed {args.seed}); "
-        "instr/step = median minstret of eg_train_step; MACs as tools/mcubench.py counts them",
+        ("QEMU virt -icount shift=0 (minstret exact); scalar: -mcpu=generic_rv32+m+a+f+c; RVV: "
+        "+zve32f+zvl128b (QEMU -cpu rv32,v=true,vlen=128), conv/GEMM from runtime_c/rvv (LMUL 8)"),
+        (f"sgd lr {args.lr}, batch 1, {args.steps} steps on random N(0,1) inputs (seed {args.seed}); "
+        "instr/step = median minstret of eg_train_step; MACs as tools/mcubench.py counts them"),
     ]
 
 
 def report(head: list[str], rows: list[Row]) -> str:
     notes = [f"- {r.model} `{r.scheme}`: {n}" for r in rows for n in r.notes]
-    text = "\n".join([f"## {head[0]}", ""] + [f"- {h}" for h in head[1:]] + ["", markdown_table(rows, COLUMNS)])
+    columns = COLUMNS + (FP16_COLUMNS if any(r.fp16 for r in rows) else ())
+    text = "\n".join([f"## {head[0]}", ""] + [f"- {h}" for h in head[1:]] + ["", markdown_table(rows, columns)])
     return text + "\n" + ("\n".join(["", "Notes:", ""] + notes) + "\n" if notes else "")
 
 
@@ -136,6 +148,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--step-timeout", type=float, default=300.0, help="seconds for one emulated step (default 300)")
+    p.add_argument("--fp16", action="store_true", help="also measure the --dtype fp16 builds (scalar and RVV)")
     p.add_argument("--markdown", type=Path, help="also write the report to this file")
     return p.parse_args(argv)
 
