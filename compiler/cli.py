@@ -42,7 +42,8 @@ def cmd_compile(a) -> int:
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
                         dump_after=a.dump_after, build=not a.no_build,
-                        extensions=tuple(e.strip().lower() for e in (a.ext or "").split(",") if e.strip()))
+                        extensions=tuple(e.strip().lower() for e in (a.ext or "").split(",") if e.strip()),
+                        loss_scale_log2=a.loss_scale)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  edgegrad compile model.onnx --target host -o build/m\n"
                               "  edgegrad compile model.onnx --target mcu --update bias:all,last:1 --lr 0.05\n"
                               "  edgegrad compile model.onnx --update scheme.json --optimizer momentum\n"
-                              "  edgegrad compile model.onnx --target mcu --ext zve32f,zvl128b   # RVV kernels",
+                              "  edgegrad compile model.onnx --target mcu --ext zve32f,zvl128b   # RVV kernels\n"
+                              "  edgegrad compile model.onnx --target mcu --dtype fp16 --loss-scale 12",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="the ONNX model")
     c.add_argument("--target", default="host", choices=["host", "mcu", "rpi", "jetson"])
@@ -109,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--momentum", type=float, default=0.9, help="momentum factor (default 0.9)")
     c.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
                    help="loss on graph output 0; labels are int class indices for cross_entropy")
-    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
+    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="fp16: activations and gradients stored in fp16, fp32 compute/params/loss, loss scaling")
+    c.add_argument("--loss-scale", type=int, default=10, metavar="LOG2",
+                   help="fp16: initial dynamic loss scale 2^LOG2 (default 10; halved on overflow)")
     c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
     c.add_argument("--ext", metavar="EXT[,EXT...]",

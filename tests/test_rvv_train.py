@@ -19,3 +19,16 @@ def test_rvv_mcu_matches_torch(name, scheme, tmp_path):
     model_c = (tmp_path / "b" / "model.c").read_text()
     assert "_rvv(" in model_c and '#include "eg_kernels_rvv.h"' in model_c
     assert json.loads((tmp_path / "b" / "firmware.json").read_text())["extensions"] == list(RVV)
+
+
+@pytest.mark.parametrize("target,ext,message", [("host", ("zve32f",), "mcu target only"),
+                                                ("mcu", ("zve64d",), "unknown mcu extension 'zve64d'"),
+                                                ("mcu", ("zvfh",), "zvfh needs zve32f")])
+def test_bad_extensions_are_one_clear_error(target, ext, message, tmp_path):
+    from edgegrad.errors import EdgegradError
+    from edgegrad.pipeline import CompileConfig, compile_model
+    from models import ZOO
+
+    with pytest.raises(EdgegradError, match=message):
+        compile_model(ZOO["mlp_har"].path, tmp_path / "b", CompileConfig(target=target, extensions=ext, build=False))
+    assert not (tmp_path / "b").exists()
