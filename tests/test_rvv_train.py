@@ -27,6 +27,7 @@ def test_rvv_mcu_matches_torch(name, scheme, tmp_path):
 def test_bad_extensions_are_one_clear_error(target, ext, message, tmp_path):
     from edgegrad.errors import EdgegradError
     from edgegrad.pipeline import CompileConfig, compile_model
+
     from models import ZOO
 
     with pytest.raises(EdgegradError, match=message):
