@@ -92,7 +92,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
         int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
         model_hash="{model_hash}",
-        variant_headers=["eg_kernels_rvv.h"] if any(n.attrs.get("kernel") == "rvv" for n in g.nodes) else [],
+        variant_headers=[h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"))
+                         if any(n.attrs.get("kernel") == k for n in g.nodes)],
     )
     c_text = _env.get_template("model.c.j2").render(**ctx)
     h = zlib.crc32(c_text.encode()) & 0xFFFFFFFF

@@ -125,8 +125,8 @@ class Lowerer:
         if n.attrs.get("kernel") == "tiled":
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return base + "_tiled", f", {scratch}"
-        if n.attrs.get("kernel") == "rvv":
-            return base + "_rvv", ""
+        if n.attrs.get("kernel") in ("rvv", "zvfh"):
+            return f"{base}_{n.attrs['kernel']}", ""
         return base, ""
 
     def op_Conv(self, n, x, w, b=""):
@@ -457,10 +457,10 @@ class Lowerer:
 
     # --- fp16 storage and loss scaling (passes/lower_fp16.py, runtime_c/eg_f16.h)
     def op_CastF32(self, n, x):
-        return f"cast_f16_f32({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
+        return f"{self._variant(n, 'cast_f16_f32')[0]}({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
 
     def op_CastF16(self, n, x):
-        return f"cast_f32_f16({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
+        return f"{self._variant(n, 'cast_f32_f16')[0]}({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
 
     def op_LossScale(self, n, x, ls):
         return f"loss_scale_f32({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {self.p(ls)}, {n.attrs['log2_init']});"

@@ -124,6 +124,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             includes = [tmp, RUNTIME]
             if "zve32f" in cfg.extensions:  # the RVV variants only build where the vector unit exists
                 kernels += sorted(RVV_SOURCES.glob("eg_*_rvv.c"))
+                kernels += sorted(RVV_SOURCES.glob("eg_*_zvfh.c")) if "zvfh" in cfg.extensions else []
                 includes.append(RVV_SOURCES)
             binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, includes,
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,

@@ -12,6 +12,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``rvv``: RISC-V vector (zve32f) variants of the convolutions and GEMM (runtime_c/rvv/), for an
   mcu build whose extensions include zve32f. No scratch and no shape constraints: every call
   the reference takes, the variant takes.
+- ``zvfh``: the fp16 casts of `--dtype fp16` (runtime_c/rvv/eg_f16_zvfh.c) with vfncvt/vfwcvt, for
+  an mcu build with zvfh.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         for n in g.nodes:
             if n.op in CONV_KINDS or n.op in GEMM_OPS:
                 n.attrs["kernel"] = "rvv"
+            elif n.op in ("CastF16", "CastF32") and "zvfh" in extensions:
+                n.attrs["kernel"] = "zvfh"
         return g
     if target not in TILED_TARGETS or not tiled_available():
         return g
