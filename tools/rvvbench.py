@@ -52,7 +52,7 @@ class Row:
     def cells(self) -> list[str]:
         head = [self.model, f"`{self.scheme}`", f"{self.macs:,}"]
         if self.scalar is None or self.rvv is None:
-            return head + [DASH] * (len(COLUMNS) - 3)
+            return head + [DASH] * (len(COLUMNS) + len(FP16_COLUMNS) - 3)
         cells = head + [f"{self.scalar:,}", f"{self.rvv:,}", f"{self.scalar / self.rvv:.2f}x",
                         f"{self.macs / self.rvv:.2f}", f"{self.loss_diff:.1e}",
                         f"{self.flash[0] / 1024:.1f} / {self.flash[1] / 1024:.1f}"]
@@ -126,10 +126,19 @@ def header(args) -> list[str]:
     ]
 
 
+@dataclass
+class _Cells:
+    values: list[str]
+
+    def cells(self) -> list[str]:
+        return self.values
+
+
 def report(head: list[str], rows: list[Row]) -> str:
     notes = [f"- {r.model} `{r.scheme}`: {n}" for r in rows for n in r.notes]
     columns = COLUMNS + (FP16_COLUMNS if any(r.fp16 for r in rows) else ())
-    text = "\n".join([f"## {head[0]}", ""] + [f"- {h}" for h in head[1:]] + ["", markdown_table(rows, columns)])
+    rows_cells = [r.cells()[:len(columns)] for r in rows]
+    text = "\n".join([f"## {head[0]}", ""] + [f"- {h}" for h in head[1:]] + ["", markdown_table([_Cells(c) for c in rows_cells], columns)])
     return text + "\n" + ("\n".join(["", "Notes:", ""] + notes) + "\n" if notes else "")
 
 

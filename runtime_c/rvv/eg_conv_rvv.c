@@ -8,8 +8,9 @@
  *   fw         per output row chunk: accumulate in registers the taps kw that are inside the
  *              image for the whole chunk, store, then add the border taps (valid for only part
  *              of the chunk) with a shorter vl straight into y.
- *   bw_input   scatter of each dy row into the dx row of every tap (transposed conv): dx row
- *              segment += w * dy row segment (strided by sw in dx).
+ *   bw_input   sw == 1: per dx row chunk, the taps gathered in registers like fw (dy rows are
+ *              contiguous under the chunk), border taps added after the store; sw > 1: scatter
+ *              of each dy row into the dx row of every tap (dx row segment += w * dy, strided).
  *   bw_weight  per weight element, a vector of partial sums over (n, oh, ow) reduced once.
  *   pointwise  (1x1, stride 1, no padding, same size): the whole H*W plane is one vector run.
  */
@@ -169,6 +170,73 @@ void conv2d_f32_bw_input_rvv(float *restrict dx, const float *restrict dy, const
         }
         return;
     }
+    if (sw == 1) {
+        /* Gathered per dx row chunk, in registers: tap (kh, kw) reads dy[m, oh, iw - offw] with
+         * oh = (ih + pt - kh*dil_h) / sh when that divides, offw = kw*dil_w - pl. */
+        for (int n = 0; n < N; n++) {
+            for (int ci = 0; ci < C; ci++) {
+                const int g = ci / Cg, c = ci - g * Cg;
+                const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * OHW; /* [Mg,OH,OW] */
+                const float *wg = w + ((ptrdiff_t)g * Mg * Cg + c) * KK; /* w[g*Mg, c], m step Cg*KK */
+                float *dxc = dx + ((ptrdiff_t)n * C + ci) * HW;
+                for (int ih = 0; ih < H; ih++) {
+                    float *dxr = dxc + (ptrdiff_t)ih * W;
+                    for (int i0 = 0; i0 < W; i0 += (int)vl) {
+                        vl = __riscv_vsetvl_e32m8((size_t)(W - i0));
+                        const int i1 = i0 + (int)vl;
+                        eg_vf acc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+                        int partial = 0;
+                        for (int kh = 0; kh < KH; kh++) {
+                            const int th = ih + pt - kh * dil_h;
+                            if (th < 0 || th % sh != 0 || th / sh >= OH)
+                                continue;
+                            const float *dyr = dyg + (ptrdiff_t)(th / sh) * OW;
+                            for (int kw = 0; kw < KW; kw++) {
+                                const int offw = kw * dil_w - pl; /* iw = ow + offw */
+                                const int lo = offw > i0 ? offw : i0;
+                                const int hi = offw + OW < i1 ? offw + OW : i1;
+                                if (lo >= hi)
+                                    continue;
+                                if (lo != i0 || hi != i1) {
+                                    partial = 1;
+                                    continue;
+                                }
+                                const float *wk = wg + kh * KW + kw;
+                                for (int mg = 0; mg < Mg; mg++)
+                                    acc = __riscv_vfmacc_vf_f32m8(acc, wk[(ptrdiff_t)mg * Cg * KK],
+                                                                  __riscv_vle32_v_f32m8(dyr + mg * OHW + i0 - offw, vl), vl);
+                            }
+                        }
+                        __riscv_vse32_v_f32m8(dxr + i0, acc, vl);
+                        if (!partial)
+                            continue;
+                        for (int kh = 0; kh < KH; kh++) { /* border taps: part of the chunk only */
+                            const int th = ih + pt - kh * dil_h;
+                            if (th < 0 || th % sh != 0 || th / sh >= OH)
+                                continue;
+                            const float *dyr = dyg + (ptrdiff_t)(th / sh) * OW;
+                            for (int kw = 0; kw < KW; kw++) {
+                                const int offw = kw * dil_w - pl;
+                                const int lo = offw > i0 ? offw : i0;
+                                const int hi = offw + OW < i1 ? offw + OW : i1;
+                                if (lo >= hi || (lo == i0 && hi == i1))
+                                    continue;
+                                const size_t vp = __riscv_vsetvl_e32m8((size_t)(hi - lo));
+                                const float *wk = wg + kh * KW + kw;
+                                eg_vf part = __riscv_vle32_v_f32m8(dxr + lo, vp);
+                                for (int mg = 0; mg < Mg; mg++)
+                                    part = __riscv_vfmacc_vf_f32m8(part, wk[(ptrdiff_t)mg * Cg * KK],
+                                                                   __riscv_vle32_v_f32m8(dyr + mg * OHW + lo - offw, vp), vp);
+                                __riscv_vse32_v_f32m8(dxr + lo, part, vp);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
+    /* sw > 1: scatter each dy row segment into the dx row of every tap (strided by sw) */
     const ptrdiff_t total = (ptrdiff_t)N * C * HW;
     for (ptrdiff_t p = 0; p < total; p += (ptrdiff_t)vl) {
         vl = __riscv_vsetvl_e32m8((size_t)(total - p));
