@@ -1,7 +1,7 @@
 """RVV benchmark: instructions per training step on the mcu, the scalar build (rv32imafc, the
 reference kernels) against the RVV build (`--ext zve32f,zvl128b`: runtime_c/rvv/ conv and GEMM
 variants, and clang's auto-vectorised reference kernels elsewhere), side by side in one run;
-`--fp16` adds the `--dtype fp16` builds (scalar and RVV) as two more columns.
+`--fp16` adds the `--dtype fp16` builds (scalar, and RVV with zfh+zvfh) as two more columns.
 
     python -m edgegrad.tools.rvvbench                                  # default models x schemes
     python -m edgegrad.tools.rvvbench --models cnn_fashion,dscnn --schemes all --markdown rvv.md
@@ -31,6 +31,7 @@ from edgegrad.tools.bench import _csv, markdown_table, training_step_macs
 MODELS = ("mlp_har", "cnn_fashion", "dscnn", "resnet8", "mobilenetv2_w035_96")
 SCHEMES = ("last:2", "all")
 RVV = ("zve32f", "zvl128b")
+RVV_FP16 = ("zve32f", "zvl128b", "zfh", "zvfh")  # fp16 RVV: the casts with vfncvt/vfwcvt too
 COLUMNS = ("model", "scheme", "MACs/step", "scalar instr/step", "RVV instr/step", "scalar/RVV",
            "RVV MACs/instr", "max loss rel diff", "flash scalar/RVV KiB")
 FP16_COLUMNS = ("fp16 scalar instr/step", "fp16 RVV instr/step", "fp16 arena / fp32 arena KiB")
@@ -101,7 +102,7 @@ def bench_one(name: str, scheme: str, args, work: Path, log) -> Row:
         i_v, l_v, c_v = train_steps(entry, scheme, RVV, args, work / name / f"{tag}-rvv")
         if args.fp16:
             h_s, _, c_h = train_steps(entry, scheme, (), args, work / name / f"{tag}-fp16", "fp16")
-            h_v, _, _ = train_steps(entry, scheme, RVV, args, work / name / f"{tag}-fp16-rvv", "fp16")
+            h_v, _, _ = train_steps(entry, scheme, RVV_FP16, args, work / name / f"{tag}-fp16-rvv", "fp16")
             row.fp16 = (int(median(h_s)), int(median(h_v)), c_h.info["arena_bytes"], c_s.info["arena_bytes"])
     except BudgetError as err:
         row.notes.append(f"does not fit: {err}")
