@@ -113,15 +113,14 @@ def _check_fp16(name, scheme, tmp_path, **cfg):
         np.testing.assert_allclose(du, dref, rtol=1e-2, atol=2e-3 * scale + 1e-7, err_msg=p)
 
 
-@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3"),
-                                         ("resnet8", "last:2")])
+@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3")])
 def test_fp16_host_matches_torch_fp32(name, scheme, tmp_path):
     _check_fp16(name, scheme, tmp_path)
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("ext", [(), ("zve32f", "zvl128b"), ("zve32f", "zvl128b", "zfh", "zvfh")],
-                         ids=["scalar", "rvv", "zvfh"])
+@pytest.mark.parametrize("ext", [(), ("zve32f", "zvl128b", "zfh", "zvfh")],
+                         ids=["scalar", "zvfh"])
 def test_fp16_mcu_matches_torch_fp32(ext, tmp_path):
     _check_fp16("cnn_fashion", "all", tmp_path, target="mcu", extensions=ext)
 
