@@ -122,6 +122,8 @@ def header(args) -> list[str]:
         f"edgegrad {__version__} mcu RVV benchmark, {time.strftime('%Y-%m-%d %H:%M')}",
         ("QEMU virt -icount shift=0 (minstret exact); scalar: -mcpu=generic_rv32+m+a+f+c; RVV: "
         "+zve32f+zvl128b (QEMU -cpu rv32,v=true,vlen=128), conv/GEMM from runtime_c/rvv (LMUL 8)"),
+        ("fp16 columns (--fp16): --dtype fp16 builds, scalar and RVV with +zfh+zvfh (QEMU zfh=true,zvfh=true); "
+         "fp16 storage with fp32 kernels and casts, so fp16 is not expected to beat fp32 in instructions yet"),
         (f"sgd lr {args.lr}, batch 1, {args.steps} steps on random N(0,1) inputs (seed {args.seed}); "
         "instr/step = median minstret of eg_train_step; MACs as tools/mcubench.py counts them"),
     ]
