@@ -27,11 +27,12 @@ from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
+from .passes.lower_fp16 import lower_fp16
 from .passes.plan_memory import plan_memory
 from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
-from .passes.select_kernels import select_kernels
+from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,8 @@ class CompileConfig:
     build: bool = True
     quiet: bool = False
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
+    loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
+    extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
 
 
 @dataclass
@@ -109,10 +112,11 @@ def is_quantized(model_path: str | Path) -> bool:
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
     if cfg.target not in TARGETS:
         raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
-    if cfg.dtype not in ("fp32", "int8"):
-        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 and int8 in this build)")
+    if cfg.dtype not in ("fp32", "fp16", "int8"):
+        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32, fp16 and int8 in this build)")
     if cfg.dtype == "int8" and cfg.optimizer not in ("sgd", "momentum"):
         raise EdgegradError("--dtype int8 trains with --optimizer sgd or momentum (the QAS setting)")
+    _check_extensions(cfg)
     model_path = Path(model_path)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
     tcfg = TrainConfig(loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
@@ -124,13 +128,15 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
     ]
+    if cfg.dtype == "fp16":
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
     if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
         steps = int8_training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
         _after(name, g, cfg, log)
-    g = select_kernels(g, cfg.target)
+    g = select_kernels(g, cfg.target, cfg.extensions)
     _after("select_kernels", g, cfg, log)
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
@@ -155,9 +161,15 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             from .build import build
             log(f"[edgegrad] build for {cfg.target}")
             kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
-            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, RUNTIME],
+            includes = [tmp, RUNTIME]
+            if "zve32f" in cfg.extensions:  # the RVV variants only build where the vector unit exists
+                kernels += sorted(RVV_SOURCES.glob("eg_*_rvv.c"))
+                kernels += sorted(RVV_SOURCES.glob("eg_*_zvfh.c")) if "zvfh" in cfg.extensions else []
+                includes.append(RVV_SOURCES)
+            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, includes,
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,
-                           extra_cflags=cfg.extra_cflags)
+                           extra_cflags=cfg.extra_cflags,
+                           extensions=list(cfg.extensions) if cfg.target == "mcu" else None)
             info["binary"] = Path(binary).name
             sizes = tmp / "sizes.json"
             if sizes.exists():
@@ -171,6 +183,18 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
     return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def _check_extensions(cfg: CompileConfig) -> None:
+    if not cfg.extensions:
+        return
+    if cfg.target != "mcu":
+        raise EdgegradError(f"--ext {','.join(cfg.extensions)}: ISA extensions apply to the mcu target only")
+    unknown = [e for e in cfg.extensions if e not in MCU_EXTENSIONS]
+    if unknown:
+        raise EdgegradError(f"--ext: unknown mcu extension {unknown[0]!r} (known: {', '.join(MCU_EXTENSIONS)})")
+    if "zvfh" in cfg.extensions and "zve32f" not in cfg.extensions:
+        raise EdgegradError("--ext zvfh needs zve32f (the fp16 vector extension builds on the fp32 one)")
 
 
 def _after(name: str, g: Graph, cfg: CompileConfig, log) -> None:
