@@ -41,7 +41,7 @@ def cmd_compile(a) -> int:
     cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
-                        dump_after=a.dump_after, build=not a.no_build)
+                        dump_after=a.dump_after, build=not a.no_build, board=a.board, threads=a.threads)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "memory statically and emit and build C for the target.",
                        epilog="examples:\n  edgegrad compile model.onnx --target host -o build/m\n"
                               "  edgegrad compile model.onnx --target mcu --update bias:all,last:1 --lr 0.05\n"
-                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum",
+                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum\n"
+                              "  edgegrad compile model.onnx --target rpi --board pi5 -o build/m-pi5   "
+                              "# static aarch64 binary\n"
+                              "  edgegrad compile model.onnx --target jetson -o build/m-orin   "
+                              "# CPU binary + model.cu (sm_87)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="the ONNX model")
     c.add_argument("--target", default="host", choices=["host", "mcu", "rpi", "jetson"])
@@ -112,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="fix a dynamic input shape (batch is fixed to 1 by default)")
+    c.add_argument("--board", help="rpi: pi4 (Cortex-A72, default) or pi5 (Cortex-A76); jetson: orin (Cortex-A78AE)")
+    c.add_argument("--threads", type=int, help="rpi/jetson: worker threads of the NEON kernels (default: 4 on a Pi, "
+                                               "6 on Orin); results equal 1 thread's")
     c.add_argument("--sanitize", action="store_true", help="host: build with AddressSanitizer + UBSan")
     c.add_argument("--verify", action="store_true", help="check the graph after every pass")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after PASS (e.g. build_training_graph)")

@@ -33,6 +33,7 @@ from .scheme import Update, parse_scheme
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime_c"
 TARGETS = ("host", "mcu", "rpi", "jetson")
+AARCH64_TARGETS = ("rpi", "jetson")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class CompileConfig:
     build: bool = True
     quiet: bool = False
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
+    board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
+    threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
 
 
 @dataclass
@@ -76,6 +79,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     if cfg.dtype != "fp32":
         raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 only in this build)")
     model_path = Path(model_path)
+    if cfg.board is not None or cfg.threads is not None or cfg.target in AARCH64_TARGETS:
+        _check_board(cfg)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
     tcfg = TrainConfig(loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
 
@@ -114,10 +119,10 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         if cfg.build:
             from .build import build
             log(f"[edgegrad] build for {cfg.target}")
-            kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
-            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, RUNTIME],
+            kernels, includes = kernel_sources(cfg.target)
+            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, *includes],
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,
-                           extra_cflags=cfg.extra_cflags)
+                           extra_cflags=cfg.extra_cflags, board=cfg.board, threads=cfg.threads)
             info["binary"] = Path(binary).name
             sizes = tmp / "sizes.json"
             if sizes.exists():
@@ -131,6 +136,27 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
     return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def kernel_sources(target: str) -> tuple[list[Path], list[Path]]:
+    """The kernel .c files and include folders a target links: the reference and tiled kernels
+    everywhere, plus runtime_c/neon/ for the aarch64 targets (select_kernels picks _neon there)."""
+    kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
+    includes = [RUNTIME]
+    if target in AARCH64_TARGETS:
+        kernels += sorted((RUNTIME / "neon").glob("eg_*.c"))
+        includes.append(RUNTIME / "neon")
+    return kernels, includes
+
+
+def _check_board(cfg: CompileConfig) -> None:
+    from .build import load_target, resolve_board
+    spec = load_target(cfg.target)
+    if "boards" not in spec:
+        raise EdgegradError(f"--board/--threads apply to the rpi and jetson targets, not {cfg.target}")
+    resolve_board(spec, cfg.board)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise EdgegradError(f"--threads must be at least 1, got {cfg.threads}")
 
 
 def _after(name: str, g: Graph, cfg: CompileConfig, log) -> None:
