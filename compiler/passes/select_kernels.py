@@ -9,6 +9,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``tiled``: im2col/GEMM-blocked convolutions (runtime_c/eg_conv_tiled.c) for targets with
   caches and wide registers (host, rpi, jetson). The MCU keeps the direct reference kernels,
   whose zero workspace is what a 256 KiB SRAM wants.
+- ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
+  arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..ir import Graph
 
 RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
 TILED_TARGETS = {"host", "rpi", "jetson"}
+NEON_TARGETS = {"rpi", "jetson"}
 CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
 
 
@@ -64,4 +67,8 @@ def select_kernels(g: Graph, target: str) -> Graph:
             name = g.unique(f"{n.name}/scratch")
             g.add(name, (floats,), "f32", role="scratch")
             n.outputs.append(name)
+    if target in NEON_TARGETS and (RUNTIME / "neon" / "eg_neon.h").exists():
+        for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
+            if n.attrs.get("kernel") == "tiled":
+                n.attrs["kernel"] = "neon"
     return g
