@@ -95,7 +95,52 @@ def build(
         _run([*spec["cc"], *flags, *list(extra_cflags), *includes, *map(str, sources),
               *spec.get("ldflags", []), "-o", str(binary)])
         info["sanitize"] = sanitize
+    if "cuda" in spec and (out / "model.cu").exists():
+        info["cuda"] = check_cuda(out, spec["cuda"])
     (out / "firmware.json").write_text(json.dumps(info, indent=2) + "\n")
+    return binary
+
+
+# ---- jetson GPU step (model.cu) -------------------------------------------------------------
+
+
+def cuda_includes() -> list[str]:
+    return [f"-I{RUNTIME_DIR / 'cuda'}", f"-I{RUNTIME_DIR}"]
+
+
+def check_cuda(out: Path, cuda: dict) -> dict:
+    """Compile model.cu with nvcc for the board's GPU (-arch=sm_87): x86-64 host code and sm_87
+    device code, model_cuda.o. An aarch64 GPU binary needs the aarch64 CUDA runtime, which this
+    machine lacks: on the Jetson, build it with the command recorded here (targets/jetson/README.md)."""
+    nvcc = shutil.which(cuda["nvcc"])
+    board_cmd = (f"nvcc -arch={cuda['arch']} -O3 -Iruntime_c/cuda -Iruntime_c -IBUILD BUILD/model.cu "
+                 "runtime_c/eg_proto.c targets/host/port_host.c -o BUILD/model_jetson_gpu  (BUILD: this folder)")
+    result = {"arch": cuda["arch"], "build_on_board": board_cmd}
+    if nvcc is None:
+        result["nvcc"] = "not found: model.cu not compiled"
+        return result
+    _run([nvcc, f"-arch={cuda['arch']}", "-std=c++17", "-O3", *cuda_includes(), f"-I{out}", "-c",
+          str(out / "model.cu"), "-o", str(out / "model_cuda.o")])
+    result["object"] = "model_cuda.o"
+    return result
+
+
+def build_cuda_emulation(build_dir: str | os.PathLike) -> Path:
+    """The generated CUDA step built as plain C++ for this host (eg_cuda.cuh without nvcc: each
+    launch a loop), with the stdin/stdout port: build_dir/model_cuda_emu. Tests train it against
+    PyTorch through the protocol, like any host build."""
+    out = Path(build_dir)
+    if not (out / "model.cu").exists():
+        raise EdgegradError(f"{out}: no model.cu (compile with --target jetson)")
+    binary = out / "model_cuda_emu"
+    objs = []
+    for src in [RUNTIME_DIR / "eg_proto.c", TARGETS_DIR / "host" / "port_host.c"]:
+        obj = out / (src.stem + ".emu.o")
+        _run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_DIR}", f"-I{out}", "-c", str(src),
+              "-o", str(obj)])
+        objs.append(str(obj))
+    _run(["g++", "-x", "c++", "-std=c++17", "-O2", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
+          *cuda_includes(), f"-I{out}", str(out / "model.cu"), "-x", "none", *objs, "-o", str(binary)])
     return binary
 
 

@@ -103,6 +103,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     emitted = emit_c(g, trainable, model_path.stem, model_path.name, summary)
     out_dir = Path(out_dir)
     info = _build_info(g, updates, cfg, plan, model_path)
+    if cfg.target == "jetson":  # the GPU step (model.cu) next to the CPU one
+        emitted.files.update(_emit_cuda(g, trainable, model_path, summary, info, log))
     if cfg.target == "mcu":
         from .build import load_target
         pred = predict(info, load_target("mcu")["memory"]["stack_bytes"])
@@ -136,6 +138,19 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
     return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def _emit_cuda(g: Graph, trainable: set[str], model_path: Path, summary: str, info: dict, log) -> dict[str, str]:
+    from .codegen_cuda import emit_cuda
+    from .errors import UnsupportedModelError
+    try:
+        text = emit_cuda(g, trainable, model_path.stem, model_path.name, summary)
+    except UnsupportedModelError as e:
+        info["cuda"] = {"skipped": str(e)}
+        log(f"[edgegrad] jetson: CPU build only, model.cu skipped: {e}")
+        return {}
+    info["cuda"] = {"source": "model.cu", "arch": "sm_87"}
+    return {"model.cu": text}
 
 
 def kernel_sources(target: str) -> tuple[list[Path], list[Path]]:
