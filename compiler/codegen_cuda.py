@@ -34,10 +34,10 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefi
 def cuda_kernels() -> set[str]:
     """Reference kernel names that have a `_cuda` launcher in eg_cuda.cuh."""
     text = CUDA_HEADER.read_text()
-    names = set(re.findall(r"^static inline void (\w+)_cuda\(", text, re.M))
-    for b in re.findall(r"^EG_BINARY\((\w+),", text, re.M):
+    names = set(re.findall(r"^static inline void (\w+)_cuda\(", text, re.MULTILINE))
+    for b in re.findall(r"^EG_BINARY\((\w+),", text, re.MULTILINE):
         names |= {b, b + "_bcast"}
-    names |= set(re.findall(r"^EG_UNARY\((\w+),", text, re.M))
+    names |= set(re.findall(r"^EG_UNARY\((\w+),", text, re.MULTILINE))
     return names
 
 
