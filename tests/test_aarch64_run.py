@@ -93,3 +93,17 @@ def test_cli_bad_board_one_line(tmp_path):
     p = cli("compile", ZOO["mlp_har"].path, "--target", "jetson", "--board", "pi4", "-o", tmp_path / "b")
     assert p.returncode != 0
     assert p.stderr.strip().splitlines() == ["edgegrad: error: unknown board 'pi4' for target jetson (known: orin)"]
+
+
+@pytest.mark.qemu
+@needs_aarch64
+def test_run_command_override(tmp_path, monkeypatch):
+    """EDGEGRAD_AARCH64_RUN (the real-board path: `ssh pi@host ./model_rpi`) replaces the qemu command."""
+    e = ZOO["mlp_har"]
+    build = compile_host(e.path, tmp_path / "b", update="last:2", target="rpi")
+    marker = tmp_path / "used"
+    monkeypatch.setenv("EDGEGRAD_AARCH64_RUN",
+                       f"sh -c 'touch {marker}; exec qemu-aarch64 -cpu cortex-a72 {build / 'model_rpi'}'")
+    rng = np.random.default_rng(0)
+    losses, _, _ = train_build(build, [rng.standard_normal(e.input_shape).astype(np.float32)], [1])
+    assert marker.exists() and np.isfinite(losses[0])
