@@ -21,11 +21,15 @@ speed-ups are capped by this shared 2-core machine, not the Pi's 4 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,8 @@ LAYERS = [
 ]
 KINDS = ("fw", "bw_input", "bw_weight")
 STEP_MODELS = [("cnn_fashion", "all"), ("resnet8", "all"), ("mobilenetv2_w035_96", "last:2")]
+INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"), ("resnet8", "last:2"),
+                ("mobilenetv2_w035_96", "last:2")]
 
 
 def build_bench(out: Path, threads: int) -> Path:
@@ -66,30 +72,40 @@ def _layer_line(layer) -> str:
     return " ".join(map(str, (*dims, scratch)))
 
 
+def count_trace(trace_path: Path) -> int:
+    """Guest instructions in a QEMU -d in_asm,exec,nochain log: each `Trace` line is one executed
+    translation block, whose instructions the block's `IN:` listing gave when it was translated."""
+    sizes: dict[int, int] = {}
+    total, block = 0, None
+    with open(trace_path, "rb") as trace:
+        for line in trace:
+            if line.startswith(b"Trace "):  # Trace 0: host [cpu/guest pc/flags/cflags] symbol
+                total += sizes[int(line.split(b"/")[1], 16)]
+            elif line.startswith(b"IN:"):
+                block = -1
+            elif block is not None and line.startswith(b"0x"):
+                if block == -1:
+                    block = int(line[:line.index(b":")], 16)
+                    sizes[block] = 0
+                sizes[block] += 1
+            elif not line.strip():
+                block = None
+    return total
+
+
+TRACE_FLAGS = ["-d", "in_asm,exec,nochain"]
+
+
 def guest_instructions(cmd: list[str], stdin: str) -> int:
     """Guest instructions a qemu-aarch64 run executes, from its exec trace (streamed through a FIFO)."""
     with tempfile.TemporaryDirectory() as tmp:
         fifo = Path(tmp) / "trace"
         os.mkfifo(fifo)
-        proc = subprocess.Popen([QEMU[0], "-d", "in_asm,exec,nochain", "-D", str(fifo), *QEMU[1:], *cmd],
+        proc = subprocess.Popen([QEMU[0], *TRACE_FLAGS, "-D", str(fifo), *QEMU[1:], *cmd],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         proc.stdin.write(stdin.encode())
         proc.stdin.close()
-        sizes: dict[int, int] = {}
-        total, block = 0, None
-        with open(fifo, "rb") as trace:
-            for line in trace:
-                if line.startswith(b"Trace "):  # Trace 0: host [cpu/guest pc/flags/cflags] symbol
-                    total += sizes[int(line.split(b"/")[1], 16)]
-                elif line.startswith(b"IN:"):
-                    block = -1
-                elif block is not None and line.startswith(b"0x"):
-                    if block == -1:
-                        block = int(line[:line.index(b":")], 16)
-                        sizes[block] = 0
-                    sizes[block] += 1
-                elif not line.strip():
-                    block = None
+        total = count_trace(fifo)
         if proc.wait() != 0:
             raise RuntimeError(f"{cmd[0]} failed under qemu-aarch64 ({proc.returncode})")
         return total
@@ -132,6 +148,80 @@ def kernel_table(budget_ms: float) -> str:
     return "\n".join(rows)
 
 
+@contextlib.contextmanager
+def kernel_variant(variant: str) -> Iterator[None]:
+    """Benchmark only: let select_kernels pick at most `variant` (reference < tiled < neon) for rpi."""
+    from edgegrad.passes import select_kernels as sk
+    saved = set(sk.TILED_TARGETS), set(sk.NEON_TARGETS)
+    if variant in ("reference", "tiled"):
+        sk.NEON_TARGETS.discard("rpi")
+    if variant == "reference":
+        sk.TILED_TARGETS.discard("rpi")
+    try:
+        yield
+    finally:
+        sk.TILED_TARGETS.clear()
+        sk.TILED_TARGETS.update(saved[0])
+        sk.NEON_TARGETS.clear()
+        sk.NEON_TARGETS.update(saved[1])
+
+
+def _traced_steps(build: Path, steps: int) -> int:
+    """Guest instructions of a whole session that runs `steps` training steps (1 thread build)."""
+    from edgegrad.run import Session, load_build
+    from edgegrad.tools.runner import open_device
+    info = load_build(build)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(info["inputs"][0]["shape"]).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        fifo = Path(tmp) / "trace"
+        os.mkfifo(fifo)
+        result: list[int] = []
+        reader = threading.Thread(target=lambda: result.append(count_trace(fifo)))
+        reader.start()
+        cmd = [QEMU[0], *TRACE_FLAGS, "-D", str(fifo), *QEMU[1:], str(build / info["binary"])]
+        old = os.environ.get("EDGEGRAD_AARCH64_RUN")
+        os.environ["EDGEGRAD_AARCH64_RUN"] = shlex.join(cmd)
+        try:
+            with open_device(build / info["binary"], "rpi", timeout=600.0) as dev:
+                s = Session(dev, info)
+                for _ in range(steps):
+                    s.train(x, 1)
+        finally:
+            if old is None:
+                os.environ.pop("EDGEGRAD_AARCH64_RUN")
+            else:
+                os.environ["EDGEGRAD_AARCH64_RUN"] = old
+        reader.join()
+        return result[0]
+
+
+def step_instruction_table(models: list[tuple[str, str]]) -> str:
+    """Guest instructions per training step (a 3-step session minus a 1-step one, halved; the
+    protocol's per-step frames included) for 1-thread Pi 4 builds with each kernel variant."""
+    from edgegrad.cost import node_macs
+    from edgegrad.pipeline import CompileConfig, compile_model
+
+    from models import ZOO
+    head = "| model | scheme | MACs/step | reference instr/step | tiled instr/step | NEON instr/step | ref / NEON | tiled / NEON |"
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, scheme in models:
+            per = {}
+            for variant in ("reference", "tiled", "neon"):
+                out = Path(tmp) / f"{name}-{variant}"
+                with kernel_variant(variant):
+                    res = compile_model(ZOO[name].path, out, CompileConfig(target="rpi", update=scheme, threads=1,
+                                                                           quiet=True))
+                per[variant] = (_traced_steps(out, 3) - _traced_steps(out, 1)) // 2
+            macs = sum(node_macs(n, res.graph) for n in res.graph.nodes)
+            rows.append(f"| {name} | `{scheme}` | {macs:,} | {per['reference']:,} | {per['tiled']:,} | "
+                        f"{per['neon']:,} | {per['reference'] / per['neon']:.2f}x | "
+                        f"{per['tiled'] / per['neon']:.2f}x |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    return "\n".join(rows)
+
+
 def step_table(steps: int) -> str:
     from edgegrad.pipeline import CompileConfig, compile_model
     from edgegrad.run import Session, load_build
@@ -169,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-ms", type=float, default=200.0, help="timing budget per kernel and variant (ms)")
     p.add_argument("--steps", type=int, default=5, help="training steps timed per build (minimum reported)")
     p.add_argument("--no-steps", action="store_true", help="kernels only")
+    p.add_argument("--models", default=",".join(f"{m}:{s}" for m, s in INSTR_MODELS),
+                   help="MODEL:SCHEME,... for the instructions-per-step table (default: %(default)s)")
     p.add_argument("--wall", action="store_true", help="also emulated wall time per kernel call (1 and 4 threads)")
     a = p.parse_args(argv)
     print("EMULATED under qemu-aarch64 -cpu cortex-a72 (this x86-64 machine, not a Pi)\n")
@@ -177,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(kernel_table(a.budget_ms))
     if not a.no_steps:
+        print()
+        print(step_instruction_table([tuple(ms.split(":", 1)) for ms in a.models.split(",")]))
         print()
         print(step_table(a.steps))
     return 0
