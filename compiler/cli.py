@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train a compiled build on samples, export the trained ONNX",
                        description="Run the compiled trainer where it lives (host natively, mcu in QEMU over "
-                                   "the serial link): one optimizer step per sample, in order (batch 1).",
+                                   "the serial link, rpi/jetson under qemu-aarch64 or on the board through "
+                                   "EDGEGRAD_AARCH64_RUN='ssh pi@host ./model_rpi'): one optimizer step per "
+                                   "sample, in order (batch 1).",
                        epilog="example: edgegrad run build/m --inputs x.npy --labels y.npy --epochs 2 "
                               "--export trained.onnx")
     r.add_argument("build", help="a folder written by edgegrad compile")
