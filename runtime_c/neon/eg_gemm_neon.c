@@ -216,6 +216,12 @@ void gemm_f32_neon_strided_ld(float *restrict out, const float *restrict a,
                               int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
                               int accumulate)
 {
+    if (ldc == 1 && ldn != 1 && bias == NULL) {
+        /* a transposed result (out column-major): compute out^T = b^T a^T instead, whose rows
+         * are contiguous, so the tiles store whole vectors; every element keeps its sum order */
+        gemm_f32_neon_strided_ld(out, b, a, NULL, N, M, K, ldn, 1, b_cs, b_rs, a_cs, a_rs, accumulate);
+        return;
+    }
     eg_gemm_job j = {out, a, b, bias, M, N, K, 1, 0, accumulate, ldc, ldn, a_rs, a_cs, b_rs, b_cs};
     int tasks = 1;
     if (EG_NUM_THREADS > 1 && (long)M * N * K >= EG_PAR_MIN_MACS) {
