@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgegrad.kernels_tiled import conv_scratch_floats
 from test_kernels_tiled import CASES, GEMM_CASES, sizes_of
-
-from compiler.kernels_tiled import conv_scratch_floats
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime_c"
