@@ -138,6 +138,11 @@ NEON_GEMM_CASES = GEMM_CASES + [
     (1, 9, 13, 520, 1, 1, 1.0, 1.0, True, True, "row"),      # K > 2 KC, ragged tiles, both transposed
     (1, 37, 300, 70, 0, 1, 1.0, 0.0, True, True, None),      # threaded by columns, ragged last panel
     (1, 300, 11, 90, 1, 0, 2.0, 1.0, True, True, "col"),     # too few columns: threaded by rows
+    (1, 1, 700, 300, 0, 0, 1.0, 1.0, True, True, "row"),     # one row (linear layer, batch 1): by columns
+    (1, 1, 333, 517, 0, 1, 1.0, 1.0, True, True, "row"),     # one row, b transposed: dot products
+    (1, 1, 50, 7, 1, 1, 1.0, 0.0, True, True, None),         # one row, short K, scalar tails
+    (1, 700, 1, 300, 0, 0, 1.0, 0.0, True, True, None),      # one column: the transposed row
+    (2, 1, 37, 20, 0, 1, 0.5, 1.0, True, False, "full"),     # batched rows, broadcast b
 ]
 
 

@@ -137,6 +137,65 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
     }
 }
 
+/* One output row (M == 1, a linear layer at batch 1): out[n*ldn] (+)= bias[0] +
+ * sum_k a[k*a_cs] * b[k*b_rs + n*b_cs]. An 8 x 12 tile would leave 7 of its 8 rows idle, so
+ * vectorize over n (b rows contiguous) or over k (b columns contiguous: dot products). Each
+ * element's arithmetic does not depend on which n range a call covers (thread splits). */
+static void eg_gemv(float *restrict out, const float *restrict a, const float *restrict b,
+                    const float *restrict bias, int N, int K, ptrdiff_t ldn, ptrdiff_t a_cs,
+                    ptrdiff_t b_rs, ptrdiff_t b_cs, int accumulate)
+{
+    const float init = !accumulate && bias ? bias[0] : 0.0f;
+    int n = 0;
+    if (b_cs == 1) { /* 16 columns at a time: the fma chain over k of each column, in order */
+        for (; n + 16 <= N; n += 16) {
+            float32x4_t c0 = vdupq_n_f32(init), c1 = c0, c2 = c0, c3 = c0;
+            for (int k = 0; k < K; k++) {
+                const float *bk = b + k * b_rs + n;
+                const float32x4_t av = vdupq_n_f32(a[k * a_cs]);
+                c0 = vfmaq_f32(c0, vld1q_f32(bk), av);
+                c1 = vfmaq_f32(c1, vld1q_f32(bk + 4), av);
+                c2 = vfmaq_f32(c2, vld1q_f32(bk + 8), av);
+                c3 = vfmaq_f32(c3, vld1q_f32(bk + 12), av);
+            }
+            float t[16];
+            vst1q_f32(t, c0);
+            vst1q_f32(t + 4, c1);
+            vst1q_f32(t + 8, c2);
+            vst1q_f32(t + 12, c3);
+            for (int j = 0; j < 16; j++)
+                out[(n + j) * ldn] = accumulate ? out[(n + j) * ldn] + t[j] : t[j];
+        }
+        for (; n < N; n++) { /* the same fused chain, one lane */
+            float acc = init;
+            for (int k = 0; k < K; k++)
+                acc = __builtin_fmaf(a[k * a_cs], b[k * b_rs + n], acc);
+            out[n * ldn] = accumulate ? out[n * ldn] + acc : acc;
+        }
+        return;
+    }
+    for (; n < N; n++) { /* column n of b contiguous along k when b_rs == 1: a dot product */
+        const float *bn = b + n * b_cs;
+        float acc;
+        int k = 0;
+        if (b_rs == 1 && a_cs == 1 && K >= 16) {
+            float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
+            for (; k + 16 <= K; k += 16) {
+                s0 = vfmaq_f32(s0, vld1q_f32(a + k), vld1q_f32(bn + k));
+                s1 = vfmaq_f32(s1, vld1q_f32(a + k + 4), vld1q_f32(bn + k + 4));
+                s2 = vfmaq_f32(s2, vld1q_f32(a + k + 8), vld1q_f32(bn + k + 8));
+                s3 = vfmaq_f32(s3, vld1q_f32(a + k + 12), vld1q_f32(bn + k + 12));
+            }
+            acc = init + vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+        } else {
+            acc = init;
+        }
+        for (; k < K; k++)
+            acc = __builtin_fmaf(a[k * a_cs], bn[k * b_rs], acc);
+        out[n * ldn] = accumulate ? out[n * ldn] + acc : acc;
+    }
+}
+
 static void eg_engine(float *restrict out, const float *restrict a, const float *restrict b,
                       const float *restrict bias, int M, int N, int K, ptrdiff_t ldc, ptrdiff_t ldn,
                       ptrdiff_t a_rs, ptrdiff_t a_cs, ptrdiff_t b_rs, ptrdiff_t b_cs, int accumulate,
@@ -149,6 +208,10 @@ static void eg_engine(float *restrict out, const float *restrict a, const float 
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++)
                     out[m * ldc + n * ldn] = bias ? bias[m] : 0.0f;
+        return;
+    }
+    if (M == 1) {
+        eg_gemv(out, a, b, bias, N, K, ldn, a_cs, b_rs, b_cs, accumulate);
         return;
     }
     float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
@@ -216,6 +279,10 @@ void gemm_f32_neon_strided_ld(float *restrict out, const float *restrict a,
                               int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
                               int accumulate)
 {
+    if (N == 1 && M > 1 && bias == NULL) { /* one output column: the row of out^T = b^T a^T */
+        gemm_f32_neon_strided_ld(out, b, a, NULL, 1, M, K, 1, ldc, b_cs, b_rs, a_cs, a_rs, accumulate);
+        return;
+    }
     if (ldc == 1 && ldn != 1 && bias == NULL) {
         /* a transposed result (out column-major): compute out^T = b^T a^T instead, whose rows
          * are contiguous, so the tiles store whole vectors; every element keeps its sum order */
