@@ -73,8 +73,8 @@ def open_device(build_dir_or_binary: str | Path, target: str, *, timeout: float 
 
 @contextlib.contextmanager
 def _pipe_transport(binary: Path, command: list[str] | None = None) -> Iterator[Transport]:
-    proc = subprocess.Popen(command or [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            bufsize=0)
+    proc = subprocess.Popen(command or [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
     transport = PipeTransport(proc)
     try:
         yield transport
