@@ -41,10 +41,19 @@ def cmd_compile(a) -> int:
     cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
-                        dump_after=a.dump_after, build=not a.no_build, board=a.board, threads=a.threads)
+                        dump_after=a.dump_after, build=not a.no_build, qas=a.qas == "on",
+                        int8_master=a.int8_master, board=a.board, threads=a.threads)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
+    return 0
+
+
+def cmd_quantize(a) -> int:
+    from .quantize import quantize_model
+    out = a.output or str(Path(a.model).with_name(Path(a.model).stem + "_int8.onnx"))
+    res = quantize_model(a.model, a.calib, out, max_samples=a.samples)
+    print(f"quantized {a.model} with {res['samples']} calibration samples -> {out}")
     return 0
 
 
@@ -112,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
                    help="loss on graph output 0; labels are int class indices for cross_entropy")
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
+    c.add_argument("--qas", default="on", choices=["on", "off"],
+                   help="int8: quantization-aware scaling of weight/bias gradients (default on; off = ablation)")
+    c.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],
+                   help="int8: keep an fp32 master copy of the updated rows and re-quantize after each step "
+                        "(default), or round the int8 weights themselves each step (none)")
     c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
@@ -124,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after PASS (e.g. build_training_graph)")
     c.add_argument("--no-build", action="store_true", help="emit C only, do not build")
     c.set_defaults(fn=cmd_compile)
+
+    q = sub.add_parser("quantize", help="post-training static int8 quantization (QDQ) with calibration data",
+                       description="Quantize a float ONNX model for --dtype int8 with onnxruntime's static "
+                                   "quantizer: QDQ format, per-channel symmetric int8 weights, int8 activations "
+                                   "calibrated (MinMax) on real samples, int32 biases. Needs onnxruntime.",
+                       epilog="example:\n  edgegrad quantize models/onnx/cnn_fashion_pre.onnx --calib calib.npz "
+                              "-o build/cnn_q.onnx\n  edgegrad compile build/cnn_q.onnx --dtype int8 --update last:2 "
+                              "--optimizer momentum",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("model", help="the float ONNX model")
+    q.add_argument("--calib", required=True,
+                   help=".npz (array 'x', else the first) or .npy of calibration samples [S, *input shape]")
+    q.add_argument("-o", "--output", help="quantized model (default MODEL_int8.onnx next to MODEL)")
+    q.add_argument("--samples", type=int, default=256, help="calibration samples used at most (default 256)")
+    q.set_defaults(fn=cmd_quantize)
 
     r = sub.add_parser("run", help="train a compiled build on samples, export the trained ONNX",
                        description="Run the compiled trainer where it lives (host natively, mcu in QEMU over "
