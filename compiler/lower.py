@@ -130,11 +130,12 @@ class Lowerer:
     # --- convolution
     def _variant(self, n, base: str) -> tuple[str, str]:
         """Kernel name and trailing scratch argument for the variant select_kernels chose."""
-        if n.attrs.get("kernel") == "tiled":
+        kernel = n.attrs.get("kernel")
+        if kernel in ("tiled", "neon"):  # same arguments, scratch included
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
-            return base + "_tiled", f", {scratch}"
-        if n.attrs.get("kernel") in ("rvv", "zvfh"):
-            return f"{base}_{n.attrs['kernel']}", ""
+            return f"{base}_{kernel}", f", {scratch}"
+        if kernel in ("rvv", "zvfh"):  # no scratch
+            return f"{base}_{kernel}", ""
         return base, ""
 
     def op_Conv(self, n, x, w, b=""):

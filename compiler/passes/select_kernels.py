@@ -14,6 +14,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   the reference takes, the variant takes.
 - ``zvfh``: the fp16 casts of `--dtype fp16` (runtime_c/rvv/eg_f16_zvfh.c) with vfncvt/vfwcvt, for
   an mcu build with zvfh.
+- ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
+  arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..ir import Graph
 
 RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
 TILED_TARGETS = {"host", "rpi", "jetson"}
+NEON_TARGETS = {"rpi", "jetson"}
 CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
 GEMM_OPS = ("Gemm", "MatMul", "MatMulT")
 # ISA extensions an mcu build may list (CompileConfig.extensions, `--ext`), beyond rv32imafc.
@@ -80,4 +83,8 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
             name = g.unique(f"{n.name}/scratch")
             g.add(name, (floats,), "f32", role="scratch")
             n.outputs.append(name)
+    if target in NEON_TARGETS and (RUNTIME / "neon" / "eg_neon.h").exists():
+        for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
+            if n.attrs.get("kernel") == "tiled":
+                n.attrs["kernel"] = "neon"
     return g
