@@ -70,7 +70,8 @@ def cmd_inspect(a) -> int:
 def cmd_plan(a) -> int:
     from .plan import run_plan
     run_plan(a.model, a.budget_sram, a.output, data=a.data, target=a.target, optimizer=a.optimizer,
-             flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape))
+             flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape),
+             gain=a.gain, lr=a.lr)
     return 0
 
 
@@ -176,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--target", default="mcu", choices=["mcu"])
     pl.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"],
                     help="optimizer the scheme will be compiled with (its state counts in SRAM)")
-    pl.add_argument("--steps", type=int, default=16, help="calibration samples for the gradient scores (default 16)")
+    pl.add_argument("--steps", type=int, default=16,
+                    help="calibration samples for the gradient scores, and fine-tuning steps per candidate "
+                         "with --gain measured (default 16)")
+    pl.add_argument("--gain", choices=["proxy", "measured"],
+                    help="measured: short fine-tuning runs per candidate on --data (default with --data); "
+                         "proxy: first-order gradient score (default without)")
+    pl.add_argument("--lr", type=float, default=0.01, help="lr of the measured fine-tuning runs (default 0.01)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")
