@@ -231,8 +231,8 @@ class Lowerer:
     def op_Clip(self, n, x):
         return self._unary(n, "clip_f32_fw", x, extra=(n.attrs["lo"], n.attrs["hi"]))
 
-    def op_ClipGrad(self, n, dy, x):
-        return self._unary(n, "clip_f32_bw", dy, x, extra=(n.attrs["lo"], n.attrs["hi"]))
+    def op_ClipGrad(self, n, dy, y):
+        return self._unary(n, "clip_f32_bw", dy, y, extra=(n.attrs["lo"], n.attrs["hi"]))
 
     def op_LeakyRelu(self, n, x):
         return self._unary(n, "leakyrelu_f32_fw", x, extra=(n.attrs.get("alpha", 0.01),))
