@@ -1,6 +1,6 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> select_kernels -> plan_memory
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels -> plan_memory
     -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
@@ -27,6 +27,7 @@ from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
+from .passes.recompute import recompute
 from .passes.select_kernels import select_kernels
 from .scheme import Update, parse_scheme
 
@@ -52,6 +53,7 @@ class CompileConfig:
     dump_after: str | None = None
     build: bool = True
     quiet: bool = False
+    recompute: bool | None = None  # recompute kept activations in the backward when it lowers the peak; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
 
 
@@ -85,6 +87,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("fold_frozen", lambda g: fold_frozen(g, trainable)),
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
@@ -131,6 +134,10 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
     return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def use_recompute(cfg: CompileConfig) -> bool:
+    return cfg.target == "mcu" if cfg.recompute is None else cfg.recompute
 
 
 def _after(name: str, g: Graph, cfg: CompileConfig, log) -> None:

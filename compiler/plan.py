@@ -7,7 +7,7 @@ Conv/Gemm/MatMul weights with more than one input channel also the leading share
 of the input channels ``{"in": f}`` (plus the bias).
 
 Memory of a scheme (exact, not a model): the pipeline's own passes fold_frozen ->
-fold_batchnorm -> build_training_graph -> select_kernels(target) -> plan_memory, then
+fold_batchnorm -> build_training_graph -> recompute -> select_kernels(target) -> plan_memory, then
 ``memory.predict(...)["sram_total"]`` (arena + trainable params + optimizer state + stack +
 runtime), i.e. the number ``compile --target mcu`` checks. Cached per scheme. The empty scheme
 is the inference-only plan of the forward graph.
@@ -70,6 +70,7 @@ from .memory import _kib, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
+from .passes.recompute import recompute
 from .passes.select_kernels import select_kernels
 from .scheme import Update, input_axis, layers, parse_scheme
 
@@ -112,8 +113,10 @@ def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, tar
     """The pipeline's training graph for ``updates`` (a fresh copy of the forward graph g0)."""
     g = copy.deepcopy(g0)
     trainable = set(updates)
-    g = fold_batchnorm(fold_frozen(g, trainable), trainable)
-    return select_kernels(build_training_graph(g, updates, tcfg), target)
+    g = build_training_graph(fold_batchnorm(fold_frozen(g, trainable), trainable), updates, tcfg)
+    if target == "mcu":  # the pipeline's default (CompileConfig.recompute)
+        g = recompute(g)
+    return select_kernels(g, target)
 
 
 class MemoryModel:
