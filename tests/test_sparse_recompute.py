@@ -18,8 +18,9 @@ from edgegrad.passes.recompute import recompute
 from edgegrad.pipeline import CompileConfig, compile_model, frontend_graph
 from edgegrad.scheme import parse_scheme
 from egtest import FP32_ATOL, FP32_RTOL, train_build
-from models import ZOO
 from torch_ref import TorchModel
+
+from models import ZOO
 
 
 def _graphs(name: str, scheme: str):
