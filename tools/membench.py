@@ -2,6 +2,7 @@
 
     python -m edgegrad.tools.membench                                  # ResNet-8 and MobileNetV2-w0.35@128
     python -m edgegrad.tools.membench --models resnet8 --schemes all,plan --markdown mem.md
+    python -m edgegrad.tools.membench --recompute          # the recompute pass on the zoo: arena vs lower bound
 
 For each (model, scheme):
 
@@ -171,6 +172,55 @@ def planned(model: str, budget: int, work: Path, log) -> tuple[Path, str]:
     return p, note
 
 
+RC_MODELS = ("mlp_har", "cnn_fashion", "dscnn", "resnet8", "mobilenetv2_w035_96", "mobilenetv2_w035_128")
+RC_COLUMNS = ("model", "scheme", "arena KiB", "LB KiB", "arena KiB, recompute", "LB KiB, recompute", "saved",
+              "recomputed tensors", "extra MACs")
+
+
+@dataclass
+class RcRow:
+    model: str
+    scheme: str
+    cells_: list[str]
+
+    def cells(self) -> list[str]:
+        return [self.model, f"`{self.scheme}`"] + self.cells_
+
+
+def recompute_table(models: list[str], schemes: list[str], log) -> str:
+    """The recompute pass on the zoo: the mcu arena and its lower bound without and with it."""
+    import copy
+
+    from edgegrad.autodiff import TrainConfig, build_training_graph
+    from edgegrad.cost import graph_macs
+    from edgegrad.frontend import import_onnx, load_onnx
+    from edgegrad.passes.fold_batchnorm import fold_batchnorm
+    from edgegrad.passes.fold_frozen import fold_frozen
+    from edgegrad.passes.plan_memory import plan_memory
+    from edgegrad.passes.recompute import recompute
+    from edgegrad.scheme import parse_scheme
+
+    from models import ZOO
+    rows = []
+    for m in models:
+        g0 = import_onnx(load_onnx(ZOO[m].path), {})
+        for s in schemes:
+            ups = parse_scheme(s, g0)
+            g = build_training_graph(fold_batchnorm(fold_frozen(copy.deepcopy(g0), set(ups)), set(ups)), ups,
+                                     TrainConfig())
+            p0, macs0 = plan_memory(g), graph_macs(g)
+            r = recompute(g)
+            p1 = plan_memory(r)
+            extra = graph_macs(r) - macs0
+            rows.append(RcRow(m, s, [f"{p0.arena_bytes / 1024:,.1f}", f"{p0.lower_bound / 1024:,.1f}",
+                                     f"{p1.arena_bytes / 1024:,.1f}", f"{p1.lower_bound / 1024:,.1f}",
+                                     f"{100 * (1 - p1.arena_bytes / max(1, p0.arena_bytes)):.0f}%",
+                                     str(len(r.meta.get("recomputed", []))),
+                                     f"+{100 * extra / max(1, macs0):.1f}% ({extra:,})"]))
+            log(f"[membench] recompute {m} {s}: arena {p0.arena_bytes} -> {p1.arena_bytes} B")
+    return markdown_table(rows, RC_COLUMNS)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m edgegrad.tools.membench",
@@ -185,6 +235,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=_csv, default=[], help="MODEL=SIZE budgets for 'plan' "
                    "(default: resnet8=256K,mobilenetv2_w035_128=1536K)")
     p.add_argument("--no-elf", action="store_true", help="skip linking the mcu ELF (prediction only; faster)")
+    p.add_argument("--recompute", action="store_true",
+                   help="instead: the recompute pass on the zoo (arena and lower bound without and with it, extra "
+                        "MACs of the training step), for --models (default: the whole zoo) x --schemes "
+                        "(default: all,last:2,bias:all)")
     p.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     return p.parse_args(argv)
 
@@ -200,6 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes = [], []
     def log(s: str) -> None:
         print(s, file=sys.stderr, flush=True)
+
+    if a.recompute:
+        models = a.models if a.models != list(MODELS) else list(RC_MODELS)
+        schemes = a.schemes if a.schemes != list(SCHEMES) else ["all", "last:2", "bias:all"]
+        text = recompute_table(models, schemes, log) + "\n"
+        print(text)
+        if a.markdown:
+            a.markdown.write_text(text)
+        return 0
     with tempfile.TemporaryDirectory(prefix="eg-membench-") as work:
         work = Path(work)
         for model in a.models:
