@@ -161,12 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="search the sparse update scheme with the most expected gain for an SRAM budget",
                         description="Score every layer's candidates (frozen, bias, leading 1/8..1 of the output "
-                                    "channels, or 1/8..1/2 of the input channels) by the first-order loss decrease "
-                                    "||mean grad||^2 measured with the numpy interpreter on calibration samples, "
-                                    "predict each scheme's mcu SRAM exactly as compile does, pick greedily by gain "
-                                    "per byte, and write the scheme as JSON for compile --update.",
+                                    "channels, or 1/8..1/2 of the input channels): with --data, by a short "
+                                    "fine-tuning run of each candidate with the numpy interpreter and the loss "
+                                    "decrease on held-back samples (TTE's contribution analysis); without, by the "
+                                    "first-order proxy ||mean grad||^2. Predict each scheme's mcu SRAM exactly as "
+                                    "compile does, pick greedily by gain per byte (from several starts), and write "
+                                    "the scheme as JSON for compile --update.",
                         epilog="examples:\n  edgegrad plan models/onnx/resnet8.onnx --budget-sram 256K -o scheme.json\n"
                                "  edgegrad plan model.onnx --budget-sram 512K --data calib.npz -o scheme.json\n"
+                               "  edgegrad plan models/onnx/cnn_fashion_pre.onnx --budget-sram 96K --data calib.npz --gain "
+                               "measured --steps 32 --lr 0.005 -o scheme.json\n"
                                "  edgegrad compile model.onnx --target mcu --update scheme.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.add_argument("model", help="the ONNX model")
