@@ -19,9 +19,11 @@ For each (model, scheme):
   runs five more steps, each after the reset, and reports the median of their peak RSS (VmHWM)
   minus the RSS before the step (min and max are listed under the table): the memory
   the training step itself needed on top of the loaded model: activations kept for the backward,
-  gradients, workspaces. Its counterpart is edgegrad's arena (activations + gradients; the
-  trainable weights, also in "SRAM", are the loaded model on the PyTorch side): the last column
-  is PyTorch step peak / edgegrad arena. glibc is told to mmap blocks of
+  gradients, workspaces ("RSS peak"; it varies by ~100-300 KiB from step to step). As the RSS
+  moves in pages and pools, one more step runs under torch.profiler(profile_memory=True): the
+  peak of the running sum of its allocator's [memory] events ("alloc peak", deterministic). Their
+  counterpart is edgegrad's arena (activations + gradients; the trainable weights, also in
+  "SRAM", are the loaded model on the PyTorch side): the last column is alloc peak / arena. glibc is told to mmap blocks of
   64 KiB and more and to trim its heap at once (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_),
   else the second step reuses freed pages and RSS does not move. The process's RSS is listed too.
 * ``plan``: the scheme ``edgegrad plan`` finds for the model's budget (``--budget``, default
@@ -54,7 +56,8 @@ BUDGET = {"resnet8": 256 * 1024, "mobilenetv2_w035_128": 1536 * 1024}
 PLAN_FLASH = {"resnet8": 1024 * 1024, "mobilenetv2_w035_128": 2 * 1024 * 1024}
 MCU_SRAM = 256 * 1024
 COLUMNS = ("model", "scheme", "tensors", "arena KiB", "arena/LB", "SRAM pred KiB", "SRAM ELF KiB", "fits 256 KiB",
-           "PyTorch step peak KiB", "PyTorch RSS MiB", "PyTorch step / arena")
+           "PyTorch alloc peak KiB", "PyTorch RSS peak KiB", "PyTorch RSS MiB",
+           "PyTorch alloc / arena")
 
 TORCH_CHILD = r"""
 import json, sys, torch
@@ -93,7 +96,18 @@ for _ in range(5):
     after = status()
     deltas.append(after["VmHWM"] - before)
 deltas.sort()
-print(json.dumps({"step_peak": deltas[2], "min": deltas[0], "max": deltas[-1], "rss": after["VmRSS"], "loss": loss}))
+# The allocator's own account of the same step (deterministic): the profiler's [memory] events
+# (+bytes allocated, -bytes freed) in time order; the peak of their running sum.
+from torch.profiler import ProfilerActivity, profile
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    one()
+cur = alloc_peak = 0
+for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                key=lambda e: e.start_ns()):
+    cur += e.nbytes()
+    alloc_peak = max(alloc_peak, cur)
+print(json.dumps({"step_peak": deltas[2], "min": deltas[0], "max": deltas[-1], "rss": after["VmRSS"],
+                  "alloc_peak": alloc_peak, "loss": loss}))
 """
 
 
@@ -109,14 +123,15 @@ class Row:
     fits: bool = False
     torch_step: int | None = None
     torch_rss: int | None = None
+    torch_alloc: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def cells(self) -> list[str]:
         k = lambda n: "—" if n is None else f"{n / 1024:,.1f}"
-        ratio = f"{self.torch_step / max(1, self.arena):.1f}x" if self.torch_step else "—"
+        ratio = f"{self.torch_alloc / max(1, self.arena):.1f}x" if self.torch_alloc else "—"
         return [self.model, f"`{self.scheme}`", str(self.tensors), k(self.arena),
                 f"{self.arena / max(1, self.lower_bound):.2f}", k(self.sram_pred), k(self.sram_elf),
-                "yes" if self.fits else "no", k(self.torch_step),
+                "yes" if self.fits else "no", k(self.torch_alloc), k(self.torch_step),
                 "—" if self.torch_rss is None else f"{self.torch_rss / 2**20:,.0f}", ratio]
 
 
@@ -159,7 +174,7 @@ def bench_one(model: str, scheme: str, label: str, work: Path, elf: bool, log) -
                                                        flash_budget=flash))
         row.sram_elf = built.info["sections"]["sram_used"]
     t = torch_memory(model, scheme)
-    row.torch_step, row.torch_rss = t["step_peak"], t["rss"]
+    row.torch_step, row.torch_rss, row.torch_alloc = t["step_peak"], t["rss"], t["alloc_peak"]
     row.notes.append(f"PyTorch step peak over 5 steps: min {t['min'] / 1024:,.0f} / median {t['step_peak'] / 1024:,.0f}"
                      f" / max {t['max'] / 1024:,.0f} KiB")
     log(f"[membench] {model} {label}: SRAM pred {row.sram_pred} B, ELF {row.sram_elf} B, arena {row.arena} / LB "
