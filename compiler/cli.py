@@ -41,10 +41,19 @@ def cmd_compile(a) -> int:
     cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
-                        dump_after=a.dump_after, build=not a.no_build)
+                        dump_after=a.dump_after, build=not a.no_build, qas=a.qas == "on",
+                        int8_master=a.int8_master)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
+    return 0
+
+
+def cmd_quantize(a) -> int:
+    from .quantize import quantize_model
+    out = a.output or str(Path(a.model).with_name(Path(a.model).stem + "_int8.onnx"))
+    res = quantize_model(a.model, a.calib, out, max_samples=a.samples)
+    print(f"quantized {a.model} with {res['samples']} calibration samples -> {out}")
     return 0
 
 
@@ -78,8 +87,79 @@ def cmd_plan(a) -> int:
 def cmd_demo(a) -> int:
     from .demo import run_demo
     run_demo(a.output, steps=a.steps, n_eval=a.eval, update=a.update, lr=a.lr, seed=a.seed, port=a.port,
-             optimizer=a.optimizer)
+             optimizer=a.optimizer, checkpoint_every=a.checkpoint_every)
     return 0
+
+
+def cmd_board(a) -> int:
+    from .device import run_board
+    return run_board(a.pflash, a.port)
+
+
+def cmd_flash(a) -> int:
+    from .device import run_flash
+    run_flash(a.build, a.port, checkpoint_every=a.checkpoint_every)
+    return 0
+
+
+def cmd_monitor(a) -> int:
+    from .device import run_monitor
+    run_monitor(a.port, interval=a.interval, count=a.count)
+    return 0
+
+
+def cmd_pull(a) -> int:
+    from .device import run_pull
+    run_pull(a.port, a.export, build=a.build, search=a.search)
+    return 0
+
+
+def _add_device_commands(sub) -> None:
+    b = sub.add_parser("board", help="run an emulated mcu board (QEMU) with persistent flash",
+                       description="Start QEMU virt (rv32) with the edgegrad serial bootloader and a 32 MiB CFI "
+                                   "flash file (DIR/pflash.bin, created erased) holding the A/B image slots and the "
+                                   "two checkpoint slots. Its UART is a TCP server on 127.0.0.1:PORT; the file "
+                                   "keeps images and checkpoints across restarts. Runs until Ctrl-C.",
+                       epilog="example:\n  edgegrad board --pflash build/board --port 5555 &\n"
+                              "  edgegrad flash build/m --port socket://127.0.0.1:5555",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--pflash", required=True, metavar="DIR", help="folder of the flash file (pflash.bin)")
+    b.add_argument("--port", type=int, default=5555, help="loopback TCP port of the board's UART (default 5555)")
+    b.set_defaults(fn=cmd_board)
+
+    f = sub.add_parser("flash", help="flash an mcu build onto a board over its serial port",
+                       description="Write the build's firmware into the board's inactive image slot over the framed "
+                                   "serial protocol (CRC32, acks, retries, smaller chunks on a noisy link), verify "
+                                   "it in flash, then make it the boot image and boot it. An interrupted flash "
+                                   "leaves the previous image booting.",
+                       epilog="examples:\n  edgegrad flash build/m --port socket://127.0.0.1:5555\n"
+                              "  edgegrad flash build/m --port /dev/ttyUSB0 --checkpoint-every 100",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("build", help="a folder written by edgegrad compile --target mcu")
+    f.add_argument("--port", required=True, help="tty path or pyserial URL (socket://127.0.0.1:5555 for edgegrad board)")
+    f.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="after booting, checkpoint parameters + optimizer state to flash every N steps (0: on request)")
+    f.set_defaults(fn=cmd_flash)
+
+    m = sub.add_parser("monitor", help="print the live loss / accuracy / checkpoints a board reports",
+                       description="Poll the running model's telemetry: TRAIN steps, last and mean loss, accuracy "
+                                   "over the last labelled samples it scored, and its newest checkpoint.",
+                       epilog="example: edgegrad monitor --port socket://127.0.0.1:5555 --interval 2")
+    m.add_argument("--port", required=True, help="tty path or pyserial URL")
+    m.add_argument("--interval", type=float, default=1.0, help="seconds between lines (default 1)")
+    m.add_argument("--count", type=int, help="stop after this many lines (default: until Ctrl-C)")
+    m.set_defaults(fn=cmd_monitor)
+
+    pu = sub.add_parser("pull", help="read a board's trained parameters into an ONNX model",
+                        description="Read the trained parameters from the running model and write the build's ONNX "
+                                    "model with them (same graph and names). The build is --build, or the mcu build "
+                                    "under --search whose model hash matches the device's.",
+                        epilog="example: edgegrad pull --port socket://127.0.0.1:5555 --export trained.onnx")
+    pu.add_argument("--port", required=True, help="tty path or pyserial URL")
+    pu.add_argument("--export", required=True, help="where to write the trained ONNX model")
+    pu.add_argument("--build", help="the build folder the board was flashed from")
+    pu.add_argument("--search", default="build", help="where to look for the build by model hash (default build/)")
+    pu.set_defaults(fn=cmd_pull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
                    help="loss on graph output 0; labels are int class indices for cross_entropy")
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
+    c.add_argument("--qas", default="on", choices=["on", "off"],
+                   help="int8: quantization-aware scaling of weight/bias gradients (default on; off = ablation)")
+    c.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],
+                   help="int8: keep an fp32 master copy of the updated rows and re-quantize after each step "
+                        "(default), or round the int8 weights themselves each step (none)")
     c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
@@ -118,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after PASS (e.g. build_training_graph)")
     c.add_argument("--no-build", action="store_true", help="emit C only, do not build")
     c.set_defaults(fn=cmd_compile)
+
+    q = sub.add_parser("quantize", help="post-training static int8 quantization (QDQ) with calibration data",
+                       description="Quantize a float ONNX model for --dtype int8 with onnxruntime's static "
+                                   "quantizer: QDQ format, per-channel symmetric int8 weights, int8 activations "
+                                   "calibrated (MinMax) on real samples, int32 biases. Needs onnxruntime.",
+                       epilog="example:\n  edgegrad quantize models/onnx/cnn_fashion_pre.onnx --calib calib.npz "
+                              "-o build/cnn_q.onnx\n  edgegrad compile build/cnn_q.onnx --dtype int8 --update last:2 "
+                              "--optimizer momentum",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("model", help="the float ONNX model")
+    q.add_argument("--calib", required=True,
+                   help=".npz (array 'x', else the first) or .npy of calibration samples [S, *input shape]")
+    q.add_argument("-o", "--output", help="quantized model (default MODEL_int8.onnx next to MODEL)")
+    q.add_argument("--samples", type=int, default=256, help="calibration samples used at most (default 256)")
+    q.set_defaults(fn=cmd_quantize)
 
     r = sub.add_parser("run", help="train a compiled build on samples, export the trained ONNX",
                        description="Run the compiled trainer where it lives (host natively, mcu in QEMU over "
@@ -134,8 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="on-device class-incremental learning on the emulated MCU",
                        description="Compile a Fashion-MNIST CNN pretrained on classes 0-7 for the mcu target, "
-                                   "boot it in QEMU and teach it classes 8 and 9 from samples streamed over the "
-                                   "serial link; report accuracy before/after and plot it.",
+                                   "flash it onto a board (QEMU with the edgegrad bootloader and a flash file, or "
+                                   "--port) and teach it classes 8 and 9 from samples streamed over the serial link, "
+                                   "checkpointing to flash; report accuracy before/after, power-cycle the board to "
+                                   "show the learned weights persist, and plot it.",
                        epilog="example: edgegrad demo --steps 240 -o build/demo")
     d.add_argument("-o", "--output", default="build/demo", help="output folder (build, plot, trained model)")
     d.add_argument("--steps", type=int, default=240, help="samples streamed for training (half new classes)")
@@ -144,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=float, default=0.003)
     d.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--port", help="a real board's serial port (not yet supported; QEMU by default)")
+    d.add_argument("--port", help="a real board's serial port (tty path or pyserial URL) running the edgegrad "
+                                  "bootloader; default: a QEMU board with a flash file in OUTPUT/board")
+    d.add_argument("--checkpoint-every", type=int, default=40, metavar="N",
+                   help="checkpoint parameters + optimizer state to flash every N steps (default 40)")
     d.set_defaults(fn=cmd_demo)
 
     i = sub.add_parser("inspect", help="explain a model (layers, params, MACs) or a build (memory plan)",
@@ -192,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")
     pl.set_defaults(fn=cmd_plan)
+    _add_device_commands(sub)
     return p
 
 

@@ -10,7 +10,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
-from .ir import Graph
+from .ir import DTYPE_BYTES, Graph
 from .lower import c_ident, lower_calls
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,6 +34,17 @@ def _words(a: np.ndarray, per_line: int = 8) -> list[str]:
     return lines
 
 
+_INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8)}
+
+
+def _ints(a: np.ndarray, dtype: str) -> list[str]:
+    per_line = _INT_CTYPES[dtype][1]
+    v = np.asarray(a).reshape(-1).astype(np.int64)
+    if v.size == 0:
+        return ["0"]
+    return [", ".join(str(int(x)) for x in v[i:i + per_line]) + "," for i in range(0, v.size, per_line)]
+
+
 def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_summary: str) -> Emitted:
     plan = g.meta["memory_plan"]
     used = {i for n in g.nodes for i in n.inputs if i} | {o for n in g.nodes for o in n.outputs if o}
@@ -48,16 +59,25 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         idents.add(out)
         return out
 
-    params, states = [], []
+    params, states, int_params = [], [], []
     for name, t in g.tensors.items():
         if name in plan.tensor_offset:
             symbols[name] = f"A({plan.tensor_offset[name] // 4})"
+            if t.dtype in _INT_CTYPES:  # int8 activations share the float arena (16-byte aligned offsets)
+                symbols[name] = f"(({_INT_CTYPES[t.dtype][0]} *)A({plan.tensor_offset[name] // 4}))"
         elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype == "f32":
             i = ident("w_" if t.role == "param" else "c_", name)
             symbols[name] = f"{i}.f"
             params.append({"name": name, "ident": i, "shape": list(t.shape), "size": max(1, t.size),
                            "trainable": name in trainable, "role": t.role,
                            "words": _words(t.data if t.data is not None else np.zeros(1, np.float32))})
+        elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype in _INT_CTYPES:
+            # int8 weights, int32 biases and requantization constants (--dtype int8)
+            i = ident("w_" if t.role == "param" else "c_", name)
+            symbols[name] = i
+            int_params.append({"name": name, "ident": i, "shape": list(t.shape), "size": max(1, t.size),
+                               "trainable": name in trainable, "role": t.role, "ctype": _INT_CTYPES[t.dtype][0],
+                               "bytes": max(1, t.size) * DTYPE_BYTES[t.dtype], "ints": _ints(t.data, t.dtype)})
         elif t.role == "state":
             i = ident("s_", name)
             symbols[name] = i
@@ -77,6 +97,10 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         if p["role"] == "param":
             buffers.append({"name": p["name"], "ptr": f"(void *){p['ident']}.f", "bytes": 4 * p["size"],
                             "kind": 3 if p["trainable"] else 2})
+    for p in int_params:
+        if p["role"] == "param":
+            buffers.append({"name": p["name"], "ptr": f"(void *){p['ident']}", "bytes": p["bytes"],
+                            "kind": 3 if p["trainable"] else 2})
     for s in states:
         buffers.append({"name": s["name"], "ptr": s["ident"], "bytes": 4 * s["size"], "kind": 4})
     if target is not None:
@@ -86,7 +110,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         model_name=model_name, version=__version__, source=source, scheme_summary=scheme_summary,
         optimizer=getattr(cfg, "optimizer", "-"), loss=getattr(cfg, "loss", "-"),
         plan_lines=plan.table(g).splitlines(), arena_bytes=max(16, plan.arena_bytes), params=params,
-        states=states, target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
+        int_params=int_params, states=states,
+        target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
         target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
         int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
         model_hash="{model_hash}",

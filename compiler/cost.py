@@ -10,15 +10,20 @@ from .ir import Graph, Node
 def node_macs(n: Node, g: Graph) -> int:
     sh = lambda name: g.tensors[name].shape  # noqa: E731
     prod = lambda s: int(np.prod(s, dtype=np.int64))  # noqa: E731
-    if n.op == "Conv":
+    if n.op in ("Conv", "QConv"):
         w = sh(n.inputs[1])
         return prod(sh(n.outputs[0])) * prod(w[1:])
-    if n.op == "ConvBwInput":
+    if n.op == "QConvPwDw":  # the 1x1 expansion over the full plane, then the depthwise
+        mid = n.attrs["mid_shape"]
+        return prod(mid) * sh(n.inputs[0])[1] + prod(sh(n.outputs[0])) * prod(sh(n.inputs[5])[1:])
+    if n.op in ("ConvBwInput", "ConvBwInputS8W"):
         w = sh(n.inputs[1])
         return prod(sh(n.inputs[0])) * prod(w[1:])
     if n.op == "ConvBwWeight":
         dy = sh(n.inputs[0])
         return prod(sh(n.outputs[0])) * prod(dy[2:]) * dy[0]
+    if n.op in ("QGemm", "GemmS8W"):
+        return prod(sh(n.outputs[0])) * sh(n.inputs[0])[-1]
     if n.op in ("Gemm", "MatMul", "MatMulT"):
         a = sh(n.inputs[0])
         k = a[0] if n.attrs.get("transA") else a[-1]

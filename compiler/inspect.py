@@ -10,7 +10,7 @@ from .autodiff import TrainConfig, build_training_graph
 from .cost import graph_macs, node_macs
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
-from .pipeline import CompileConfig, frontend_graph
+from .pipeline import CompileConfig, frontend_graph, int8_training_steps, is_quantized
 from .scheme import layers
 
 
@@ -27,7 +27,8 @@ def saved_activations(g) -> dict[str, int]:
 
 
 def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
-    g, updates = frontend_graph(path, CompileConfig(update=update, input_shapes=input_shapes))
+    cfg = CompileConfig(update=update, input_shapes=input_shapes, dtype="int8" if is_quantized(path) else "fp32")
+    g, updates = frontend_graph(path, cfg)
     lines = [f"{path.name}: inputs " + ", ".join(f"{n}{list(g.tensors[n].shape)}" for n in g.inputs)
              + "; outputs " + ", ".join(f"{n}{list(g.tensors[n].shape)}" for n in g.outputs)]
     lines.append(f"{'layer':<34} {'op':<20} {'weight':<18} {'params':>8} {'MACs':>10}  trained")
@@ -43,10 +44,16 @@ def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
         lines.append(f"{name[:34]:<34} {n.op:<20} {str(list(g.tensors[w].shape)) if w else '-':<18} {p:>8} "
                      f"{node_macs(n, g):>10}  {tr or '-'}")
     fwd = graph_macs(g)
-    lines.append(f"total: {len(g.nodes)} nodes, {sum(t.size for t in g.params())} parameters, "
-                 f"{fwd} forward MACs")
+    lines.append(f"total: {len(g.nodes)} nodes, {sum(t.size for t in g.params())} parameters "
+                 f"({sum(t.nbytes for t in g.params())} B), {fwd} forward MACs"
+                 + (" (int8 QDQ model: int8 weights, int32 biases)" if cfg.dtype == "int8" else ""))
     if updates:
-        tg = build_training_graph(fold_frozen(g, set(updates)), updates, TrainConfig())
+        if cfg.dtype == "int8":
+            tg = g
+            for _, step in int8_training_steps(updates, TrainConfig(), cfg):
+                tg = step(tg)
+        else:
+            tg = build_training_graph(fold_frozen(g, set(updates)), updates, TrainConfig())
         plan = plan_memory(tg)
         saved = saved_activations(tg)
         lines.append(f"scheme {update!r}: {len(updates)} tensors updated; training step {graph_macs(tg)} MACs "

@@ -3,6 +3,7 @@ strides and scalars resolved. The template only lays these out."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -73,6 +74,11 @@ def _squeeze_dims(shape, *stride_lists):
     return [d for d, _ in merged], [[ss[k] for _, ss in merged] for k in range(len(stride_lists))]
 
 
+def _int8_lowering() -> dict:
+    from .lower_int8 import LOWER_INT8
+    return LOWER_INT8
+
+
 class Lowerer:
     def __init__(self, g: Graph, symbols: dict[str, str]):
         self.g = g
@@ -99,6 +105,8 @@ class Lowerer:
 
     def lower(self, node: Node) -> list[str]:
         fn = getattr(self, "op_" + node.op, None)
+        if fn is None and node.op in _int8_lowering():
+            fn = functools.partial(_int8_lowering()[node.op], self)
         if fn is None:
             raise UnsupportedModelError(f"no kernel for {node.op} ({node.name})")
         out = fn(node, *[i for i in node.inputs])

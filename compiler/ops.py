@@ -925,3 +925,5 @@ def expand_ref(node, x, shape):
 @op("Size", fold_only=True)
 def size_ref(node, x):
     return np.array(x.size, np.int64)
+
+from . import ops_int8  # noqa: F401  (registers the int8 ops)

@@ -26,7 +26,11 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
+from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
+from .passes.quantize_lower import quantize_lower
+from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
 from .passes.select_kernels import select_kernels
 from .scheme import Update, parse_scheme
@@ -45,6 +49,8 @@ class CompileConfig:
     momentum: float = 0.9
     loss: str = "cross_entropy"
     dtype: str = "fp32"
+    qas: bool = True  # int8: quantization-aware scaling of the gradients (off = the ablation)
+    int8_master: str = "fp32"  # int8: "fp32" master copy of the updated rows, or "none" (round each step)
     sram_budget: int = 256 * 1024
     flash_budget: int = 1024 * 1024
     input_shapes: dict = field(default_factory=dict)
@@ -68,15 +74,47 @@ class Compiled:
 
 def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, dict[str, Update]]:
     """import_onnx and the scheme: the forward graph and the updates, before any training pass."""
-    g = import_onnx(load_onnx(model_path), cfg.input_shapes)
+    model = load_onnx(model_path)
+    if is_qoperator(model):  # QLinearConv & co: read as the equivalent QDQ graph
+        if cfg.dtype != "int8":
+            raise EdgegradError(f"{Path(model_path).name} is a quantized (QLinearConv) model: compile it with "
+                                f"--dtype int8")
+        model = qoperator_to_qdq(model)
+    g = import_onnx(model, cfg.input_shapes)
+    quantized = any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in g.nodes)
+    if cfg.dtype == "int8":
+        if not quantized:
+            raise EdgegradError(f"{Path(model_path).name} is a float model; --dtype int8 compiles a quantized (QDQ) "
+                                f"model: run `edgegrad quantize {Path(model_path).name} --calib DATA.npz -o q.onnx` "
+                                f"first")
+        g = quantize_lower(g)
+    elif quantized:
+        raise EdgegradError(f"{Path(model_path).name} is a quantized (QDQ) model: compile it with --dtype int8")
     return g, parse_scheme(cfg.update, g)
+
+
+def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
+    """The --dtype int8 passes after quantize_lower, as (name, Graph -> Graph)."""
+    return [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+            ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
+            ("int8_input", int8_input),
+            ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
+            ("fold_weight_dequantize", fold_weight_dequantize)]
+
+
+def is_quantized(model_path: str | Path) -> bool:
+    """True for a QDQ model (what edgegrad quantize writes): it compiles with --dtype int8."""
+    m = load_onnx(model_path)
+    return is_qoperator(m) or any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
 
 
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
     if cfg.target not in TARGETS:
         raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
-    if cfg.dtype != "fp32":
-        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 only in this build)")
+    if cfg.dtype not in ("fp32", "int8"):
+        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 and int8 in this build)")
+    if cfg.dtype == "int8" and cfg.optimizer not in ("sgd", "momentum"):
+        raise EdgegradError("--dtype int8 trains with --optimizer sgd or momentum (the QAS setting)")
     model_path = Path(model_path)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
     tcfg = TrainConfig(loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
@@ -89,6 +127,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
         ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
+    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
+        steps = int8_training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
@@ -98,7 +138,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
     summary = _scheme_summary(g, updates)
-    emitted = emit_c(g, trainable, model_path.stem, model_path.name, summary)
+    emitted = emit_c(g, trainable | set(g.meta.get("masters", [])), model_path.stem, model_path.name, summary)
     out_dir = Path(out_dir)
     info = _build_info(g, updates, cfg, plan, model_path)
     if cfg.target == "mcu":
@@ -159,17 +199,20 @@ def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, 
         "edgegrad": __version__,
         "source": model_path.name,
         "config": asdict(cfg),
-        "inputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.inputs],
+        "inputs": [dict({"name": n, "shape": list(g.tensors[n].shape), "dtype": g.tensors[n].dtype},
+                        **g.meta.get("input_quant", {}).get(n, {})) for n in g.inputs],
         "outputs": [{"name": n, "shape": list(g.tensors[n].shape)} for n in g.outputs],
         "target_dtype": g.tensors["target"].dtype,
         "target_shape": list(g.tensors["target"].shape),
-        "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape)}
-                      for p, u in updates.items()},
+        "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape),
+                          "dtype": g.tensors[p].dtype} for p, u in updates.items()},
         "arena_bytes": plan.arena_bytes,
         "arena_lower_bound": plan.lower_bound,
         "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
-        "trainable_bytes": sum(g.tensors[p].nbytes for p in updates),
+        "trainable_bytes": sum(g.tensors[p].nbytes for p in list(updates) + g.meta.get("masters", [])),
         "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
-                            if t.role in ("param", "const") and t.name not in updates and t.dtype == "f32"),
+                            if t.role in ("param", "const") and t.name not in updates
+                            and t.name not in g.meta.get("masters", [])
+                            and (t.dtype == "f32" or g.meta.get("dtype") == "int8")),
         "binary": None,
     }

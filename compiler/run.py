@@ -83,22 +83,31 @@ class Session:
     def write(self, name: str, arr: np.ndarray) -> None:
         self.dev.write_buffer(self.index(name), np.ascontiguousarray(arr).tobytes())
 
-    def read(self, name: str, shape) -> np.ndarray:
-        return np.frombuffer(self.dev.read_buffer(self.index(name)), np.float32).reshape(shape).copy()
+    def read(self, name: str, shape, dtype: str = "f32") -> np.ndarray:
+        np_dtype = {"f32": np.float32, "s8": np.int8, "i32": np.int32}[dtype]
+        return np.frombuffer(self.dev.read_buffer(self.index(name)), np_dtype).reshape(shape).copy()
+
+    def _input(self, x: np.ndarray) -> None:
+        inp = self.info["inputs"][0]
+        if inp.get("dtype") == "s8":  # an int8 build: the host quantizes (QuantizeLinear: round half to even)
+            from .ops_int8 import quantize_f32
+            self.write(inp["name"], quantize_f32(x, inp["scale"], inp["zp"]))
+        else:
+            self.write(inp["name"], x.astype(np.float32))
 
     def train(self, x: np.ndarray, y) -> float:
-        self.write(self.info["inputs"][0]["name"], x.astype(np.float32))
+        self._input(x)
         self.write("target", np.asarray(y, np.int32 if self.info["target_dtype"] == "i32" else np.float32))
         return self.dev.train_step()
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        self.write(self.info["inputs"][0]["name"], x.astype(np.float32))
+        self._input(x)
         self.dev.infer()
         o = self.info["outputs"][0]
         return self.read(o["name"], o["shape"])
 
     def trained(self) -> dict[str, np.ndarray]:
-        return {p: self.read(p, v["shape"]) for p, v in self.info["trainable"].items()}
+        return {p: self.read(p, v["shape"], v.get("dtype", "f32")) for p, v in self.info["trainable"].items()}
 
 
 def run_training(build: str | Path, inputs, labels, epochs: int = 1, export: str | Path | None = None,

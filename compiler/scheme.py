@@ -18,7 +18,8 @@ from pathlib import Path
 from .errors import EdgegradError
 from .ir import Graph
 
-LAYER_OPS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None), "BatchNormalization": (1, 2), "PRelu": (1, None)}
+LAYER_OPS = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1, None), "BatchNormalization": (1, 2), "PRelu": (1, None),
+             "QConv": (1, 2), "QGemm": (1, 2)}
 
 
 @dataclass(frozen=True)

@@ -14,5 +14,6 @@
 #include "eg_softmax.h"
 #include "eg_conv_tiled.h"
 #include "eg_gemm_tiled.h"
+#include "eg_int8.h"
 
 #endif /* EG_KERNELS_H */

@@ -10,6 +10,7 @@
 #include "model.h"
 
 /* Buffer kinds (model.h documents them); own names so that model.h may use enum or #define. */
+#define KIND_OUTPUT 1u
 #define KIND_FROZEN 2u
 
 static uint8_t rx[EG_PROTO_MAX_FRAME];   /* the frame being parsed, from its magic on */
@@ -23,6 +24,20 @@ static uint32_t cache_crc;
 
 static uint64_t last_instret; /* instructions of the last INFER / TRAIN */
 static uint32_t train_steps;  /* TRAIN requests executed since boot (not re-sent ones) */
+
+/* Telemetry: losses of the last EG_WINDOW TRAIN steps and outcomes of the last EG_WINDOW SCOREs. */
+#define EG_WINDOW 32u
+static float loss_ring[EG_WINDOW];
+static float last_loss;
+static uint32_t score_bits, scored; /* bit i = outcome of the i-th most recent SCORE */
+
+__attribute__((weak)) uint32_t eg_board_request(uint8_t req, const uint8_t *in, uint32_t len, uint8_t *out,
+                                                uint8_t *type) {
+    (void)req, (void)in, (void)len, (void)out, (void)type;
+    return EG_BOARD_UNKNOWN;
+}
+__attribute__((weak)) void eg_board_after_response(void) {}
+__attribute__((weak)) void eg_board_after_train(uint32_t steps, float loss) { (void)steps, (void)loss; }
 
 /* ---- CRC32 (IEEE, reflected 0xEDB88320), nibble table: 64 bytes of rodata ---------------- */
 static const uint32_t crc_nibble[16] = {
@@ -208,10 +223,42 @@ static uint32_t execute(uint8_t req, const uint8_t *in, uint32_t len, uint8_t *t
         uint64_t t0 = eg_port_instret();
         eg_train_step(&loss);
         last_instret = eg_port_instret() - t0;
+        loss_ring[train_steps % EG_WINDOW] = loss;
+        last_loss = loss;
         train_steps++;
+        eg_board_after_train(train_steps, loss);
         put_f32(out, loss);
         put_u64(out + 4, last_instret);
         return 12u;
+    }
+    case EG_REQ_TELEMETRY: {
+        uint32_t n = train_steps < EG_WINDOW ? train_steps : EG_WINDOW, correct = 0;
+        float sum = 0.0f;
+        for (uint32_t k = 0; k < n; k++) sum += loss_ring[k];
+        for (uint32_t k = 0; k < scored; k++) correct += (score_bits >> k) & 1u;
+        put_u32(out, train_steps);
+        put_f32(out + 4, last_loss);
+        put_f32(out + 8, n ? sum / (float)n : 0.0f);
+        put_u32(out + 12, n);
+        put_u32(out + 16, scored);
+        put_u32(out + 20, correct);
+        return 24u;
+    }
+    case EG_REQ_SCORE: {
+        if (len != 4u) return error(type, EG_ERR_BAD_PAYLOAD, "SCORE wants u32 label");
+        const eg_buffer_t *o = 0;
+        for (uint32_t i = 0; i < eg_num_buffers && !o; i++)
+            if (eg_buffers[i].kind == KIND_OUTPUT) o = &eg_buffers[i];
+        if (!o) return error(type, EG_ERR_RANGE, "no output buffer");
+        const float *logits = (const float *)o->data;
+        uint32_t best = 0;
+        for (uint32_t k = 1; k < o->bytes / 4u; k++)
+            if (logits[k] > logits[best]) best = k;
+        uint32_t hit = best == get_u32(in);
+        score_bits = (score_bits << 1) | hit;
+        if (scored < EG_WINDOW) scored++;
+        out[0] = (uint8_t)hit;
+        return 1u;
     }
     case EG_REQ_STATS:
         put_u64(out, last_instret);
@@ -224,8 +271,11 @@ static uint32_t execute(uint8_t req, const uint8_t *in, uint32_t len, uint8_t *t
     case EG_REQ_EXIT:
         *exit_code = len >= 4u ? (int)(get_u32(in) & 0xFFu) : 0; /* 0..255 */
         return 0;
-    default:
+    default: {
+        uint32_t n = eg_board_request(req, in, len, out, type);
+        if (n != EG_BOARD_UNKNOWN) return n;
         return error(type, EG_ERR_UNKNOWN_TYPE, "unknown request type");
+    }
     }
 }
 
@@ -248,5 +298,6 @@ void eg_serve(void) {
         cache_crc = crc;
         send_bytes(tx, tx_len);
         if (exit_code >= 0) eg_port_exit(exit_code);
+        eg_board_after_response();
     }
 }

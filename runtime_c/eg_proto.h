@@ -22,6 +22,13 @@
  *                                                                  u32 TRAIN steps executed since boot
  *   0x08 RESET                        -                            -   (eg_init(): optimizer state)
  *   0x09 EXIT                         [u32 code]                   -   (sent, then the device exits)
+ *   0x0A TELEMETRY                    -                            u32 TRAIN steps since boot, f32 last loss,
+ *                                                                  f32 mean loss of the last n steps, u32 n,
+ *                                                                  u32 scored, u32 correct (last 32 SCOREs)
+ *   0x0B SCORE                        u32 label                    u8 1 if argmax(output 0) == label, else 0
+ *                                                                  (after an INFER; tallied for TELEMETRY)
+ *   0x10..0x1F                        board requests (flash, boot, checkpoints): the board's
+ *                                     eg_board_request() answers them (targets/mcu/eg_boot.h)
  * Responses (device -> host) carry the request's seq:
  *   0x80 OK   payload as above
  *   0x81 ERR  u8 code (EG_ERR_*), short ASCII message
@@ -59,6 +66,8 @@ enum {
     EG_REQ_STATS = 0x07,
     EG_REQ_RESET = 0x08,
     EG_REQ_EXIT = 0x09,
+    EG_REQ_TELEMETRY = 0x0A,
+    EG_REQ_SCORE = 0x0B,
     EG_RSP_OK = 0x80,
     EG_RSP_ERR = 0x81,
     EG_RSP_NAK = 0x82
@@ -75,6 +84,17 @@ enum { EG_NAK_CRC = 1, EG_NAK_TOO_LONG = 2 };
 
 /* CRC32 (IEEE) of n bytes continuing from crc (start with 0). Same as zlib's crc32(). */
 uint32_t eg_crc32(uint32_t crc, const uint8_t *p, uint32_t n);
+
+/* Board hooks. eg_proto.c has weak defaults (no board requests, nothing after a response or
+ * a step); a board that stores images or checkpoints (targets/mcu/eg_storage.c, the bootloader)
+ * overrides them. eg_board_request() answers request `req` (payload in[0..len)) into out[] and
+ * returns the payload length, setting *type to EG_RSP_OK or EG_RSP_ERR; EG_BOARD_UNKNOWN if it
+ * does not know `req`. eg_board_after_response() runs once the response is on the wire (a
+ * reboot must not cut it short); eg_board_after_train() runs after every executed TRAIN. */
+#define EG_BOARD_UNKNOWN 0xFFFFFFFFu
+uint32_t eg_board_request(uint8_t req, const uint8_t *in, uint32_t len, uint8_t *out, uint8_t *type);
+void eg_board_after_response(void);
+void eg_board_after_train(uint32_t steps, float loss);
 
 /* Serve requests until the link closes (eg_port_getc() returns -1) or EXIT arrives.
  * The caller has run eg_init() once before. */

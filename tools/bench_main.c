@@ -2,17 +2,24 @@
  *
  * Linked with a build's model.c and the runtime_c kernels (not eg_proto.c, not a port):
  *
- *     bench_host STEPS [WARMUP]
+ *     bench_host [--cpu] STEPS [WARMUP [DUMP]]
  *
  * Fills every INPUT buffer with fixed pseudo-random values in [-1, 1) and every TARGET buffer
  * with zeros (label 0), runs WARMUP untimed steps, then STEPS timed steps, and prints one line:
  *
- *     steps=N median_us=M min_us=M mean_us=M loss_first=L loss_last=L
+ *     steps=N median_us=M min_us=M mean_us=M loss_first=L loss_last=L peak_rss_kib=K
  *
+ * peak_rss_kib is this process's VmHWM from /proc/self/status (0 where there is none): unlike the
+ * parent's wait4 ru_maxrss it does not count the forking parent's pages from before the exec.
  * The arena is reused, so a step may overwrite its own input: the input is copied back before
- * every step, outside the timed region (clock_gettime(CLOCK_MONOTONIC) around eg_train_step only).
+ * every step, outside the timed region (clock_gettime(CLOCK_MONOTONIC) around eg_train_step only;
+ * with --cpu, CLOCK_PROCESS_CPUTIME_ID: the CPU time the step used, which time slicing by other
+ * jobs on a shared machine does not inflate).
  * The trainer updates its parameters every step; with a small learning rate that leaves the
  * arithmetic representative (loss_first/loss_last show it stays finite).
+ * With DUMP, every PARAM buffer is written to that file after the last step, each as a text line
+ * "NAME BYTES" followed by BYTES raw bytes (the benchmark's gradient check: `bench_host 1 0 DUMP`
+ * is the model after one step from its initial weights).
  * Exit status: 0, 1 on bad arguments, 2 if the loss is not finite.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -28,10 +35,12 @@
 
 #define MAX_INPUTS 8
 
+static clockid_t step_clock = CLOCK_MONOTONIC;
+
 static uint64_t now_ns(void)
 {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(step_clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -54,6 +63,37 @@ static void load_inputs(void)
   for (i = 0; i < eg_num_buffers; i++)
     if (eg_buffers[i].kind == EG_BUF_TARGET)
       memset(eg_buffers[i].data, 0, eg_buffers[i].bytes);  /* label 0, whatever the int width */
+}
+
+static long peak_rss_kib(void)
+{
+  char line[256];
+  long kib = 0;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL)
+    return 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strncmp(line, "VmHWM:", 6) == 0)
+      kib = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return kib;
+}
+
+static int dump_params(const char *path)
+{
+  uint32_t i;
+  FILE *f = fopen(path, "wb");
+  if (f == NULL) {
+    perror(path);
+    return -1;
+  }
+  for (i = 0; i < eg_num_buffers; i++) {
+    if (eg_buffers[i].kind != EG_BUF_PARAM)
+      continue;
+    fprintf(f, "%s %lu\n", eg_buffers[i].name, (unsigned long)eg_buffers[i].bytes);
+    fwrite(eg_buffers[i].data, 1, eg_buffers[i].bytes, f);
+  }
+  return fclose(f) == 0 ? 0 : -1;
 }
 
 static int prepare_inputs(void)
@@ -85,8 +125,13 @@ int main(int argc, char **argv)
   uint64_t *times, total = 0;
   float loss = 0.0f, loss_first = 0.0f;
 
-  if (argc < 2 || argc > 3) {
-    fprintf(stderr, "usage: %s STEPS [WARMUP]\n", argv[0]);
+  if (argc > 1 && strcmp(argv[1], "--cpu") == 0) {
+    step_clock = CLOCK_PROCESS_CPUTIME_ID;
+    argv++;
+    argc--;
+  }
+  if (argc < 2 || argc > 4) {
+    fprintf(stderr, "usage: bench_host [--cpu] STEPS [WARMUP [DUMP]]\n");
     return 1;
   }
   steps = strtol(argv[1], NULL, 10);
@@ -117,9 +162,11 @@ int main(int argc, char **argv)
       loss_first = loss;
   }
   qsort(times, (size_t)steps, sizeof *times, cmp_u64);
-  printf("steps=%ld median_us=%.3f min_us=%.3f mean_us=%.3f loss_first=%.6g loss_last=%.6g\n", steps,
+  printf("steps=%ld median_us=%.3f min_us=%.3f mean_us=%.3f loss_first=%.6g loss_last=%.6g peak_rss_kib=%ld\n", steps,
          (steps % 2 ? (double)times[steps / 2] : 0.5 * (double)(times[steps / 2 - 1] + times[steps / 2])) / 1e3,
-         (double)times[0] / 1e3, (double)total / (double)steps / 1e3, (double)loss_first, (double)loss);
+         (double)times[0] / 1e3, (double)total / (double)steps / 1e3, (double)loss_first, (double)loss, peak_rss_kib());
   free(times);
+  if (argc > 3 && dump_params(argv[3]) != 0)
+    return 1;
   return isfinite(loss) ? 0 : 2;
 }

@@ -1,7 +1,7 @@
 """Build and run the host step-latency benchmark (tools/bench_main.c) for a compiled model.
 
     build_bench_binary(build_dir) -> build_dir/bench_host
-    run_bench_binary(binary, steps, warmup) -> BenchResult(median_us, min_us, ...)
+    run_bench_binary(binary, steps, warmup[, dump]) -> BenchResult(median_us, min_us, ..., peak_rss_kib)
 
 The binary is a build's model.c + the runtime_c kernels + bench_main.c, compiled with the host
 target's cflags (targets/host/target.json), without the serial protocol or a board port: it
@@ -28,6 +28,7 @@ class BenchResult:
     mean_us: float
     loss_first: float
     loss_last: float
+    peak_rss_kib: int = 0  # the binary's own VmHWM (arena, code, libc), 0 where /proc has none
 
 
 def bench_sources(build_dir: Path) -> list[Path]:
@@ -50,11 +51,16 @@ def build_bench_binary(build_dir: str | Path, extra_cflags: list[str] | None = N
     return binary
 
 
-def run_bench_binary(binary: str | Path, steps: int, warmup: int = 0, timeout: float = 600) -> BenchResult:
-    proc = subprocess.run([str(binary), str(steps), str(warmup)], capture_output=True, text=True,
-                          check=False, timeout=timeout)
+def run_bench_binary(binary: str | Path, steps: int, warmup: int = 0, timeout: float = 600,
+                     dump: str | Path | None = None, cpu_time: bool = False) -> BenchResult:
+    """Run the binary; with dump, it writes its PARAM buffers there after the last step (bench_main.c);
+    with cpu_time, steps are timed in process CPU time instead of wall-clock time."""
+    argv = [str(binary), *(["--cpu"] if cpu_time else []), str(steps), str(warmup)]
+    argv += [str(dump)] if dump is not None else []
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"{binary} {steps} {warmup} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
     fields = dict(kv.split("=", 1) for kv in proc.stdout.split())
     return BenchResult(int(fields["steps"]), float(fields["median_us"]), float(fields["min_us"]),
-                       float(fields["mean_us"]), float(fields["loss_first"]), float(fields["loss_last"]))
+                       float(fields["mean_us"]), float(fields["loss_first"]), float(fields["loss_last"]),
+                       int(fields.get("peak_rss_kib", 0)))

@@ -12,7 +12,8 @@ For each (model, scheme):
   bytes). The ELF is linked with an SRAM budget large enough for the scheme (so "all" links too);
   whether the scheme fits the mcu's 256 KiB is a column of its own, and for those that do not
   the compiler's refusal (with each part's bytes) is listed under the table.
-* PyTorch: a fresh Python process per row loads the zoo's torch module (BN fused, weights from the
+* PyTorch: a fresh Python process per row runs the bench's PyTorch peer (tools/peers/torch_train.py: the
+  zoo's torch module, BN fused, weights from the
   ONNX, 1 thread), sets requires_grad on what the scheme trains (a fractional share trains the
   whole tensor's gradient and masks it, as PyTorch has no partial update), runs one warm-up SGD
   step (batch 1, cross-entropy), resets the kernel's peak-RSS counter (/proc/self/clear_refs, 5),
@@ -44,11 +45,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from edgegrad.cli import _size
 from edgegrad.errors import BudgetError
-from edgegrad.pipeline import ROOT, CompileConfig, compile_model
+from edgegrad.pipeline import ROOT, CompileConfig, compile_model, frontend_graph
 from edgegrad.plan import search, write_scheme
-from edgegrad.tools.bench import _csv, markdown_table
+from edgegrad.scheme import layers
+from edgegrad.tools.bench import TORCH_MODULES, _csv, bench_input, markdown_table
 
 MODELS = ("resnet8", "mobilenetv2_w035_128")
 SCHEMES = ("all", "last:2", "bias:all", "plan")
@@ -60,39 +63,23 @@ COLUMNS = ("model", "scheme", "tensors", "arena KiB", "arena/LB", "SRAM pred KiB
            "PyTorch alloc / arena")
 
 TORCH_CHILD = r"""
-import json, sys, torch
-import torch.nn.functional as F
-torch.set_num_threads(1)
-sys.path.insert(0, sys.argv[1])
-from edgegrad.pipeline import CompileConfig, frontend_graph
-from edgegrad.tools.bench import bench_input, make_torch_step
-from models import ZOO
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/tools/peers")
+from torch_train import TorchPeer  # the bench's PyTorch peer: zoo module, BN fused, 1 thread, SGD
 
 def status():
     f = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
     return {k: int(f[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
 
-name, scheme = sys.argv[2], sys.argv[3]
-g, updates = frontend_graph(ZOO[name].path, CompileConfig(update=scheme))
-x = bench_input(tuple(g.tensors[g.inputs[0]].shape))
-step = make_torch_step(name, g, updates, 0.01, x)
-
-def one():
-    step.optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(step.model(step.x), step.y)
-    loss.backward()
-    for p, axis, k in step.masks:
-        p.grad.narrow(axis, k, p.shape[axis] - k).zero_()
-    step.optimizer.step()
-    return loss.item()
-
-one()  # warm-up: one-time allocations (autograd engine, allocator caches) are not the step's
+peer = TorchPeer()
+peer.setup(json.load(open(sys.argv[2])))
+peer.step()  # warm-up: one-time allocations (autograd engine, allocator caches) are not the step's
 deltas = []
 for _ in range(5):
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     before = status()["VmRSS"]
-    loss = one()
+    loss = peer.step()
     after = status()
     deltas.append(after["VmHWM"] - before)
 deltas.sort()
@@ -100,7 +87,7 @@ deltas.sort()
 # (+bytes allocated, -bytes freed) in time order; the peak of their running sum.
 from torch.profiler import ProfilerActivity, profile
 with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-    one()
+    peer.step()
 cur = alloc_peak = 0
 for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
                 key=lambda e: e.start_ns()):
@@ -141,8 +128,26 @@ class Row:
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "OMP_NUM_THREADS": "1"}
 
 
-def torch_memory(model: str, scheme: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(ROOT), model, scheme], capture_output=True,
+def torch_spec(model: str, scheme: str, work: Path) -> Path:
+    """The SPEC.json of tools/peers/torch_train.py (as tools/bench.py writes it): same input, label 0."""
+    from models import ZOO
+    g, updates = frontend_graph(ZOO[model].path, CompileConfig(update=scheme))
+    np.save(work / "input.npy", bench_input(tuple(g.tensors[g.inputs[0]].shape)))
+    np.savez(work / "weights.npz", **{t: np.ascontiguousarray(v.data, np.float32) for t, v in g.tensors.items()
+                                       if v.role == "param" and v.data is not None})
+    trained = {t: {"axis": u.axis, "rows": u.rows(g.tensors[t].shape)} for t, u in updates.items()}
+    spec = {"model": str(ZOO[model].path), "trained": trained, "lr": 0.01, "input": str(work / "input.npy"),
+            "label": 0, "weights": str(work / "weights.npz"), "layers": layers(g),
+            "torch_module": TORCH_MODULES[model], "zoo": model}
+    path = work / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def torch_memory(model: str, scheme: str, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    spec = torch_spec(model, scheme, work)
+    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, str(ROOT), str(spec)], capture_output=True,
                          text=True, timeout=600, check=False, env={**os.environ, **MALLOC_ENV})
     if out.returncode != 0:
         raise RuntimeError(f"PyTorch child for {model} {scheme} failed: {out.stderr[-2000:]}")
@@ -173,7 +178,7 @@ def bench_one(model: str, scheme: str, label: str, work: Path, elf: bool, log) -
         built = compile_model(path, out, CompileConfig(target="mcu", update=scheme, quiet=True, sram_budget=sram,
                                                        flash_budget=flash))
         row.sram_elf = built.info["sections"]["sram_used"]
-    t = torch_memory(model, scheme)
+    t = torch_memory(model, scheme, out.with_name(out.name + "_torch"))
     row.torch_step, row.torch_rss, row.torch_alloc = t["step_peak"], t["rss"], t["alloc_peak"]
     row.notes.append(f"PyTorch step peak over 5 steps: min {t['min'] / 1024:,.0f} / median {t['step_peak'] / 1024:,.0f}"
                      f" / max {t['max'] / 1024:,.0f} KiB")

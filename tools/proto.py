@@ -15,6 +15,11 @@ CRC32 is IEEE (zlib.crc32). Requests and their OK payloads:
     0x07 STATS     -                               -> u64 last instret, u32 stack never used, u32 TRAIN steps run
     0x08 RESET     -                               -> -            (eg_init: optimizer state)
     0x09 EXIT      [u32 code]                      -> -            (then the device exits)
+    0x0A TELEMETRY -                               -> u32 steps, f32 last loss, f32 mean loss, u32 n, u32 scored,
+                                                      u32 correct (last 32 SCOREs)
+    0x0B SCORE     u32 label                       -> u8 argmax(output 0) == label (after INFER; tallied)
+    0x10..0x18     board requests: flash slots, BOOT, REBOOT, checkpoints (tools/flash.py,
+                   targets/mcu/eg_boot.h); a board without them answers ERR unknown type
 
 Responses carry the request's seq: 0x80 OK, 0x81 ERR (u8 code, ASCII message), 0x82 NAK
 (u8 reason; the device got a damaged frame). Reliability:

@@ -58,9 +58,12 @@ void eg_trap_handler(uint32_t mcause, uint32_t mepc, uint32_t mtval) {
     eg_port_exit(3);
 }
 
+void eg_storage_boot(void); /* eg_storage.c: restore the newest checkpoint when booted from flash */
+
 int main(void) {
     uart_init();
     eg_init();
+    eg_storage_boot();
     eg_serve();
     return 0;
 }

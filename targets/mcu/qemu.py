@@ -37,3 +37,18 @@ def qemu_command(elf: str | Path, port: int, extensions: tuple[str, ...] | list[
     if props:
         argv += ["-cpu", ",".join(["rv32", *props])]
     return argv
+
+
+# The board with persistent flash (tools/flash.py): the bootloader boots from -kernel, the image
+# slots and checkpoints live in CFI pflash unit 1 (0x22000000, a 32 MiB raw file). Unit 0 stays
+# empty: with it present QEMU resets into flash instead of DRAM.
+PFLASH_BYTES = 32 * 1024 * 1024
+
+
+def board_command(boot_elf: str | Path, pflash_file: str | Path, port: int, *, wait: bool = True) -> list[str]:
+    """The argv of a board: bootloader + persistent flash, UART on 127.0.0.1:`port`."""
+    spec = json.loads(TARGET_JSON.read_text())
+    argv = [arg.format(elf=str(boot_elf), port=port) for arg in spec["qemu"]]
+    if not wait:
+        argv = [a.replace("wait=on", "wait=off") for a in argv]
+    return argv + ["-drive", f"if=pflash,unit=1,format=raw,file={pflash_file}"]

@@ -8,7 +8,8 @@
  *      with PMP entry 0 (QEMU runs "flash" from DRAM, this makes it behave like flash); zero .bss
  *   4. paint the unused stack with EG_STACK_PAINT so eg_port_stack_free() can find the
  *      high-water mark
- *   5. main(); its return value is the exit code.
+ *   5. keep a0-a2 as given at reset in eg_boot_regs (the bootloader's hand-off, eg_boot.h)
+ *   6. main(); its return value is the exit code.
  * Symbols come from link.ld (rendered from link.ld.j2).
  */
 #define EG_STACK_PAINT 0xA5A5A5A5
@@ -16,6 +17,9 @@
     .section .text.init, "ax", @progbits
     .globl _start
 _start:
+    mv      s0, a0                          /* boot hand-off (eg_boot.h): a0 magic, a1 region, */
+    mv      s1, a1                          /* a2 seq; kept in s0-s2 until .bss is zeroed */
+    mv      s2, a2
     .option push
     .option norelax
     la      gp, __global_pointer$
@@ -46,7 +50,11 @@ _start:
     sw      zero, 0(a1)
     addi    a1, a1, 4
     j       3b
-4:  la      a1, __stack_bottom              /* paint [stack bottom, sp) */
+4:  la      t0, eg_boot_regs                /* eg_storage.c */
+    sw      s0, 0(t0)
+    sw      s1, 4(t0)
+    sw      s2, 8(t0)
+    la      a1, __stack_bottom              /* paint [stack bottom, sp) */
     li      t0, EG_STACK_PAINT
 5:  bgeu    a1, sp, 6f
     sw      t0, 0(a1)

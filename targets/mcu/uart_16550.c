@@ -12,12 +12,14 @@
 #define RBR 0
 #define THR 0
 #define IER 1
+#define FCR 2
 #define LCR 3
 #define DLL 0
 #define DLM 1
 #define LSR 5
 #define LSR_DR 0x01u
 #define LSR_THRE 0x20u
+#define LSR_TEMT 0x40u
 
 void uart_init(void) {
     REG(IER) = 0x00; /* polled: no interrupts */
@@ -48,3 +50,15 @@ void uart_puts(const char *s) {
 void uart_puthex(unsigned long v) {
     for (int i = (int)(2 * sizeof v) - 1; i >= 0; i--) uart_putc("0123456789abcdef"[(v >> (4 * i)) & 15u]);
 }
+
+void uart_drain(void) {
+    while ((REG(LSR) & LSR_TEMT) == 0) {
+    }
+}
+
+int uart_ready(void) { return (REG(LSR) & LSR_DR) != 0; }
+
+/* FIFOs on, receive trigger level 14: QEMU then hands over up to 14 received bytes at a time
+ * instead of one, which is what makes a firmware upload fast. Writing FCR clears the receive
+ * FIFO, so call it only while the host is waiting for a response (nothing in flight). */
+void uart_fifo_on(void) { REG(FCR) = 0xC7; }
