@@ -2,18 +2,23 @@
 
     build("host", out, sources, includes, sram_budget=..., flash_budget=...)  -> out/model_host
     build("mcu",  out, sources, includes, sram_budget=..., flash_budget=...)  -> out/fw.elf
+    build("rpi",  out, sources, includes, board="pi4")                      -> out/model_rpi
+    build("jetson", out, sources, includes)                                 -> out/model_jetson
 
 Board support (targets/<target>/) and the protocol loop (runtime_c/eg_proto.c) are added here;
 `c_sources` is the model and its kernels. For the mcu the linker script is rendered from
 targets/mcu/link.ld.j2 with the budgets, and the section sizes are read back from the ELF;
-a firmware that does not fit raises BudgetError naming every part in bytes. firmware.json next to
-the binary records the target, the extensions and the sizes (tools/runner.py reads it).
+a firmware that does not fit raises BudgetError naming every part in bytes. The aarch64 targets
+(rpi, jetson) are static Linux binaries from aarch64-linux-gnu-gcc; their target.json lists boards
+(`-mcpu`, the qemu-aarch64 `-cpu` that stands in for it, worker threads). firmware.json next to
+the binary records the target, the board, the extensions and the sizes (tools/runner.py reads it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -54,9 +59,14 @@ def build(
     sanitize: bool = False,
     stack_bytes: int | None = None,
     extensions: Sequence[str] | None = None,
+    board: str | None = None,
+    threads: int | None = None,
 ) -> Path:
-    """Compile and link; returns the path of the binary. Budgets and stack default to target.json."""
+    """Compile and link; returns the path of the binary. Budgets and stack default to target.json;
+    `board` and `threads` (aarch64 targets) default to the target's default board."""
     spec = load_target(target)
+    if (board is not None or threads is not None) and "boards" not in spec:
+        raise EdgegradError(f"--board/--threads apply to the rpi and jetson targets, not {target}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     board_dir = TARGETS_DIR / target
@@ -73,11 +83,73 @@ def build(
         if sanitize and target != "host":
             raise EdgegradError("sanitize=True is only supported for the host target")
         flags = list(spec["cflags"]) + (list(spec["sanitize_cflags"]) if sanitize else [])
+        if "boards" in spec:
+            name, b = resolve_board(spec, board)
+            n_threads = b["threads"] if threads is None else threads
+            if n_threads < 1:
+                raise EdgegradError(f"--threads must be at least 1, got {n_threads}")
+            flags += [f"-mcpu={b['mcpu']}", f"-DEG_NUM_THREADS={n_threads}"]
+            info.update(board=name, mcpu=b["mcpu"], qemu_cpu=b["qemu_cpu"], threads=n_threads)
+        if shutil.which(spec["cc"][0]) is None:
+            raise EdgegradError(f"{spec['cc'][0]} not found: the {target} target needs it (tools/setup.sh installs it)")
         _run([*spec["cc"], *flags, *list(extra_cflags), *includes, *map(str, sources),
               *spec.get("ldflags", []), "-o", str(binary)])
         info["sanitize"] = sanitize
+    if "cuda" in spec and (out / "model.cu").exists():
+        info["cuda"] = check_cuda(out, spec["cuda"])
     (out / "firmware.json").write_text(json.dumps(info, indent=2) + "\n")
     return binary
+
+
+# ---- jetson GPU step (model.cu) -------------------------------------------------------------
+
+
+def cuda_includes() -> list[str]:
+    return [f"-I{RUNTIME_DIR / 'cuda'}", f"-I{RUNTIME_DIR}"]
+
+
+def check_cuda(out: Path, cuda: dict) -> dict:
+    """Compile model.cu with nvcc for the board's GPU (-arch=sm_87): x86-64 host code and sm_87
+    device code, model_cuda.o. An aarch64 GPU binary needs the aarch64 CUDA runtime, which this
+    machine lacks: on the Jetson, build it with the command recorded here (targets/jetson/README.md)."""
+    nvcc = shutil.which(cuda["nvcc"])
+    board_cmd = (f"nvcc -arch={cuda['arch']} -O3 -Iruntime_c/cuda -Iruntime_c -IBUILD BUILD/model.cu "
+                 "runtime_c/eg_proto.c targets/host/port_host.c -o BUILD/model_jetson_gpu  (BUILD: this folder)")
+    result = {"arch": cuda["arch"], "build_on_board": board_cmd}
+    if nvcc is None:
+        result["nvcc"] = "not found: model.cu not compiled"
+        return result
+    _run([nvcc, f"-arch={cuda['arch']}", "-std=c++17", "-O3", *cuda_includes(), f"-I{out}", "-c",
+          str(out / "model.cu"), "-o", str(out / "model_cuda.o")])
+    result["object"] = "model_cuda.o"
+    return result
+
+
+def build_cuda_emulation(build_dir: str | os.PathLike) -> Path:
+    """The generated CUDA step built as plain C++ for this host (eg_cuda.cuh without nvcc: each
+    launch a loop), with the stdin/stdout port: build_dir/model_cuda_emu. Tests train it against
+    PyTorch through the protocol, like any host build."""
+    out = Path(build_dir)
+    if not (out / "model.cu").exists():
+        raise EdgegradError(f"{out}: no model.cu (compile with --target jetson)")
+    binary = out / "model_cuda_emu"
+    objs = []
+    for src in [RUNTIME_DIR / "eg_proto.c", TARGETS_DIR / "host" / "port_host.c"]:
+        obj = out / (src.stem + ".emu.o")
+        _run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{RUNTIME_DIR}", f"-I{out}", "-c", str(src),
+              "-o", str(obj)])
+        objs.append(str(obj))
+    _run(["g++", "-x", "c++", "-std=c++17", "-O2", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
+          *cuda_includes(), f"-I{out}", str(out / "model.cu"), "-x", "none", *objs, "-o", str(binary)])
+    return binary
+
+
+def resolve_board(spec: dict, board: str | None) -> tuple[str, dict]:
+    """(name, description) of a board of an aarch64 target; None picks the target's default."""
+    name = board or spec["default_board"]
+    if name not in spec["boards"]:
+        raise EdgegradError(f"unknown board {name!r} for target {spec['name']} (known: {', '.join(spec['boards'])})")
+    return name, spec["boards"][name]
 
 
 # ---- mcu ------------------------------------------------------------------------------------

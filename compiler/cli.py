@@ -42,7 +42,9 @@ def cmd_compile(a) -> int:
                         loss=a.loss, dtype=a.dtype, sram_budget=a.budget_sram, flash_budget=a.budget_flash,
                         input_shapes=_shapes(a.input_shape), sanitize=a.sanitize, verify=a.verify,
                         dump_after=a.dump_after, build=not a.no_build, qas=a.qas == "on",
-                        int8_master=a.int8_master)
+                        int8_master=a.int8_master,
+                        extensions=tuple(e.strip().lower() for e in (a.ext or "").split(",") if e.strip()),
+                        loss_scale_log2=a.loss_scale, board=a.board, threads=a.threads)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
@@ -175,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "memory statically and emit and build C for the target.",
                        epilog="examples:\n  edgegrad compile model.onnx --target host -o build/m\n"
                               "  edgegrad compile model.onnx --target mcu --update bias:all,last:1 --lr 0.05\n"
-                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum",
+                              "  edgegrad compile model.onnx --update scheme.json --optimizer momentum\n"
+                              "  edgegrad compile model.onnx --target mcu --ext zve32f,zvl128b   # RVV kernels\n"
+                              "  edgegrad compile model.onnx --target mcu --dtype fp16 --loss-scale 12\n"
+                              "  edgegrad compile model.onnx --target rpi --board pi5 -o build/m-pi5   "
+                              "# static aarch64 binary\n"
+                              "  edgegrad compile model.onnx --target jetson -o build/m-orin   "
+                              "# CPU binary + model.cu (sm_87)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", help="the ONNX model")
     c.add_argument("--target", default="host", choices=["host", "mcu", "rpi", "jetson"])
@@ -188,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--momentum", type=float, default=0.9, help="momentum factor (default 0.9)")
     c.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
                    help="loss on graph output 0; labels are int class indices for cross_entropy")
-    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"])
+    c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="fp16: activations and gradients stored in fp16, fp32 compute/params/loss, loss scaling")
+    c.add_argument("--loss-scale", type=int, default=10, metavar="LOG2",
+                   help="fp16: initial dynamic loss scale 2^LOG2 (default 10; halved on overflow)")
     c.add_argument("--qas", default="on", choices=["on", "off"],
                    help="int8: quantization-aware scaling of weight/bias gradients (default on; off = ablation)")
     c.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],
@@ -196,8 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default), or round the int8 weights themselves each step (none)")
     c.add_argument("--budget-sram", type=_size, default=256 * 1024, help="SRAM budget (mcu; default 256K)")
     c.add_argument("--budget-flash", type=_size, default=1024 * 1024, help="flash budget (mcu; default 1M)")
+    c.add_argument("--ext", metavar="EXT[,EXT...]",
+                   help="mcu: ISA extensions of the board beyond rv32imafc (zve32f, zvl128b, zfh, zvfh); "
+                        "zve32f selects the RVV conv/GEMM kernels, and `edgegrad run` starts QEMU with them")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="fix a dynamic input shape (batch is fixed to 1 by default)")
+    c.add_argument("--board", help="rpi: pi4 (Cortex-A72, default) or pi5 (Cortex-A76); jetson: orin (Cortex-A78AE)")
+    c.add_argument("--threads", type=int, help="rpi/jetson: worker threads of the NEON kernels (default: 4 on a Pi, "
+                                               "6 on Orin); results equal 1 thread's")
     c.add_argument("--sanitize", action="store_true", help="host: build with AddressSanitizer + UBSan")
     c.add_argument("--verify", action="store_true", help="check the graph after every pass")
     c.add_argument("--dump-after", metavar="PASS", help="print the graph after PASS (e.g. build_training_graph)")
@@ -221,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train a compiled build on samples, export the trained ONNX",
                        description="Run the compiled trainer where it lives (host natively, mcu in QEMU over "
-                                   "the serial link): one optimizer step per sample, in order (batch 1).",
+                                   "the serial link, rpi/jetson under qemu-aarch64 or on the board through "
+                                   "EDGEGRAD_AARCH64_RUN='ssh pi@host ./model_rpi'): one optimizer step per "
+                                   "sample, in order (batch 1).",
                        epilog="example: edgegrad run build/m --inputs x.npy --labels y.npy --epochs 2 "
                               "--export trained.onnx")
     r.add_argument("build", help="a folder written by edgegrad compile")

@@ -65,6 +65,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
             symbols[name] = f"A({plan.tensor_offset[name] // 4})"
             if t.dtype in _INT_CTYPES:  # int8 activations share the float arena (16-byte aligned offsets)
                 symbols[name] = f"(({_INT_CTYPES[t.dtype][0]} *)A({plan.tensor_offset[name] // 4}))"
+            if t.dtype == "f16":  # binary16 bits (runtime_c/eg_f16.h); buffers are 16-byte aligned
+                symbols[name] = f"(uint16_t *){symbols[name]}"
         elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype == "f32":
             i = ident("w_" if t.role == "param" else "c_", name)
             symbols[name] = f"{i}.f"
@@ -115,6 +117,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
         int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
         model_hash="{model_hash}",
+        variant_headers=[h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"), ("neon", "eg_neon.h"))
+                         if any(n.attrs.get("kernel") == k for n in g.nodes)],
     )
     c_text = _env.get_template("model.c.j2").render(**ctx)
     h = zlib.crc32(c_text.encode()) & 0xFFFFFFFF

@@ -110,7 +110,11 @@ class Lowerer:
         if fn is None:
             raise UnsupportedModelError(f"no kernel for {node.op} ({node.name})")
         out = fn(node, *[i for i in node.inputs])
-        return out if isinstance(out, list) else [out]
+        out = out if isinstance(out, list) else [out]
+        guard = node.attrs.get("skip_on_overflow")
+        if guard:  # --dtype fp16: a step whose gradients overflowed updates nothing
+            out = [f"if ({self.sym[guard]}[2] == 0.0f) {c}" for c in out]
+        return out
 
     # --- helpers
     def _conv_dims(self, xs, ws, ys, a):
@@ -126,9 +130,12 @@ class Lowerer:
     # --- convolution
     def _variant(self, n, base: str) -> tuple[str, str]:
         """Kernel name and trailing scratch argument for the variant select_kernels chose."""
-        if n.attrs.get("kernel") == "tiled":
+        kernel = n.attrs.get("kernel")
+        if kernel in ("tiled", "neon"):  # same arguments, scratch included
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
-            return base + "_tiled", f", {scratch}"
+            return f"{base}_{kernel}", f", {scratch}"
+        if kernel in ("rvv", "zvfh"):  # no scratch
+            return f"{base}_{kernel}", ""
         return base, ""
 
     def op_Conv(self, n, x, w, b=""):
@@ -455,6 +462,23 @@ class Lowerer:
 
     def op_AdamStep(self, n):
         return [f"eg_adam_b1t *= {cfloat(n.attrs['beta1'])};", f"eg_adam_b2t *= {cfloat(n.attrs['beta2'])};"]
+
+
+    # --- fp16 storage and loss scaling (passes/lower_fp16.py, runtime_c/eg_f16.h)
+    def op_CastF32(self, n, x):
+        return f"{self._variant(n, 'cast_f16_f32')[0]}({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
+
+    def op_CastF16(self, n, x):
+        return f"{self._variant(n, 'cast_f32_f16')[0]}({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)});"
+
+    def op_LossScale(self, n, x, ls):
+        return f"loss_scale_f32({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {self.p(ls)}, {n.attrs['log2_init']});"
+
+    def op_LossUnscale(self, n, x, ls):
+        return f"loss_unscale_f32({self.p(x)}, {self.size(x)}, {self.p(ls)}, {n.attrs['log2_init']});"
+
+    def op_LossScaleUpdate(self, n, ls):
+        return f"loss_scale_update({self.p(ls)}, {n.attrs['log2_init']}, {n.attrs['growth_interval']});"
 
 
 def lower_calls(g: Graph, symbols: dict[str, str]) -> Lowered:

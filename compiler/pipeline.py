@@ -27,17 +27,19 @@ from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
+from .passes.lower_fp16 import lower_fp16
 from .passes.plan_memory import plan_memory
 from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
-from .passes.select_kernels import select_kernels
+from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime_c"
 TARGETS = ("host", "mcu", "rpi", "jetson")
+AARCH64_TARGETS = ("rpi", "jetson")
 
 
 @dataclass
@@ -61,6 +63,10 @@ class CompileConfig:
     quiet: bool = False
     recompute: bool | None = None  # recompute kept activations in the backward when it lowers the peak; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
+    loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
+    extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
+    board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
+    threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
 
 
 @dataclass
@@ -111,11 +117,14 @@ def is_quantized(model_path: str | Path) -> bool:
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfig) -> Compiled:
     if cfg.target not in TARGETS:
         raise EdgegradError(f"unknown target {cfg.target!r} (choose from {', '.join(TARGETS)})")
-    if cfg.dtype not in ("fp32", "int8"):
-        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32 and int8 in this build)")
+    if cfg.dtype not in ("fp32", "fp16", "int8"):
+        raise EdgegradError(f"--dtype {cfg.dtype} is not implemented yet (fp32, fp16 and int8 in this build)")
     if cfg.dtype == "int8" and cfg.optimizer not in ("sgd", "momentum"):
         raise EdgegradError("--dtype int8 trains with --optimizer sgd or momentum (the QAS setting)")
+    _check_extensions(cfg)
     model_path = Path(model_path)
+    if cfg.board is not None or cfg.threads is not None or cfg.target in AARCH64_TARGETS:
+        _check_board(cfg)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr))
     tcfg = TrainConfig(loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
 
@@ -127,13 +136,15 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
         ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
+    if cfg.dtype == "fp16":
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
     if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
         steps = int8_training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
         _after(name, g, cfg, log)
-    g = select_kernels(g, cfg.target)
+    g = select_kernels(g, cfg.target, cfg.extensions)
     _after("select_kernels", g, cfg, log)
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
@@ -141,6 +152,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     emitted = emit_c(g, trainable | set(g.meta.get("masters", [])), model_path.stem, model_path.name, summary)
     out_dir = Path(out_dir)
     info = _build_info(g, updates, cfg, plan, model_path)
+    if cfg.target == "jetson":  # the GPU step (model.cu) next to the CPU one
+        emitted.files.update(_emit_cuda(g, trainable, model_path, summary, info, log))
     if cfg.target == "mcu":
         from .build import load_target
         pred = predict(info, load_target("mcu")["memory"]["stack_bytes"])
@@ -157,10 +170,11 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         if cfg.build:
             from .build import build
             log(f"[edgegrad] build for {cfg.target}")
-            kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
-            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, RUNTIME],
+            kernels, includes = kernel_sources(cfg.target, cfg.extensions)
+            binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, *includes],
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,
-                           extra_cflags=cfg.extra_cflags)
+                           extra_cflags=cfg.extra_cflags, board=cfg.board, threads=cfg.threads,
+                           extensions=list(cfg.extensions) if cfg.target == "mcu" else None)
             info["binary"] = Path(binary).name
             sizes = tmp / "sizes.json"
             if sizes.exists():
@@ -177,7 +191,65 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
 
 
 def use_recompute(cfg: CompileConfig) -> bool:
+    """fp32 only for now (fp16 and int8 rewrite the graph after it, untested together); mcu by default."""
+    if cfg.dtype != "fp32":
+        return False
     return cfg.target == "mcu" if cfg.recompute is None else cfg.recompute
+
+
+def _check_extensions(cfg: CompileConfig) -> None:
+    if not cfg.extensions:
+        return
+    if cfg.target != "mcu":
+        raise EdgegradError(f"--ext {','.join(cfg.extensions)}: ISA extensions apply to the mcu target only")
+    unknown = [e for e in cfg.extensions if e not in MCU_EXTENSIONS]
+    if unknown:
+        raise EdgegradError(f"--ext: unknown mcu extension {unknown[0]!r} (known: {', '.join(MCU_EXTENSIONS)})")
+    if "zvfh" in cfg.extensions and "zve32f" not in cfg.extensions:
+        raise EdgegradError("--ext zvfh needs zve32f (the fp16 vector extension builds on the fp32 one)")
+
+
+def _emit_cuda(g: Graph, trainable: set[str], model_path: Path, summary: str, info: dict, log) -> dict[str, str]:
+    from .codegen_cuda import emit_cuda
+    from .errors import UnsupportedModelError
+    if info["config"]["dtype"] != "fp32":
+        info["cuda"] = {"skipped": f"the CUDA step is fp32 only (--dtype {info['config']['dtype']})"}
+        log(f"[edgegrad] jetson: CPU build only, model.cu skipped: {info['cuda']['skipped']}")
+        return {}
+    try:
+        text = emit_cuda(g, trainable, model_path.stem, model_path.name, summary)
+    except UnsupportedModelError as e:
+        info["cuda"] = {"skipped": str(e)}
+        log(f"[edgegrad] jetson: CPU build only, model.cu skipped: {e}")
+        return {}
+    info["cuda"] = {"source": "model.cu", "arch": "sm_87"}
+    return {"model.cu": text}
+
+
+def kernel_sources(target: str, extensions: tuple[str, ...] = ()) -> tuple[list[Path], list[Path]]:
+    """The kernel .c files and include folders a target links: the reference and tiled kernels
+    everywhere, runtime_c/neon/ for the aarch64 targets (select_kernels picks _neon there), and
+    runtime_c/rvv/ for an mcu whose extensions include the vector unit (zve32f; zvfh casts too)."""
+    kernels = [f for f in sorted(RUNTIME.glob("eg_*.c")) if f.name != "eg_proto.c"]
+    includes = [RUNTIME]
+    if target in AARCH64_TARGETS:
+        kernels += sorted((RUNTIME / "neon").glob("eg_*.c"))
+        includes.append(RUNTIME / "neon")
+    if target == "mcu" and "zve32f" in extensions:  # the RVV variants only build where the vector unit exists
+        kernels += sorted(RVV_SOURCES.glob("eg_*_rvv.c"))
+        kernels += sorted(RVV_SOURCES.glob("eg_*_zvfh.c")) if "zvfh" in extensions else []
+        includes.append(RVV_SOURCES)
+    return kernels, includes
+
+
+def _check_board(cfg: CompileConfig) -> None:
+    from .build import load_target, resolve_board
+    spec = load_target(cfg.target)
+    if "boards" not in spec:
+        raise EdgegradError(f"--board/--threads apply to the rpi and jetson targets, not {cfg.target}")
+    resolve_board(spec, cfg.board)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise EdgegradError(f"--threads must be at least 1, got {cfg.threads}")
 
 
 def _after(name: str, g: Graph, cfg: CompileConfig, log) -> None:

@@ -15,5 +15,6 @@
 #include "eg_conv_tiled.h"
 #include "eg_gemm_tiled.h"
 #include "eg_int8.h"
+#include "eg_f16.h"
 
 #endif /* EG_KERNELS_H */

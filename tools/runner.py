@@ -6,6 +6,10 @@
               -monitor none -serial tcp:127.0.0.1:PORT,server=on,wait=on
           then connect with pyserial serial_for_url("socket://127.0.0.1:PORT"). The port is a
           free loopback port; QEMU is killed when the context exits.
+    rpi/jetson: the static aarch64 binary over pipes like host: natively on an aarch64 Linux
+          machine, else under `qemu-aarch64 -cpu <qemu_cpu of the board> model_rpi` (firmware.json
+          names the board's cpu). EDGEGRAD_AARCH64_RUN="ssh pi@raspberrypi ./model_rpi" runs
+          that command instead (the real board: see targets/rpi/README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
+import platform
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,8 +33,10 @@ except ImportError:
     from proto import Device, PipeTransport, ProtocolError, SerialTransport, Transport
 
 REPO = Path(__file__).resolve().parent.parent
-BINARY_NAMES = {"host": "model_host", "mcu": "fw.elf"}
+BINARY_NAMES = {"host": "model_host", "mcu": "fw.elf", "rpi": "model_rpi", "jetson": "model_jetson"}
 QEMU = "qemu-system-riscv32"
+QEMU_AARCH64 = "qemu-aarch64"
+AARCH64_TARGETS = ("rpi", "jetson")
 
 
 def qemu_available() -> bool:
@@ -50,6 +59,8 @@ def open_device(build_dir_or_binary: str | Path, target: str, *, timeout: float 
     binary = resolve_binary(build_dir_or_binary, target)
     if target == "mcu":
         cm = _qemu_transport(binary)
+    elif target in AARCH64_TARGETS:
+        cm = _pipe_transport(binary, aarch64_command(binary))
     else:
         cm = _pipe_transport(binary)
     with cm as transport:
@@ -61,9 +72,9 @@ def open_device(build_dir_or_binary: str | Path, target: str, *, timeout: float 
 
 
 @contextlib.contextmanager
-def _pipe_transport(binary: Path) -> Iterator[Transport]:
-    proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            bufsize=0)
+def _pipe_transport(binary: Path, command: list[str] | None = None) -> Iterator[Transport]:
+    proc = subprocess.Popen(command or [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
     transport = PipeTransport(proc)
     try:
         yield transport
@@ -78,6 +89,25 @@ def _pipe_transport(binary: Path) -> Iterator[Transport]:
         proc.stderr.close()
         if proc.returncode != 0:
             raise ProtocolError(f"{binary.name} exited with {proc.returncode}: {err[-2000:]}")
+
+
+def qemu_aarch64_available() -> bool:
+    return shutil.which(QEMU_AARCH64) is not None
+
+
+def aarch64_command(binary: Path) -> list[str]:
+    """How to start an rpi/jetson binary here: $EDGEGRAD_AARCH64_RUN (e.g. ssh to the board),
+    natively on aarch64 Linux, else under qemu-aarch64 with the board's cpu."""
+    custom = os.environ.get("EDGEGRAD_AARCH64_RUN")
+    if custom:
+        return shlex.split(custom)
+    if platform.machine() in ("aarch64", "arm64") and platform.system() == "Linux":
+        return [str(binary)]
+    if not qemu_aarch64_available():
+        raise FileNotFoundError(f"{QEMU_AARCH64} not found (tools/setup.sh installs qemu-user)")
+    info = binary.parent / "firmware.json"
+    cpu = json.loads(info.read_text()).get("qemu_cpu", "max") if info.exists() else "max"
+    return [QEMU_AARCH64, "-cpu", cpu, str(binary)]
 
 
 def _load_qemu_module():

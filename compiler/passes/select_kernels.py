@@ -9,6 +9,13 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``tiled``: im2col/GEMM-blocked convolutions (runtime_c/eg_conv_tiled.c) for targets with
   caches and wide registers (host, rpi, jetson). The MCU keeps the direct reference kernels,
   whose zero workspace is what a 256 KiB SRAM wants.
+- ``rvv``: RISC-V vector (zve32f) variants of the convolutions and GEMM (runtime_c/rvv/), for an
+  mcu build whose extensions include zve32f. No scratch and no shape constraints: every call
+  the reference takes, the variant takes.
+- ``zvfh``: the fp16 casts of `--dtype fp16` (runtime_c/rvv/eg_f16_zvfh.c) with vfncvt/vfwcvt, for
+  an mcu build with zvfh.
+- ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
+  arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
 """
 
 from __future__ import annotations
@@ -19,7 +26,12 @@ from ..ir import Graph
 
 RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
 TILED_TARGETS = {"host", "rpi", "jetson"}
+NEON_TARGETS = {"rpi", "jetson"}
 CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
+GEMM_OPS = ("Gemm", "MatMul", "MatMulT")
+# ISA extensions an mcu build may list (CompileConfig.extensions, `--ext`), beyond rv32imafc.
+MCU_EXTENSIONS = ("zve32f", "zvl128b", "zfh", "zvfh")
+RVV_SOURCES = RUNTIME / "rvv"
 
 
 def tiled_available() -> bool:
@@ -48,7 +60,14 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
-def select_kernels(g: Graph, target: str) -> Graph:
+def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = ()) -> Graph:
+    if target == "mcu" and "zve32f" in extensions:
+        for n in g.nodes:
+            if n.op in CONV_KINDS or n.op in GEMM_OPS:
+                n.attrs["kernel"] = "rvv"
+            elif n.op in ("CastF16", "CastF32") and "zvfh" in extensions:
+                n.attrs["kernel"] = "zvfh"
+        return g
     if target not in TILED_TARGETS or not tiled_available():
         return g
     from ..kernels_tiled import conv_scratch_floats
@@ -64,4 +83,8 @@ def select_kernels(g: Graph, target: str) -> Graph:
             name = g.unique(f"{n.name}/scratch")
             g.add(name, (floats,), "f32", role="scratch")
             n.outputs.append(name)
+    if target in NEON_TARGETS and (RUNTIME / "neon" / "eg_neon.h").exists():
+        for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
+            if n.attrs.get("kernel") == "tiled":
+                n.attrs["kernel"] = "neon"
     return g

@@ -1,0 +1,120 @@
+"""lower_fp16: mixed precision for `--dtype fp16` — fp16 activations and gradients in the arena,
+fp32 compute and accumulation, fp32 master parameters, fp32 loss, dynamic loss scaling.
+
+Assumes: the training graph of build_training_graph (before select_kernels and plan_memory).
+Guarantees:
+
+* every activation and gradient the arena holds between kernels is ``f16`` (binary16 bits,
+  runtime_c/eg_f16.h), except the graph inputs and outputs (the host reads and writes them as
+  fp32), the loss node's outputs, and the parameter gradients the optimizer reads (fp32);
+* each kernel still sees fp32: a ``CastF32`` node widens an fp16 input into a short-lived fp32
+  buffer before the call and a ``CastF16`` node rounds its fp32 output into the fp16 tensor after
+  it (view ops such as Reshape keep the fp16 bytes and need no cast);
+* dynamic loss scaling: ``LossScale`` multiplies the loss gradient by 2^(log2_init + ls[0]) before
+  it is rounded to fp16; every parameter gradient goes through ``LossUnscale`` (divide, raise the
+  overflow flag ls[2] on any inf/NaN); the parameter updates move after all of them and run only
+  when the flag is clear (`skip_on_overflow`), so a step that overflows writes no parameter and no
+  optimizer state (the gradients are unscaled in place and live until the updates: the
+  price of all-or-nothing steps); ``LossScaleUpdate`` at the end halves the scale after an overflow and doubles it
+  after ``growth_interval`` clean steps. ls is the model state ``fp16/loss_scale`` [3], zero at start.
+"""
+
+from __future__ import annotations
+
+from ..errors import EdgegradError
+from ..ir import Graph, Node
+from ..ops import OPS
+
+UPDATE_OPS = ("SGDUpdate", "MomentumUpdate", "AdamUpdate")
+LOSS_OPS = ("SoftmaxCrossEntropy", "MSELoss")
+LOSS_SCALE_STATE = "fp16/loss_scale"
+
+
+def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Graph:
+    if not -24 <= log2_init <= 15:
+        raise EdgegradError(f"--loss-scale 2^{log2_init}: the initial loss scale must be 2^-24 .. 2^15")
+    n_fwd = g.meta.get("n_forward", len(g.nodes))
+    nodes = list(g.nodes)
+    loss_nodes = [n for n in nodes if n.op in LOSS_OPS]
+    updates = [n for n in nodes if n.op in UPDATE_OPS]
+    if len(loss_nodes) != 1:
+        raise EdgegradError(f"--dtype fp16: expected one loss node, found {len(loss_nodes)}")
+    loss_node = loss_nodes[0]
+
+    import numpy as np
+    g.add(LOSS_SCALE_STATE, (3,), "f32", role="state", data=np.zeros(3, np.float32))
+    g.meta.setdefault("state", []).append(LOSS_SCALE_STATE)
+    scale_attrs = {"log2_init": log2_init, "growth_interval": growth_interval}
+
+    # 1. loss scaling: the loss gradient is scaled in fp32, right after the loss node.
+    dl = loss_node.outputs[1]
+    dl_scaled = g.unique(f"{dl}/scaled")
+    g.add(dl_scaled, g.tensors[dl].shape, "f32", role="grad")
+    for n in nodes:
+        if n is not loss_node:
+            n.inputs = [dl_scaled if i == dl else i for i in n.inputs]
+    scale = Node("LossScale", [dl, LOSS_SCALE_STATE], [dl_scaled], dict(scale_attrs), f"{loss_node.name}/scale")
+    nodes.insert(nodes.index(loss_node) + 1, scale)
+
+    # 2. unscale + check every parameter gradient; the updates run last, guarded by the flag.
+    for u in updates:
+        nodes.remove(u)
+    tail = []
+    for u in updates:  # in place, like the updates themselves: no second copy of the gradient
+        tail.append(Node("LossUnscale", [u.inputs[1], LOSS_SCALE_STATE], [], dict(scale_attrs), f"{u.name}/unscale"))
+        u.attrs["skip_on_overflow"] = LOSS_SCALE_STATE
+    tail += updates
+    tail.append(Node("LossScaleUpdate", [LOSS_SCALE_STATE], [], dict(scale_attrs), "fp16/loss_scale/update"))
+    nodes += tail
+
+    # 3. which tensors live in fp16
+    keep32 = set(g.inputs) | set(g.outputs) | set(loss_node.outputs) | {dl_scaled}
+    keep32 |= {n.inputs[1] for n in updates}
+    half = {name for name, t in g.tensors.items()
+            if t.role in ("activation", "grad") and t.dtype == "f32" and name not in keep32}
+    # a view shares its input's bytes: both ends must agree on the dtype
+    changed = True
+    while changed:
+        changed = False
+        for n in nodes:
+            d = OPS.get(n.op)
+            if d is not None and d.view and n.outputs:
+                x, y = n.inputs[0], n.outputs[0]
+                if (x in half) != (y in half):
+                    half.discard(x)
+                    half.discard(y)
+                    changed = True
+
+    # 4. casts around every kernel that touches an fp16 tensor
+    out: list[Node] = []
+    new_n_fwd = 0
+    for idx, n in enumerate(nodes):
+        d = OPS.get(n.op)
+        before, after = [], []
+        if not (d is not None and d.view):
+            for k, i in enumerate(n.inputs):
+                if i in half:
+                    wide = g.unique(f"{i}/f32")
+                    g.add(wide, g.tensors[i].shape, "f32", role="activation")
+                    before.append(Node("CastF32", [i], [wide], {}, f"{n.name}/widen{k}"))
+                    n.inputs[k] = wide
+            for k, o in enumerate(n.outputs):
+                if o in half:
+                    wide = g.unique(f"{o}/f32")
+                    g.add(wide, g.tensors[o].shape, "f32", role="activation")
+                    after.append(Node("CastF16", [wide], [o], {}, f"{n.name}/round{k}"))
+                    n.outputs[k] = wide
+        if n.attrs.get("save"):
+            for c in before + after:
+                c.attrs["save"] = n.attrs["save"]
+        group = before + [n] + after
+        out += group
+        if idx < n_fwd:
+            new_n_fwd += len(group)
+    for name in half:
+        g.tensors[name].dtype = "f16"
+    g.nodes = out
+    g.meta["n_forward"] = new_n_fwd
+    g.meta["fp16"] = {"log2_init": log2_init, "growth_interval": growth_interval, "state": LOSS_SCALE_STATE,
+                      "f16_tensors": len(half)}
+    return g
