@@ -457,11 +457,11 @@ class Lowerer:
     def op_AdamUpdate(self, n, w, g, m, v):
         a = n.attrs
         return (f"adam_f32({self.p(w)}, {self.p(m)}, {self.p(v)}, {self.p(g)}, {self._block(n)}, {cfloat(a['lr'])}, "
-                f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_b1t, "
-                f"1.0f - eg_adam_b2t);")
+                f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_bt[0], "
+                f"1.0f - eg_adam_bt[1]);")
 
     def op_AdamStep(self, n):
-        return [f"eg_adam_b1t *= {cfloat(n.attrs['beta1'])};", f"eg_adam_b2t *= {cfloat(n.attrs['beta2'])};"]
+        return [f"eg_adam_bt[0] *= {cfloat(n.attrs['beta1'])};", f"eg_adam_bt[1] *= {cfloat(n.attrs['beta2'])};"]
 
 
     # --- fp16 storage and loss scaling (passes/lower_fp16.py, runtime_c/eg_f16.h)
