@@ -81,7 +81,8 @@ def cmd_inspect(a) -> int:
 def cmd_plan(a) -> int:
     from .plan import run_plan
     run_plan(a.model, a.budget_sram, a.output, data=a.data, target=a.target, optimizer=a.optimizer,
-             flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape))
+             flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape),
+             gain=a.gain, lr=a.lr)
     return 0
 
 
@@ -284,12 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="search the sparse update scheme with the most expected gain for an SRAM budget",
                         description="Score every layer's candidates (frozen, bias, leading 1/8..1 of the output "
-                                    "channels, or 1/8..1/2 of the input channels) by the first-order loss decrease "
-                                    "||mean grad||^2 measured with the numpy interpreter on calibration samples, "
-                                    "predict each scheme's mcu SRAM exactly as compile does, pick greedily by gain "
-                                    "per byte, and write the scheme as JSON for compile --update.",
+                                    "channels, or 1/8..1/2 of the input channels): with --data, by a short "
+                                    "fine-tuning run of each candidate with the numpy interpreter and the loss "
+                                    "decrease on held-back samples (TTE's contribution analysis); without, by the "
+                                    "first-order proxy ||mean grad||^2. Predict each scheme's mcu SRAM exactly as "
+                                    "compile does, pick greedily by gain per byte (from several starts), and write "
+                                    "the scheme as JSON for compile --update.",
                         epilog="examples:\n  edgegrad plan models/onnx/resnet8.onnx --budget-sram 256K -o scheme.json\n"
                                "  edgegrad plan model.onnx --budget-sram 512K --data calib.npz -o scheme.json\n"
+                               "  edgegrad plan models/onnx/cnn_fashion_pre.onnx --budget-sram 96K --data calib.npz --gain "
+                               "measured --steps 32 --lr 0.005 -o scheme.json\n"
                                "  edgegrad compile model.onnx --target mcu --update scheme.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.add_argument("model", help="the ONNX model")
@@ -300,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--target", default="mcu", choices=["mcu"])
     pl.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"],
                     help="optimizer the scheme will be compiled with (its state counts in SRAM)")
-    pl.add_argument("--steps", type=int, default=16, help="calibration samples for the gradient scores (default 16)")
+    pl.add_argument("--steps", type=int, default=16,
+                    help="calibration samples for the gradient scores, and fine-tuning steps per candidate "
+                         "with --gain measured (default 16)")
+    pl.add_argument("--gain", choices=["proxy", "measured"],
+                    help="measured: short fine-tuning runs per candidate on --data (default with --data); "
+                         "proxy: first-order gradient score (default without)")
+    pl.add_argument("--lr", type=float, default=0.01, help="lr of the measured fine-tuning runs (default 0.01)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")

@@ -37,6 +37,17 @@ def _words(a: np.ndarray, per_line: int = 8) -> list[str]:
 _INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8)}
 
 
+# eg_buffer_t.kind and .dtype (compiler/templates/model.h.j2)
+KIND_INPUT, KIND_OUTPUT, KIND_FROZEN, KIND_PARAM, KIND_STATE, KIND_TARGET = range(6)
+DTYPE_CODES = {"f32": 0, "f16": 1, "s8": 2, "i32": 3, "u8": 4, "i64": 5}
+ADAM_STATE = "adam.bias_correction"  # [beta1^t, beta2^t]: optimizer state a checkpoint must carry
+
+
+def _buffer(name: str, ptr: str, nbytes: int, kind: int, dtype: str) -> dict:
+    """One eg_buffers[] row: what the protocol (and a checkpoint) can reach, with its element type."""
+    return {"name": name, "ptr": ptr, "bytes": nbytes, "kind": kind, "dtype": DTYPE_CODES[dtype]}
+
+
 def _ints(a: np.ndarray, dtype: str) -> list[str]:
     per_line = _INT_CTYPES[dtype][1]
     v = np.asarray(a).reshape(-1).astype(np.int64)
@@ -92,21 +103,23 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
     target = g.tensors.get("target")
     buffers = []
     for name in g.inputs:
-        buffers.append({"name": name, "ptr": symbols[name], "bytes": g.tensors[name].nbytes, "kind": 0})
+        buffers.append(_buffer(name, symbols[name], g.tensors[name].nbytes, KIND_INPUT, g.tensors[name].dtype))
     for name in g.outputs:
-        buffers.append({"name": name, "ptr": symbols[name], "bytes": g.tensors[name].nbytes, "kind": 1})
+        buffers.append(_buffer(name, symbols[name], g.tensors[name].nbytes, KIND_OUTPUT, g.tensors[name].dtype))
     for p in params:
         if p["role"] == "param":
-            buffers.append({"name": p["name"], "ptr": f"(void *){p['ident']}.f", "bytes": 4 * p["size"],
-                            "kind": 3 if p["trainable"] else 2})
+            buffers.append(_buffer(p["name"], f"(void *){p['ident']}.f", 4 * p["size"],
+                                   KIND_PARAM if p["trainable"] else KIND_FROZEN, "f32"))
     for p in int_params:
         if p["role"] == "param":
-            buffers.append({"name": p["name"], "ptr": f"(void *){p['ident']}", "bytes": p["bytes"],
-                            "kind": 3 if p["trainable"] else 2})
+            buffers.append(_buffer(p["name"], f"(void *){p['ident']}", p["bytes"],
+                                   KIND_PARAM if p["trainable"] else KIND_FROZEN, g.tensors[p["name"]].dtype))
     for s in states:
-        buffers.append({"name": s["name"], "ptr": s["ident"], "bytes": 4 * s["size"], "kind": 4})
+        buffers.append(_buffer(s["name"], s["ident"], 4 * s["size"], KIND_STATE, "f32"))
+    if any(n.op == "AdamStep" for n in g.nodes):
+        buffers.append(_buffer(ADAM_STATE, "eg_adam_bt", 8, KIND_STATE, "f32"))
     if target is not None:
-        buffers.append({"name": "target", "ptr": "eg_target", "bytes": target.nbytes, "kind": 5})
+        buffers.append(_buffer("target", "eg_target", target.nbytes, KIND_TARGET, target.dtype))
     cfg = g.meta.get("config")
     ctx = dict(
         model_name=model_name, version=__version__, source=source, scheme_summary=scheme_summary,

@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 
 from . import __version__
-from .codegen import TEMPLATES, _words
+from .codegen import ADAM_STATE, KIND_FROZEN, KIND_PARAM, KIND_STATE, KIND_TARGET, TEMPLATES, _buffer, _words
 from .errors import UnsupportedModelError
 from .ir import Graph
 from .lower import c_ident, lower_calls
@@ -116,12 +116,14 @@ def emit_cuda(g: Graph, trainable: set[str], model_name: str, source: str, schem
     if missing:
         raise UnsupportedModelError(f"no CUDA kernel yet for: {', '.join(sorted(missing))}")
 
-    buffers = [{"name": b["name"], "ptr": b["ident"], "bytes": 4 * b["size"], "kind": b["kind"]} for b in io]
-    buffers += [{"name": p["name"], "ptr": f"(void *){p['ident']}.f", "bytes": 4 * p["size"],
-                 "kind": 3 if p["trainable"] else 2} for p in params if p["role"] == "param"]
-    buffers += [{"name": s["name"], "ptr": s["ident"], "bytes": 4 * s["size"], "kind": 4} for s in states]
+    buffers = [_buffer(b["name"], b["ident"], 4 * b["size"], b["kind"], "f32") for b in io]
+    buffers += [_buffer(p["name"], f"(void *){p['ident']}.f", 4 * p["size"], KIND_PARAM if p["trainable"] else KIND_FROZEN,
+                        "f32") for p in params if p["role"] == "param"]
+    buffers += [_buffer(s["name"], s["ident"], 4 * s["size"], KIND_STATE, "f32") for s in states]
+    if any(n.op == "AdamStep" for n in g.nodes):
+        buffers.append(_buffer(ADAM_STATE, "eg_adam_bt", 8, KIND_STATE, "f32"))
     if target is not None:
-        buffers.append({"name": "target", "ptr": "eg_target", "bytes": target.nbytes, "kind": 5})
+        buffers.append(_buffer("target", "eg_target", target.nbytes, KIND_TARGET, target.dtype))
 
     def copy(dev: int, host: str, nbytes: int) -> dict:
         return {"dev": dev, "host": host, "bytes": nbytes}

@@ -246,8 +246,8 @@ class Lowerer:
     def op_Clip(self, n, x):
         return self._unary(n, "clip_f32_fw", x, extra=(n.attrs["lo"], n.attrs["hi"]))
 
-    def op_ClipGrad(self, n, dy, x):
-        return self._unary(n, "clip_f32_bw", dy, x, extra=(n.attrs["lo"], n.attrs["hi"]))
+    def op_ClipGrad(self, n, dy, y):
+        return self._unary(n, "clip_f32_bw", dy, y, extra=(n.attrs["lo"], n.attrs["hi"]))
 
     def op_LeakyRelu(self, n, x):
         return self._unary(n, "leakyrelu_f32_fw", x, extra=(n.attrs.get("alpha", 0.01),))
@@ -457,11 +457,11 @@ class Lowerer:
     def op_AdamUpdate(self, n, w, g, m, v):
         a = n.attrs
         return (f"adam_f32({self.p(w)}, {self.p(m)}, {self.p(v)}, {self.p(g)}, {self._block(n)}, {cfloat(a['lr'])}, "
-                f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_b1t, "
-                f"1.0f - eg_adam_b2t);")
+                f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_bt[0], "
+                f"1.0f - eg_adam_bt[1]);")
 
     def op_AdamStep(self, n):
-        return [f"eg_adam_b1t *= {cfloat(n.attrs['beta1'])};", f"eg_adam_b2t *= {cfloat(n.attrs['beta2'])};"]
+        return [f"eg_adam_bt[0] *= {cfloat(n.attrs['beta1'])};", f"eg_adam_bt[1] *= {cfloat(n.attrs['beta2'])};"]
 
 
     # --- fp16 storage and loss scaling (passes/lower_fp16.py, runtime_c/eg_f16.h)

@@ -401,16 +401,22 @@ def clip_ref(node, x):
 
 
 @op("ClipGrad", inplace=True)
-def clip_grad_ref(node, dy, x):
-    """dx = dy where lo <= x <= hi (torch.clamp's rule)"""
-    return _f32(np.where((x >= node.attrs["lo"]) & (x <= node.attrs["hi"]), dy, 0))
+def clip_grad_ref(node, dy, y):
+    """dx = dy where lo < y < hi (from the output; = lo < x < hi, torch's hardtanh_backward)"""
+    return _f32(np.where((y > node.attrs["lo"]) & (y < node.attrs["hi"]), dy, 0))
 
 
 @grad("Clip")
 def clip_grad(node, dys, need, gb):
-    """y = min(max(x, lo), hi);  dx = dy * (lo <= x <= hi)"""
+    """y = min(max(x, lo), hi);  dx = dy * (lo < y < hi)
+
+    The mask is read from the output, so the backward keeps y (which the next layer's weight
+    gradient keeps anyway) and not x, and Clip can run in place. lo < y < hi holds exactly when
+    lo < x < hi: strict at the kinks, as torch's hardtanh_backward (what F.relu6 / nn.ReLU6,
+    exported as Clip, train with); torch.clamp's backward would pass the gradient at x == lo or
+    hi, which no function of y can tell from x < lo."""
     lo, hi = gb.clip_bounds(node)
-    return [gb.emit("ClipGrad", [dys[0], node.inputs[0]], {"lo": lo, "hi": hi}) if need[0] else None, None, None]
+    return [gb.emit("ClipGrad", [dys[0], node.outputs[0]], {"lo": lo, "hi": hi}) if need[0] else None, None, None]
 
 
 @op("LeakyRelu", inplace=True)

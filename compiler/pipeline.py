@@ -1,6 +1,6 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> select_kernels -> plan_memory
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels -> plan_memory
     -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
@@ -32,6 +32,7 @@ from .passes.plan_memory import plan_memory
 from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
+from .passes.recompute import recompute
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
@@ -60,6 +61,7 @@ class CompileConfig:
     dump_after: str | None = None
     build: bool = True
     quiet: bool = False
+    recompute: bool | None = None  # recompute kept activations in the backward when it lowers the peak; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
     loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
@@ -132,6 +134,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         ("fold_frozen", lambda g: fold_frozen(g, trainable)),
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
     if cfg.dtype == "fp16":
         steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
@@ -185,6 +188,13 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
             shutil.rmtree(tmp, ignore_errors=True)
     log(f"[edgegrad] {summary}; arena {plan.arena_bytes} B (lower bound {plan.lower_bound} B) -> {out_dir}")
     return Compiled(g, updates, out_dir, out_dir / info["binary"] if cfg.build else None, info)
+
+
+def use_recompute(cfg: CompileConfig) -> bool:
+    """fp32 only for now (fp16 and int8 rewrite the graph after it, untested together); mcu by default."""
+    if cfg.dtype != "fp32":
+        return False
+    return cfg.target == "mcu" if cfg.recompute is None else cfg.recompute
 
 
 def _check_extensions(cfg: CompileConfig) -> None:

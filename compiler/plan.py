@@ -7,7 +7,7 @@ Conv/Gemm/MatMul weights with more than one input channel also the leading share
 of the input channels ``{"in": f}`` (plus the bias).
 
 Memory of a scheme (exact, not a model): the pipeline's own passes fold_frozen ->
-fold_batchnorm -> build_training_graph -> select_kernels(target) -> plan_memory, then
+fold_batchnorm -> build_training_graph -> recompute -> select_kernels(target) -> plan_memory, then
 ``memory.predict(...)["sram_total"]`` (arena + trainable params + optimizer state + stack +
 runtime), i.e. the number ``compile --target mcu`` checks. Cached per scheme. The empty scheme
 is the inference-only plan of the forward graph.
@@ -27,10 +27,23 @@ the direction consistent across samples, i.e. what a stream of batch-1 steps acc
 Without ``--data`` the samples are random N(0,1) inputs with random labels: the scores then
 only say where gradient mass flows, and the output says so.
 
+Measured gain (``--gain measured``, the default with ``--data``): TTE's contribution analysis
+on the host, no torch. The 2*steps calibration samples are split in halves; each candidate alone
+is fine-tuned for ``steps`` batch-1 steps on the first half at ``--lr`` (the numpy Interpreter
+running the pipeline's own training graph for that scheme) and scored by the decrease of the
+cross-entropy on the second half. Gains are then summed across layers as if independent, which
+overstates overlapping layers; so each final scheme of the search is itself fine-tuned and
+measured, and the best measured one wins. On the Fashion-MNIST class-incremental task the
+first-order proxy picks the convolutions' weights and the classifier's bias (cheap per byte)
+and learns nothing of the new classes; the measured gain picks the classifier
+(``python -m edgegrad.tools.sparsebench``).
+
 Search: greedy by gain per byte. From the empty scheme, repeatedly evaluate, for every layer,
 each candidate that scores higher than the layer's current choice; a candidate over budget is
 dropped for good (memory grows with the scheme); take the best (gain delta)/(SRAM delta) and
-repeat until nothing fits. A final feasibility check re-predicts the written scheme from its
+repeat until nothing fits. As a 0/1 knapsack greedy can be crowded out of one large valuable
+item by cheap ones, the greedy also starts from each of the best ``seeds`` single candidates,
+and the best final scheme is kept. A final feasibility check re-predicts the written scheme from its
 JSON through ``parse_scheme``.
 """
 
@@ -57,6 +70,7 @@ from .memory import _kib, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
+from .passes.recompute import recompute
 from .passes.select_kernels import select_kernels
 from .scheme import Update, input_axis, layers, parse_scheme
 
@@ -87,6 +101,7 @@ class Plan:
     evaluations: int
     seconds: float
     base_sram: int = 0
+    gain: str = "proxy"  # how scores were obtained: proxy or measured
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,8 +113,10 @@ def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, tar
     """The pipeline's training graph for ``updates`` (a fresh copy of the forward graph g0)."""
     g = copy.deepcopy(g0)
     trainable = set(updates)
-    g = fold_batchnorm(fold_frozen(g, trainable), trainable)
-    return select_kernels(build_training_graph(g, updates, tcfg), target)
+    g = build_training_graph(fold_batchnorm(fold_frozen(g, trainable), trainable), updates, tcfg)
+    if target == "mcu":  # the pipeline's default (CompileConfig.recompute)
+        g = recompute(g)
+    return select_kernels(g, target)
 
 
 class MemoryModel:
@@ -207,11 +224,82 @@ def _updates(choice: dict[str, Candidate]) -> dict[str, Update]:
     return {t: Update(axis, f) for c in choice.values() for t, axis, f in c.updates}
 
 
+def _val_loss(it: Interpreter, samples: list, loss: str) -> float:
+    """Mean loss of the interpreter's current weights on held-back samples (no update)."""
+    total = 0.0
+    for x, y in samples:
+        z = it.infer([x])[0].reshape(-1).astype(np.float64)
+        if loss == "cross_entropy":
+            z = z - z.max()
+            total += float(np.log(np.exp(z).sum()) - z[int(np.asarray(y).reshape(-1)[0])])
+        else:
+            total += float(np.mean((z - np.asarray(y, np.float64).reshape(-1)) ** 2))
+    return total / max(1, len(samples))
+
+
+class FineTuner:
+    """TTE's contribution analysis on the host, without torch: fine-tune a scheme for a few
+    batch-1 steps with the numpy Interpreter of the pipeline's own training graph, and measure the
+    decrease of the loss on held-back calibration samples. Cached per scheme."""
+
+    def __init__(self, g0: Graph, tcfg: TrainConfig, train: list, val: list):
+        self.g0, self.tcfg, self.train, self.val = g0, tcfg, train, val
+        self.base = _val_loss(Interpreter(copy.deepcopy(g0)), val, tcfg.loss)
+        self.cache: dict[tuple, float] = {}
+
+    def gain(self, updates: dict[str, Update]) -> float:
+        key = tuple(sorted((t, u.axis, u.fraction) for t, u in updates.items()))
+        if key not in self.cache:
+            if not updates:
+                self.cache[key] = 0.0
+            else:
+                it = Interpreter(training_graph(self.g0, updates, self.tcfg, "host"))
+                for x, y in self.train:
+                    it.train_step([x], y)
+                self.cache[key] = self.base - _val_loss(it, self.val, self.tcfg.loss)
+        return self.cache[key]
+
+
+def _greedy(cands, choice: dict[str, Candidate], mem: MemoryModel, fits) -> tuple[dict[str, Candidate], dict]:
+    """Lazy greedy (CELF) by score per SRAM byte from ``choice``: a candidate's ratio, measured
+    against an older scheme, is re-measured only when it reaches the top of the heap; it is taken
+    when its ratio is current. A candidate over budget is dropped for good (memory only grows)."""
+    choice = dict(choice)
+    cur = mem.predict(_updates(choice))
+    version = 0
+    heap = [(-float("inf"), i, j, -1) for i, (_, cs) in enumerate(cands) for j in range(1, len(cs))]
+    heapq.heapify(heap)
+    while heap:
+        _, i, j, ver = heapq.heappop(heap)
+        name, c = cands[i][0], cands[i][1][j]
+        if c.score <= choice[name].score:
+            continue  # no better than what the layer already has
+        trial = dict(choice)
+        trial[name] = c
+        p = mem.predict(_updates(trial))
+        if not fits(p):
+            continue
+        if ver != version:
+            ratio = (c.score - choice[name].score) / max(p["sram_total"] - cur["sram_total"], 1)
+            heapq.heappush(heap, (-ratio, i, j, version))
+            continue
+        choice[name], cur, version = c, p, version + 1
+    return choice, cur
+
+
 def search(model: str | Path, budget: int, data: str | Path | None = None, target: str = "mcu",
            optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
-           input_shapes: dict | None = None, log=None) -> Plan:
+           input_shapes: dict | None = None, log=None, gain: str | None = None, lr: float = 0.01,
+           seeds: int = 4) -> Plan:
+    """Search the scheme; ``gain``: "measured" (short fine-tuning runs, needs data; the default
+    with data) or "proxy" (first-order, the default without data)."""
     if target != "mcu":
         raise EdgegradError(f"edgegrad plan predicts SRAM for the mcu target only, not {target!r}")
+    gain = gain or ("proxy" if data is None else "measured")
+    if gain not in ("proxy", "measured"):
+        raise EdgegradError(f"--gain must be proxy or measured, not {gain!r}")
+    if gain == "measured" and data is None:
+        raise EdgegradError("--gain measured fine-tunes on calibration data: give --data calib.npz")
     t0 = time.time()
     log = log or (lambda *a: None)
     g0 = import_onnx(load_onnx(model), input_shapes or {})
@@ -229,44 +317,57 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
                           f"{_kib(budget)}, flash {_kib(cur['flash_total'])} vs budget {_kib(flash_budget)}: "
                           f"no update scheme can fit; use a smaller input or model, or larger --budget-sram/"
                           f"--budget-flash")
-    samples, proxy = load_calibration(data, g0, steps, seed)
+    samples, proxy = load_calibration(data, g0, steps if gain == "proxy" else 2 * steps, seed)
     log(f"[plan] gradients over {len(samples)} {'random' if proxy else 'calibration'} samples")
     G = gradient_scores(g0, samples, tcfg)
     score_all = sum(float(np.sum(v ** 2)) for v in G.values()) or 1.0
     cands = candidates(g0, G)
-    choice = {name: cs[0] for name, cs in cands}
-    cur_score = 0.0
-    # Lazy greedy (CELF): a candidate's ratio, measured against an older scheme, is re-measured
-    # only when it reaches the top of the heap; it is taken when its ratio is current.
-    version = 0
-    heap = [(-float("inf"), i, j, -1) for i, (_, cs) in enumerate(cands) for j in range(1, len(cs))]
-    heapq.heapify(heap)
-    while heap:
-        _, i, j, ver = heapq.heappop(heap)
-        name, c = cands[i][0], cands[i][1][j]
-        if c.score <= choice[name].score:
-            continue  # no better than what the layer already has
-        trial = dict(choice)
-        trial[name] = c
-        p = mem.predict(_updates(trial))
-        if not fits(p):
-            continue  # memory only grows with the scheme: never again
-        if ver != version:
-            ratio = (c.score - choice[name].score) / max(p["sram_total"] - cur["sram_total"], 1)
-            heapq.heappush(heap, (-ratio, i, j, version))
+    tuner = None
+    if gain == "measured":
+        # Contribution analysis: each candidate alone, fine-tuned on the first half of the
+        # samples at the scheme's lr, scored by the loss decrease on the second half.
+        half = len(samples) // 2
+        tuner = FineTuner(g0, TrainConfig(loss=tcfg.loss, optimizer=optimizer, lr=lr), samples[:half],
+                          samples[half:])
+        n = sum(len(cs) - 1 for _, cs in cands)
+        log(f"[plan] contribution analysis: {n} candidates x {half} fine-tuning steps (lr {lr}), "
+            f"validation loss {tuner.base:.4f} before")
+        cands = [(name, [cs[0]] + [Candidate(c.label, c.updates, tuner.gain(_updates({name: c})))
+                                   for c in cs[1:]]) for name, cs in cands]
+        score_all = tuner.gain(parse_scheme("all", g0)) or 1.0
+    # Greedy by gain per byte can be fooled by a large item (the classifier) that is worth more
+    # than the cheap items that crowd it out (0/1 knapsack): start the greedy from the empty
+    # scheme and from each of the best single candidates, and keep the best final scheme.
+    starts = [{}]
+    singles = sorted(((c.score, i, j) for i, (_, cs) in enumerate(cands) for j, c in enumerate(cs) if j),
+                     reverse=True)
+    for _, i, j in singles:
+        if len(starts) > seeds:
+            break
+        if cands[i][1][j].score > 0 and fits(mem.predict(_updates({cands[i][0]: cands[i][1][j]}))):
+            starts.append({cands[i][0]: cands[i][1][j]})
+    best = None
+    for start in starts:
+        choice0 = {name: start.get(name, cs[0]) for name, cs in cands}
+        choice, p = _greedy(cands, choice0, mem, fits)
+        ups = _updates(choice)
+        if not ups:
             continue
-        choice[name], cur, version = c, p, version + 1
-        cur_score = sum(c.score for c in choice.values())
-        log(f"[plan] + {name} {c.label}: score {100 * cur_score / score_all:.1f}%, "
-            f"SRAM {_kib(cur['sram_total'])}")
+        total = tuner.gain(ups) if tuner else sum(c.score for c in choice.values())
+        log(f"[plan] greedy from {'empty' if not start else next(iter(start.values())).label + ' ' + next(iter(start))}"
+            f": {len(ups)} tensors, SRAM {_kib(p['sram_total'])}, {'measured' if tuner else 'proxy'} gain "
+            f"{100 * total / score_all:.1f}%")
+        if best is None or total > best[0]:
+            best = (total, choice, p)
+    if best is None:
+        raise BudgetError(f"{Path(model).name}: no parameter can be trained within {_kib(budget)} SRAM "
+                          f"(inference alone needs {_kib(base)}; the cheapest training scheme does not fit)")
+    cur_score, choice, cur = best
     scheme = {}
     for c in choice.values():
         scheme.update(c.json())
-    if not scheme:
-        raise BudgetError(f"{Path(model).name}: no parameter can be trained within {_kib(budget)} SRAM "
-                          f"(inference alone needs {_kib(base)}; the cheapest training scheme does not fit)")
     return Plan(scheme, [(n, choice[n]) for n, _ in cands], cur, cur_score, score_all, budget, proxy,
-                len(mem.cache), time.time() - t0, base_sram=base)
+                len(mem.cache), time.time() - t0, base_sram=base, gain=gain)
 
 
 def write_scheme(scheme: dict, path: str | Path) -> None:
@@ -296,8 +397,8 @@ def verify(model: str | Path, scheme_path: str | Path, budget: int, optimizer: s
 
 
 def report(plan: Plan, model: str | Path) -> str:
-    lines = [f"{Path(model).name}: update plan for SRAM budget {_kib(plan.budget)} "
-             f"({plan.evaluations} schemes evaluated in {plan.seconds:.1f} s)"]
+    lines = [(f"{Path(model).name}: update plan for SRAM budget {_kib(plan.budget)} "
+              f"({plan.evaluations} schemes evaluated in {plan.seconds:.1f} s)")]
     if plan.proxy:
         lines.append("NOTE: no --data given: gains are a proxy from random inputs and labels "
                      "(where gradient mass flows, not measured accuracy)")
@@ -314,16 +415,21 @@ def report(plan: Plan, model: str | Path) -> str:
     lines.append(f"predicted peak SRAM {_kib(p['sram_total'])} ({p['sram_total']} B) <= budget {_kib(plan.budget)}"
                  f" ({plan.budget} B): " + ", ".join(f"{k} {_kib(v)}" for k, v in p["sram"].items() if v))
     lines.append(f"inference alone: {_kib(plan.base_sram)}; flash {_kib(p['flash_total'])}")
-    lines.append(f"score: {plan.score:.4g} = {100 * plan.score / plan.score_all:.1f}% of the full-update "
-                 f"first-order gain sum ||mean grad||^2 ({plan.score_all:.4g})")
+    if plan.gain == "measured":
+        lines.append(f"measured gain: validation loss decrease {plan.score:.4g} after the short fine-tuning run = "
+                     f"{100 * plan.score / plan.score_all:.1f}% of the full update's ({plan.score_all:.4g})")
+    else:
+        lines.append(f"score: {plan.score:.4g} = {100 * plan.score / plan.score_all:.1f}% of the full-update "
+                     f"first-order gain sum ||mean grad||^2 ({plan.score_all:.4g})")
     return "\n".join(lines)
 
 
 def run_plan(model: str, budget: int, out: str, data: str | None = None, target: str = "mcu",
              optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
-             input_shapes: dict | None = None, quiet: bool = False) -> Plan:
+             input_shapes: dict | None = None, quiet: bool = False, gain: str | None = None,
+             lr: float = 0.01) -> Plan:
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-    plan = search(model, budget, data, target, optimizer, flash_budget, steps, seed, input_shapes, log)
+    plan = search(model, budget, data, target, optimizer, flash_budget, steps, seed, input_shapes, log, gain, lr)
     write_scheme(plan.scheme, out)
     plan.predicted = verify(model, out, budget, optimizer, input_shapes)
     print(report(plan, model))

@@ -98,12 +98,14 @@ void clip_f32_fw(float *y, const float *x, int n, float lo, float hi)
     }
 }
 
-void clip_f32_bw(float *dx, const float *dy, const float *x, int n,
+void clip_f32_bw(float *dx, const float *dy, const float *y, int n,
                  float lo, float hi)
 {
-    /* forward: y = min(max(x, lo), hi); dL/dx = dy * [lo <= x <= hi] (torch.clamp) */
+    /* forward: y = min(max(x, lo), hi); dL/dx = dy * [lo < x < hi], read from the output:
+     * lo < y < hi exactly when lo < x < hi. Strict at the kinks, as torch's hardtanh_backward
+     * (F.relu6, nn.Hardtanh); the input x need not be kept, so Clip can run in place. */
     for (int i = 0; i < n; i++)
-        dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : 0.0f;
+        dx[i] = (y[i] > lo && y[i] < hi) ? dy[i] : 0.0f;
 }
 
 void leakyrelu_f32_fw(float *y, const float *x, int n, float alpha)

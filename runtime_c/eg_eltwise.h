@@ -29,7 +29,7 @@ void accumulate_f32(float *y, const float *x, int n); /* y += x */
 void relu_f32_fw(float *y, const float *x, int n);
 void relu_f32_bw(float *dx, const float *dy, const float *y, int n);
 void clip_f32_fw(float *y, const float *x, int n, float lo, float hi);
-void clip_f32_bw(float *dx, const float *dy, const float *x, int n,
+void clip_f32_bw(float *dx, const float *dy, const float *y, int n,
                  float lo, float hi);
 void leakyrelu_f32_fw(float *y, const float *x, int n, float alpha);
 void leakyrelu_f32_bw(float *dx, const float *dy, const float *x, int n,

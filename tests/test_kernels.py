@@ -382,9 +382,11 @@ def test_relu(k, g, rng):
 def test_clip(k, g, rng, lo, hi):
     x = f32([lo - 1, lo, 0.5 * (lo + hi), hi, hi + 1])
     dx = g.out(5)
-    k.clip_f32_bw(dx, f32([1, 1, 1, 1, 1]), x, 5, lo, hi)
-    close(dx, [0, 1, 1, 1, 0], rtol=0, atol=0)  # inclusive at both ends, as torch.clamp
-    act_check(k, g, "clip", with_kinks(rng, [lo, hi]), lambda v: torch.clamp(v, lo, hi), (lo, hi))
+    y = g.out(5)
+    k.clip_f32_fw(y, x, 5, lo, hi)
+    k.clip_f32_bw(dx, f32([1, 1, 1, 1, 1]), y, 5, lo, hi)
+    close(dx, [0, 0, 1, 0, 0], rtol=0, atol=0)  # strict at both ends, from y: torch's hardtanh_backward
+    act_check(k, g, "clip", with_kinks(rng, [lo, hi]), lambda v: F.hardtanh(v, lo, hi), (lo, hi), bw_from="y")
 
 
 @pytest.mark.parametrize("alpha", [0.01, 0.2, -0.5])

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from edgegrad.autodiff import TrainConfig
 from edgegrad.cli import main
 from edgegrad.errors import BudgetError
 from edgegrad.frontend import import_onnx, load_onnx
 from edgegrad.inspect import saved_activations
 from edgegrad.pipeline import CompileConfig, compile_model
 from edgegrad.plan import MemoryModel, run_plan, training_graph
-from edgegrad.autodiff import TrainConfig
 from edgegrad.scheme import Update, parse_scheme
 from edgegrad.timeline import model_timeline
 
@@ -71,7 +70,7 @@ def test_inspect_memory_png_and_peak(planned, tmp_path, capsys):
     out = capsys.readouterr().out
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
     assert "fits" in out
-    g, plan, tl = model_timeline(RESNET8, str(planned))
+    _g, plan, tl = model_timeline(RESNET8, str(planned))
     assert tl["peak"] == plan.lower_bound
     assert f"peak live {plan.lower_bound} B" in out
     assert max(r["high_water"] for r in tl["rows"]) == plan.arena_bytes
@@ -89,3 +88,49 @@ def test_in_share_shrinks_saved_activation():
         return sum(saved_activations(g).values())
 
     assert saved(0.25) < saved(1.0)
+
+
+@pytest.mark.qemu
+def test_planned_scheme_trains_in_qemu(planned, tmp_path):
+    """The scheme planned for 256 KiB builds for the mcu within it, boots in QEMU and trains: every
+    trained tensor matches PyTorch after 2 steps (fp32 rtol 1e-4 / atol 1e-5)."""
+    from egtest import FP32_ATOL, FP32_RTOL, compile_host, train_build
+    from torch_ref import TorchModel
+
+    build = compile_host(RESNET8, tmp_path / "b", update=str(planned), lr=0.05, target="mcu", sram_budget=BUDGET)
+    sections = json.loads((build / "build.json").read_text())["sections"]
+    assert sections["sram_used"] <= BUDGET
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(2)]
+    ys = [3, 7]
+    losses, trained, _ = train_build(build, xs, ys)
+    g0 = import_onnx(load_onnx(RESNET8), {})
+    ups = parse_scheme(str(planned), g0)
+    slices = {p: (u.axis, u.rows(g0.tensors[p].shape)) for p, u in ups.items()}
+    ref_losses, ref = TorchModel(g0, list(ups)).train(xs, ys, lr=0.05, slices=slices)
+    np.testing.assert_allclose(losses, ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
+    for p in ups:
+        np.testing.assert_allclose(trained[p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)
+
+
+def test_measured_gain_learns_new_classes(tmp_path):
+    """Class-incremental Fashion-MNIST (cnn_fashion_pre never saw classes 8, 9): the first-order proxy
+    prefers cheap convolution weights and the classifier's bias, which cannot separate new classes;
+    the measured contribution analysis (short fine-tuning runs) picks the classifier's weight
+    (tools/sparsebench.py measures the accuracy of both)."""
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from models.datasets import fashion_mnist
+    try:
+        x, y = fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST not installed (tools/setup.sh)")
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(y >= 8))[:32], rng.permutation(np.flatnonzero(y < 8))[:32]])
+    idx = rng.permutation(idx)
+    np.savez(tmp_path / "calib.npz", x=x[idx], y=y[idx])
+    model = ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx"
+    measured = run_plan(str(model), 96 * 1024, str(tmp_path / "m.json"), data=str(tmp_path / "calib.npz"),
+                        steps=32, lr=0.005, quiet=True)
+    assert measured.gain == "measured" and "7.weight" in measured.scheme
+    assert measured.predicted["sram_total"] <= 96 * 1024 and measured.score > 0

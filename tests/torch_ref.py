@@ -71,7 +71,9 @@ def run_op(n, v):
         return {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](x[0], x[1])
     if op == "Relu":
         return F.relu(x[0])
-    if op == "Clip":
+    if op == "Clip":  # nn.ReLU6 / F.hardtanh: the gradient is 0 at the kinks (torch.clamp's passes it)
+        if a["lo"] <= a["hi"]:
+            return F.hardtanh(x[0], float(a["lo"]), float(a["hi"]))
         return torch.clamp(x[0], a["lo"] if np.isfinite(a["lo"]) else None, a["hi"] if np.isfinite(a["hi"]) else None)
     if op == "LeakyRelu":
         return F.leaky_relu(x[0], a.get("alpha", 0.01))

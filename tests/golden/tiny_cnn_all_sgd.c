@@ -65,16 +65,16 @@ static const int k1[2] = { 1, 0 };
 static const int k2[2] = { 36, 1 };
 
 const eg_buffer_t eg_buffers[] = {
-  { "x", A(288), 144u, 0 },
-  { "logits", A(144), 12u, 1 },
-  { "conv.w", (void *)w_conv_w.f, 144u, 3 },
-  { "conv.b", (void *)w_conv_b.f, 16u, 3 },
-  { "fc.w", (void *)w_fc_w.f, 432u, 3 },
-  { "fc.b", (void *)w_fc_b.f, 12u, 3 },
-  { "target", eg_target, 4u, 5 },
+  { "x", A(288), 144u, 0, 0 },
+  { "logits", A(144), 12u, 1, 0 },
+  { "conv.w", (void *)w_conv_w.f, 144u, 3, 0 },
+  { "conv.b", (void *)w_conv_b.f, 16u, 3, 0 },
+  { "fc.w", (void *)w_fc_w.f, 432u, 3, 0 },
+  { "fc.b", (void *)w_fc_b.f, 12u, 3, 0 },
+  { "target", eg_target, 4u, 5, 3 },
 };
 const uint32_t eg_num_buffers = 7u;
-const uint32_t eg_model_hash = 0x8d82d6a9u;
+const uint32_t eg_model_hash = 0x9dac7558u;
 
 void eg_init(void)
 {

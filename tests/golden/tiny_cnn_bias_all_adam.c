@@ -62,26 +62,27 @@ static float s_fc_b_adam_v[3]; /* fc.b/adam_v */
 static float s_conv_b_adam_m[4]; /* conv.b/adam_m */
 static float s_conv_b_adam_v[4]; /* conv.b/adam_v */
 static int32_t eg_target[1];
-static float eg_adam_b1t = 1.0f, eg_adam_b2t = 1.0f;
+static float eg_adam_bt[2] = {1.0f, 1.0f}; /* beta1^t, beta2^t (bias corrections): state, checkpointed */
 static const int k0[2] = { 4, 36 };
 static const int k1[2] = { 1, 0 };
 static const int k2[2] = { 36, 1 };
 
 const eg_buffer_t eg_buffers[] = {
-  { "x", A(144), 144u, 0 },
-  { "logits", A(180), 12u, 1 },
-  { "conv.w", (void *)w_conv_w.f, 144u, 2 },
-  { "conv.b", (void *)w_conv_b.f, 16u, 3 },
-  { "fc.w", (void *)w_fc_w.f, 432u, 2 },
-  { "fc.b", (void *)w_fc_b.f, 12u, 3 },
-  { "fc.b/adam_m", s_fc_b_adam_m, 12u, 4 },
-  { "fc.b/adam_v", s_fc_b_adam_v, 12u, 4 },
-  { "conv.b/adam_m", s_conv_b_adam_m, 16u, 4 },
-  { "conv.b/adam_v", s_conv_b_adam_v, 16u, 4 },
-  { "target", eg_target, 4u, 5 },
+  { "x", A(144), 144u, 0, 0 },
+  { "logits", A(180), 12u, 1, 0 },
+  { "conv.w", (void *)w_conv_w.f, 144u, 2, 0 },
+  { "conv.b", (void *)w_conv_b.f, 16u, 3, 0 },
+  { "fc.w", (void *)w_fc_w.f, 432u, 2, 0 },
+  { "fc.b", (void *)w_fc_b.f, 12u, 3, 0 },
+  { "fc.b/adam_m", s_fc_b_adam_m, 12u, 4, 0 },
+  { "fc.b/adam_v", s_fc_b_adam_v, 12u, 4, 0 },
+  { "conv.b/adam_m", s_conv_b_adam_m, 16u, 4, 0 },
+  { "conv.b/adam_v", s_conv_b_adam_v, 16u, 4, 0 },
+  { "adam.bias_correction", eg_adam_bt, 8u, 4, 0 },
+  { "target", eg_target, 4u, 5, 3 },
 };
-const uint32_t eg_num_buffers = 11u;
-const uint32_t eg_model_hash = 0x5abb6b15u;
+const uint32_t eg_num_buffers = 12u;
+const uint32_t eg_model_hash = 0x1a4e0fcau;
 
 void eg_init(void)
 {
@@ -89,8 +90,8 @@ void eg_init(void)
   fill_f32(s_fc_b_adam_v, 3, 0.0f);
   fill_f32(s_conv_b_adam_m, 4, 0.0f);
   fill_f32(s_conv_b_adam_v, 4, 0.0f);
-  eg_adam_b1t = 1.0f;
-  eg_adam_b2t = 1.0f;
+  eg_adam_bt[0] = 1.0f;
+  eg_adam_bt[1] = 1.0f;
 }
 
 void eg_infer(void)
@@ -108,12 +109,12 @@ void eg_train_step(float *loss)
   maxpool2d_f32_fw(A(144), A(0), 1, 4, 6, 6, 3, 3, 2, 2, 2, 2, 0, 0, 1, 1);  /* pool */
   gemm_f32(A(180), A(144), w_fc_w.f, w_fc_b.f, 1, 1, 3, 36, 0, 1, 1.0f, 1.0f, 0, 0, 3, 1);  /* fc */
   softmax_xent_f32(loss, A(144), A(180), eg_target[0], 3);  /* loss/SoftmaxCrossEntropy */
-  eg_adam_b1t *= 0.9f;  /* optimizer/step */
-  eg_adam_b2t *= 0.999f;  /* optimizer/step */
+  eg_adam_bt[0] *= 0.9f;  /* optimizer/step */
+  eg_adam_bt[1] *= 0.999f;  /* optimizer/step */
   gemm_f32(A(288), A(144), w_fc_w.f, NULL, 1, 1, 36, 3, 0, 0, 1.0f, 0.0f, 0, 0, 0, 0);  /* fc/Gemm */
-  adam_f32(w_fc_b.f, s_fc_b_adam_m, s_fc_b_adam_v, A(144), 3, 1, 1, 0.01f, 0.9f, 0.999f, 1.0e-08f, 1.0f - eg_adam_b1t, 1.0f - eg_adam_b2t);  /* fc.b/update */
+  adam_f32(w_fc_b.f, s_fc_b_adam_m, s_fc_b_adam_v, A(144), 3, 1, 1, 0.01f, 0.9f, 0.999f, 1.0e-08f, 1.0f - eg_adam_bt[0], 1.0f - eg_adam_bt[1]);  /* fc.b/update */
   maxpool2d_f32_bw(A(144), A(288), A(0), 1, 4, 6, 6, 3, 3, 2, 2, 2, 2, 0, 0, 1, 1);  /* pool/MaxPoolGrad */
   relu_f32_bw(A(144), A(144), A(0), 144);  /* relu/ReluGrad */
   reduce_sum_f32(A(0), A(144), 2, k0, k1, k2, 4);  /* conv/ReduceSumTo */
-  adam_f32(w_conv_b.f, s_conv_b_adam_m, s_conv_b_adam_v, A(0), 4, 1, 1, 0.01f, 0.9f, 0.999f, 1.0e-08f, 1.0f - eg_adam_b1t, 1.0f - eg_adam_b2t);  /* conv.b/update */
+  adam_f32(w_conv_b.f, s_conv_b_adam_m, s_conv_b_adam_v, A(0), 4, 1, 1, 0.01f, 0.9f, 0.999f, 1.0e-08f, 1.0f - eg_adam_bt[0], 1.0f - eg_adam_bt[1]);  /* conv.b/update */
 }

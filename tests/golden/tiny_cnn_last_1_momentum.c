@@ -60,18 +60,18 @@ static float s_fc_b_momentum[3]; /* fc.b/momentum */
 static int32_t eg_target[1];
 
 const eg_buffer_t eg_buffers[] = {
-  { "x", A(144), 144u, 0 },
-  { "logits", A(0), 12u, 1 },
-  { "conv.w", (void *)w_conv_w.f, 144u, 2 },
-  { "conv.b", (void *)w_conv_b.f, 16u, 2 },
-  { "fc.w", (void *)w_fc_w.f, 432u, 3 },
-  { "fc.b", (void *)w_fc_b.f, 12u, 3 },
-  { "fc.w/momentum", s_fc_w_momentum, 432u, 4 },
-  { "fc.b/momentum", s_fc_b_momentum, 12u, 4 },
-  { "target", eg_target, 4u, 5 },
+  { "x", A(144), 144u, 0, 0 },
+  { "logits", A(0), 12u, 1, 0 },
+  { "conv.w", (void *)w_conv_w.f, 144u, 2, 0 },
+  { "conv.b", (void *)w_conv_b.f, 16u, 2, 0 },
+  { "fc.w", (void *)w_fc_w.f, 432u, 3, 0 },
+  { "fc.b", (void *)w_fc_b.f, 12u, 3, 0 },
+  { "fc.w/momentum", s_fc_w_momentum, 432u, 4, 0 },
+  { "fc.b/momentum", s_fc_b_momentum, 12u, 4, 0 },
+  { "target", eg_target, 4u, 5, 3 },
 };
 const uint32_t eg_num_buffers = 9u;
-const uint32_t eg_model_hash = 0x69604a1eu;
+const uint32_t eg_model_hash = 0x8a97c85bu;
 
 void eg_init(void)
 {

@@ -20,7 +20,7 @@
 
 #define EG_BOOT_WINDOW 200000u /* UART polls before autoboot (~1 ms of guest time) */
 
-const eg_buffer_t eg_buffers[1] = {{"", 0, 0u, 0u}};
+const eg_buffer_t eg_buffers[1] = {{"", 0, 0u, 0u, 0u}};
 const uint32_t eg_num_buffers = 0u;
 const uint32_t eg_model_hash = 0u;
 void eg_init(void) {}

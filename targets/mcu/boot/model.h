@@ -12,7 +12,15 @@
 #define EG_BUF_STATE 4
 #define EG_BUF_TARGET 5
 
-typedef struct { const char *name; void *data; uint32_t bytes; uint8_t kind; } eg_buffer_t;
+/* Element type of a buffer (what a checkpoint may scan for NaN/Inf, what a host reads). */
+#define EG_DT_F32 0
+#define EG_DT_F16 1
+#define EG_DT_S8  2
+#define EG_DT_I32 3
+#define EG_DT_U8  4
+#define EG_DT_I64 5
+
+typedef struct { const char *name; void *data; uint32_t bytes; uint8_t kind; uint8_t dtype; } eg_buffer_t;
 
 extern const eg_buffer_t eg_buffers[];
 extern const uint32_t eg_num_buffers;
