@@ -8,8 +8,8 @@ from .ir import Graph, Node
 
 
 def node_macs(n: Node, g: Graph) -> int:
-    sh = lambda name: g.tensors[name].shape  # noqa: E731
-    prod = lambda s: int(np.prod(s, dtype=np.int64))  # noqa: E731
+    sh = lambda name: g.tensors[name].shape
+    prod = lambda s: int(np.prod(s, dtype=np.int64))
     if n.op in ("Conv", "QConv"):
         w = sh(n.inputs[1])
         return prod(sh(n.outputs[0])) * prod(w[1:])

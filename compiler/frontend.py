@@ -219,7 +219,7 @@ def _pads(a: dict, in_hw: list[int], kernel: list[int], strides: list[int], dil:
 def _normalise(proto, name: str, ins: list[str], g: Graph, consts: dict, opset: int) -> Node:
     a = _attrs(proto)
     t = proto.op_type
-    shape = lambda i: g.tensors[ins[i]].shape  # noqa: E731
+    shape = lambda i: g.tensors[ins[i]].shape
     node = Node(t, list(ins), list(proto.output), {}, name)
     if t in ("Conv", "MaxPool", "AveragePool"):
         xs = shape(0)

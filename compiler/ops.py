@@ -13,8 +13,8 @@ update live in the autodiff driver, not in the rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

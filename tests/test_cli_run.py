@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
-
 from edgegrad.pipeline import CompileConfig, frontend_graph
 from egtest import FP32_ATOL, FP32_RTOL, compile_host, train_build
-from models import ZOO
+from onnx import numpy_helper
 from torch_ref import TorchModel
+
+from models import ZOO
 
 
 def cli(*args):

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from edgegrad.autodiff import TrainConfig, build_training_graph
 from edgegrad.passes.fold_frozen import fold_frozen
 from edgegrad.passes.plan_memory import check_plan, plan_memory
 from edgegrad.pipeline import CompileConfig, compile_model, frontend_graph
+from onnx import TensorProto, helper, numpy_helper
+
 from models import ZOO
 
 GOLDEN = Path(__file__).parent / "golden"

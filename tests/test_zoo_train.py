@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgegrad.pipeline import CompileConfig, frontend_graph
 from egtest import FP32_ATOL, FP32_RTOL, compile_host, train_build
-from models import ZOO
 from torch_ref import TorchModel
+
+from models import ZOO
 
 SCHEMES = ["all", "last:2", "bias:all", "weights:last:1@0.5"]
 HOST_MODELS = ["mlp_har", "cnn_fashion", "cnn_fashion_dynamo", "dscnn", "dscnn_pad", "resnet8", "resnet8_bn",

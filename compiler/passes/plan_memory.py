@@ -95,10 +95,7 @@ def plan_memory(g: Graph) -> MemoryPlan:
         if y not in arena:
             continue
         rx = root(x)
-        if d.view:
-            parent[y] = rx
-            group_last[rx] = max(group_last[rx], group_last.pop(y))
-        elif d.inplace and g.tensors[x].nbytes == g.tensors[y].nbytes and group_last[rx] <= i \
+        if d.view or d.inplace and g.tensors[x].nbytes == g.tensors[y].nbytes and group_last[rx] <= i \
                 and rx not in g.inputs and all(root(o) != rx for o in node.inputs[1:] if o in arena):
             parent[y] = rx
             group_last[rx] = max(group_last[rx], group_last.pop(y))
