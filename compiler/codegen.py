@@ -121,18 +121,18 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
     if target is not None:
         buffers.append(_buffer("target", "eg_target", target.nbytes, KIND_TARGET, target.dtype))
     cfg = g.meta.get("config")
-    ctx = dict(
-        model_name=model_name, version=__version__, source=source, scheme_summary=scheme_summary,
-        optimizer=getattr(cfg, "optimizer", "-"), loss=getattr(cfg, "loss", "-"),
-        plan_lines=plan.table(g).splitlines(), arena_bytes=max(16, plan.arena_bytes), params=params,
-        int_params=int_params, states=states,
-        target_ctype="int32_t" if target is None or target.dtype == "i32" else "float",
-        target_size=target.size if target is not None else 1, adam=any(n.op == "AdamStep" for n in g.nodes),
-        int_arrays=lowered.int_arrays, buffers=buffers, infer=lowered.infer, train=lowered.train,
-        model_hash="{model_hash}",
-        variant_headers=[h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"), ("neon", "eg_neon.h"))
+    ctx = {
+        "model_name": model_name, "version": __version__, "source": source, "scheme_summary": scheme_summary,
+        "optimizer": getattr(cfg, "optimizer", "-"), "loss": getattr(cfg, "loss", "-"),
+        "plan_lines": plan.table(g).splitlines(), "arena_bytes": max(16, plan.arena_bytes), "params": params,
+        "int_params": int_params, "states": states,
+        "target_ctype": "int32_t" if target is None or target.dtype == "i32" else "float",
+        "target_size": target.size if target is not None else 1, "adam": any(n.op == "AdamStep" for n in g.nodes),
+        "int_arrays": lowered.int_arrays, "buffers": buffers, "infer": lowered.infer, "train": lowered.train,
+        "model_hash": "{model_hash}",
+        "variant_headers": [h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"), ("neon", "eg_neon.h"))
                          if any(n.attrs.get("kernel") == k for n in g.nodes)],
-    )
+    }
     c_text = _env.get_template("model.c.j2").render(**ctx)
     h = zlib.crc32(c_text.encode()) & 0xFFFFFFFF
     c_text = c_text.replace("0x{model_hash}u", f"0x{h:08x}u")

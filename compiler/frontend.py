@@ -31,7 +31,7 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise EdgegradError(f"{path}: no such file")
     try:
         model = onnx.load(str(path))
-    except Exception as e:  # protobuf raises several types for truncated/garbage files
+    except Exception as e:  # noqa: BLE001 -- protobuf raises several types for truncated/garbage files
         raise EdgegradError(f"{path}: not a valid ONNX file ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
     if not model.graph.node:
         raise EdgegradError(f"{path}: the ONNX graph has no nodes (truncated or empty file?)")
@@ -80,10 +80,9 @@ def import_onnx(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]
                 continue
             alias[proto.output[0]] = ins[0]
             continue
-        if unsupported and proto.op_type in OPS:
-            # keep scanning for more unsupported ops, but shapes downstream may be unknown
-            if any(i and i not in g.tensors for i in ins):
-                continue
+        # keep scanning for more unsupported ops, but shapes downstream may be unknown
+        if unsupported and proto.op_type in OPS and any(i and i not in g.tensors for i in ins):
+            continue
         if proto.op_type not in OPS or proto.op_type.endswith("Grad") or OPS[proto.op_type].ref is None:
             unsupported.append(f"{proto.op_type} ({name})")
             continue

@@ -68,10 +68,10 @@ def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
 def inspect_build(build: Path) -> str:
     info = json.loads((build / "build.json").read_text())
     cfg = info["config"]
-    lines = [f"build {build}: {info['source']} for {cfg['target']}, update {cfg['update']!r}, "
-             f"{cfg['optimizer']} lr={cfg['lr']}, loss {cfg['loss']}",
-             f"arena {info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B), trainable "
-             f"{info['trainable_bytes']} B, optimizer state {info['state_bytes']} B, frozen {info['frozen_bytes']} B"]
+    lines = [(f"build {build}: {info['source']} for {cfg['target']}, update {cfg['update']!r}, "
+             f"{cfg['optimizer']} lr={cfg['lr']}, loss {cfg['loss']}"),
+             (f"arena {info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B), trainable "
+             f"{info['trainable_bytes']} B, optimizer state {info['state_bytes']} B, frozen {info['frozen_bytes']} B")]
     if "sections" in info:
         lines.append("sections: " + ", ".join(f"{k} {v} B" for k, v in info["sections"].items()))
     text = (build / "model.c").read_text()

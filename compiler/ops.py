@@ -121,7 +121,7 @@ def conv_ref(node, x, w, b=None):
     dh, dw = a["dilations"]
     G = a["group"]
     xp = np.pad(x4, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    N, C, H, W = x4.shape
+    N, _C, H, W = x4.shape
     M, Cg, KH, KW = w4.shape
     OH = conv_out(H, KH, sh, dh, pt, pb)
     OW = conv_out(W, KW, sw, dw, pl, pr)
@@ -350,7 +350,7 @@ def mul_grad(node, dys, need, gb):
 @grad("Div")
 def div_grad(node, dys, need, gb):
     """y = a / b;  da = dy / b;  db = -dy * y / b"""
-    a, b = node.inputs
+    _a, b = node.inputs
     da = gb.emit("Div", [dys[0], b]) if need[0] else None
     db = None
     if need[1]:
@@ -555,7 +555,7 @@ def softmax_grad(node, dys, need, gb):
 def maxpool_ref(node, x):
     a = node.attrs
     x4 = _as4d(x)
-    pt, pl, pb, pr = a["pads"]
+    pt, pl, _pb, _pr = a["pads"]
     (KH, KW), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
     N, C, H, W = x4.shape
     OH, OW = a["out_hw"]
@@ -573,7 +573,7 @@ def maxpool_ref(node, x):
 def maxpool_grad_ref(node, dy, x):
     a = node.attrs
     x4 = _as4d(x)
-    pt, pl, pb, pr = a["pads"]
+    pt, pl, _pb, _pr = a["pads"]
     (KH, KW), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
     N, C, H, W = x4.shape
     OH, OW = a["out_hw"]
@@ -624,7 +624,7 @@ def _avg_divisors(H, W, a):
 def avgpool_ref(node, x):
     a = node.attrs
     x4 = _as4d(x).astype(np.float64)
-    pt, pl, pb, pr = a["pads"]
+    pt, pl, _pb, _pr = a["pads"]
     (KH, KW), (sh, sw) = a["kernel"], a["strides"]
     N, C, H, W = x4.shape
     OH, OW = a["out_hw"]
@@ -643,7 +643,7 @@ def avgpool_grad_ref(node, dy, x_shape_holder=None):
     xs = a["x_shape"]
     x4s = (xs[0], xs[1], 1, xs[2]) if len(xs) == 3 else tuple(xs)
     N, C, H, W = x4s
-    pt, pl, pb, pr = a["pads"]
+    pt, pl, _pb, _pr = a["pads"]
     (KH, KW), (sh, sw) = a["kernel"], a["strides"]
     OH, OW = a["out_hw"]
     g = dy.reshape(N, C, OH, OW) / _avg_divisors(H, W, a)

@@ -69,10 +69,10 @@ def model_timeline(path, update: str, input_shapes: dict | None = None, optimize
 
 
 def table(tl: dict, limit: int = 400) -> str:
-    lines = [f"memory timeline: peak live {tl['peak']} B (= arena lower bound {tl['lower_bound']} B), "
-             f"arena {tl['arena']} B; steps 0..{tl['n_forward'] - 1} forward, then loss + backward",
-             f"{'step':>5} {'ph':<3} {'node':<44} {'op':<16} {'live B':>8} {'kept':>8} {'grads':>8} "
-             f"{'high-water':>10}"]
+    lines = [(f"memory timeline: peak live {tl['peak']} B (= arena lower bound {tl['lower_bound']} B), "
+             f"arena {tl['arena']} B; steps 0..{tl['n_forward'] - 1} forward, then loss + backward"),
+             (f"{'step':>5} {'ph':<3} {'node':<44} {'op':<16} {'live B':>8} {'kept':>8} {'grads':>8} "
+             f"{'high-water':>10}")]
     rows = tl["rows"]
     for r in rows[:limit]:
         lines.append(f"{r['step']:>5} {r['phase']:<3} {r['node'][-44:]:<44} {r['op'][:16]:<16} {r['live']:>8} "

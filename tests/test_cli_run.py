@@ -18,7 +18,8 @@ from models import ZOO
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], check=False,
+                          capture_output=True, text=True,
                           timeout=600)
 
 

@@ -17,7 +17,8 @@ CNN = ZOO["cnn_fashion"].path
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], check=False,
+                          capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 

@@ -50,8 +50,8 @@ class MemoryPlan:
 
     def table(self, g: Graph, limit: int = 60) -> str:
         rows = sorted(self.buffers, key=lambda b: b.offset)
-        lines = [f"arena {self.arena_bytes} B, lower bound {self.lower_bound} B "
-                 f"({100.0 * self.arena_bytes / max(1, self.lower_bound):.1f}%), {len(rows)} buffers",
+        lines = [(f"arena {self.arena_bytes} B, lower bound {self.lower_bound} B "
+                 f"({100.0 * self.arena_bytes / max(1, self.lower_bound):.1f}%), {len(rows)} buffers"),
                  f"{'offset':>8} {'bytes':>8} {'live':>11}  tensors"]
         for b in rows[:limit]:
             names = ", ".join(b.members[:3]) + (f" +{len(b.members) - 3}" if len(b.members) > 3 else "")

@@ -54,9 +54,9 @@ def conv_sizes(g: Graph, n) -> dict:
     x4 = (xs[0], xs[1], 1, xs[2]) if len(xs) == 3 else tuple(xs)
     w4 = (ws[0], ws[1], 1, ws[2]) if len(ws) == 3 else tuple(ws)
     y4 = (ys[0], ys[1], 1, ys[2]) if len(ys) == 3 else tuple(ys)
-    d = dict(N=x4[0], C=x4[1], H=x4[2], W=x4[3], M=w4[0], OH=y4[2], OW=y4[3], KH=w4[2], KW=w4[3],
-             sh=a["strides"][0], sw=a["strides"][1], pt=a["pads"][0], pl=a["pads"][1],
-             dh=a["dilations"][0], dw=a["dilations"][1], G=a["group"])
+    d = {"N": x4[0], "C": x4[1], "H": x4[2], "W": x4[3], "M": w4[0], "OH": y4[2], "OW": y4[3], "KH": w4[2], "KW": w4[3],
+             "sh": a["strides"][0], "sw": a["strides"][1], "pt": a["pads"][0], "pl": a["pads"][1],
+             "dh": a["dilations"][0], "dw": a["dilations"][1], "G": a["group"]}
     if n.op == "ConvBwWeight":
         d.update(M_upd=a["m_upd"], Cg_upd=a["cg_upd"], Cx=g.tensors[n.inputs[1]].shape[1])
     return d
