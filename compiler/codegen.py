@@ -56,19 +56,26 @@ def _ints(a: np.ndarray, dtype: str) -> list[str]:
     return [", ".join(str(int(x)) for x in v[i:i + per_line]) + "," for i in range(0, v.size, per_line)]
 
 
+class CIdents:
+    """Unique C identifiers for tensor names: prefix + the sanitised name (48 chars), numbered on a clash."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def __call__(self, prefix: str, name: str) -> str:
+        base = prefix + c_ident(name)[:48]
+        out, k = base, 1
+        while out in self.taken:
+            out, k = f"{base}_{k}", k + 1
+        self.taken.add(out)
+        return out
+
+
 def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_summary: str) -> Emitted:
     plan = g.meta["memory_plan"]
     used = {i for n in g.nodes for i in n.inputs if i} | {o for n in g.nodes for o in n.outputs if o}
     symbols: dict[str, str] = {}
-    idents: set[str] = set()
-
-    def ident(prefix: str, name: str) -> str:
-        base = prefix + c_ident(name)[:48]
-        out, k = base, 1
-        while out in idents:
-            out, k = f"{base}_{k}", k + 1
-        idents.add(out)
-        return out
+    ident = CIdents()
 
     params, states, int_params = [], [], []
     for name, t in g.tensors.items():

@@ -21,10 +21,10 @@ from pathlib import Path
 import jinja2
 
 from . import __version__
-from .codegen import ADAM_STATE, KIND_FROZEN, KIND_PARAM, KIND_STATE, KIND_TARGET, TEMPLATES, _buffer, _words
+from .codegen import ADAM_STATE, KIND_FROZEN, KIND_PARAM, KIND_STATE, KIND_TARGET, TEMPLATES, CIdents, _buffer, _words
 from .errors import UnsupportedModelError
 from .ir import Graph
-from .lower import c_ident, lower_calls
+from .lower import lower_calls
 
 CUDA_HEADER = Path(__file__).resolve().parent.parent / "runtime_c" / "cuda" / "eg_cuda.cuh"
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
@@ -52,15 +52,7 @@ def emit_cuda(g: Graph, trainable: set[str], model_name: str, source: str, schem
     plan = g.meta["memory_plan"]
     used = {i for n in g.nodes for i in n.inputs if i} | {o for n in g.nodes for o in n.outputs if o}
     symbols: dict[str, str] = {}
-    idents: set[str] = set()
-
-    def ident(prefix: str, name: str) -> str:
-        base = prefix + c_ident(name)[:48]
-        out, k = base, 1
-        while out in idents:
-            out, k = f"{base}_{k}", k + 1
-        idents.add(out)
-        return out
+    ident = CIdents()
 
     # one device block: arena | parameters | optimizer state | target | loss (float offsets)
     offset = _align4(max(4, plan.arena_bytes // 4))
