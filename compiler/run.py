@@ -95,10 +95,11 @@ class Session:
         else:
             self.write(inp["name"], x.astype(np.float32))
 
-    def train(self, x: np.ndarray, y) -> float:
+    def train(self, x: np.ndarray, y, timeout: float | None = None) -> float:
+        """One step on (x, y); `timeout` is the reply timeout of this TRAIN (see Device.train_step)."""
         self._input(x)
         self.write("target", np.asarray(y, np.int32 if self.info["target_dtype"] == "i32" else np.float32))
-        return self.dev.train_step()
+        return self.dev.train_step(timeout)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         self._input(x)

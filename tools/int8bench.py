@@ -172,13 +172,7 @@ def run_mcu(work: Path, steps: int, n_bias: int, partial: dict[str, float], mast
     with open_device(c.binary, "mcu") as dev:
         s = Session(dev, info)
         for i, x in enumerate(xs):
-            s._input(x)
-            s.write("target", np.asarray(i % entry.num_classes, np.int32))
-            dev.timeout, short = 3600.0, dev.timeout
-            try:
-                losses.append(dev.train_step())
-            finally:
-                dev.timeout = short
+            losses.append(s.train(x, i % entry.num_classes, timeout=3600.0))
             instrets.append(dev.last_instret)
         stats = dev.stats()
     n_upd = sum(u.rows(c.graph.tensors[p].shape) * c.graph.tensors[p].size // c.graph.tensors[p].shape[0]

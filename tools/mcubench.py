@@ -128,13 +128,7 @@ def bench_one(name: str, scheme: str, args, work: Path, log) -> Row:
     with open_device(compiled.binary, "mcu") as dev:  # the protocol's short timeout, retried
         s = Session(dev, info)
         for x, y in zip(xs, ys):
-            s.write(info["inputs"][0]["name"], x)
-            s.write("target", np.asarray(y, np.int32 if info["target_dtype"] == "i32" else np.float32))
-            dev.timeout, short = args.step_timeout, dev.timeout  # only TRAIN waits for the emulated step
-            try:
-                losses.append(dev.train_step())
-            finally:
-                dev.timeout = short
+            losses.append(s.train(x, y, timeout=args.step_timeout))  # only TRAIN waits for the emulated step
             instrets.append(dev.last_instret)
         stats = dev.stats()
         link = dev.link

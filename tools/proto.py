@@ -227,8 +227,16 @@ class Device:
         """Runs eg_infer(); returns its instruction count (0 where the board has no counter)."""
         return struct.unpack("<Q", self.request(INFER))[0]
 
-    def train_step(self) -> float:
-        loss, self.last_instret = struct.unpack("<fQ", self.request(TRAIN))
+    def train_step(self, timeout: float | None = None) -> float:
+        """One optimizer step. `timeout` (seconds) replaces the link's reply timeout for this request
+        only: an emulated step can take seconds where every other request answers at once."""
+        saved = self.timeout
+        if timeout is not None:
+            self.timeout = timeout
+        try:
+            loss, self.last_instret = struct.unpack("<fQ", self.request(TRAIN))
+        finally:
+            self.timeout = saved
         return loss
 
     def stats(self) -> dict:

@@ -79,13 +79,7 @@ def train_steps(entry, scheme: str, extensions: tuple[str, ...], args, out_dir: 
     with open_device(compiled.binary, "mcu") as dev:
         s = Session(dev, info)
         for x, y in zip(xs, ys):
-            s.write(info["inputs"][0]["name"], x)
-            s.write("target", np.asarray(y, np.int32 if info["target_dtype"] == "i32" else np.float32))
-            dev.timeout, short = args.step_timeout, dev.timeout
-            try:
-                losses.append(dev.train_step())
-            finally:
-                dev.timeout = short
+            losses.append(s.train(x, y, timeout=args.step_timeout))
             instrets.append(dev.last_instret)
     return instrets, losses, compiled
 
