@@ -629,16 +629,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_grid(args, header, bench_one, report, prefix: str) -> int:
     """Run bench_one over models x schemes in a scratch build folder; print (and write) the report.
-    (tools/mcubench.py's driver.)"""
+    (the driver of tools/mcubench.py and tools/rvvbench.py.)"""
     log = lambda *a: print(*a, file=sys.stderr, flush=True)
-    work = args.build_dir or Path(tempfile.mkdtemp(prefix=prefix))
+    keep = getattr(args, "build_dir", None)
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
     rows = []
     try:
         for name in args.models:
             for scheme in args.schemes:
                 rows.append(bench_one(name, scheme, args, work, log))
     finally:
-        if args.build_dir is None:
+        if keep is None:
             shutil.rmtree(work, ignore_errors=True)
     text = report(header, rows)
     print(text, end="")

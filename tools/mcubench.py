@@ -224,19 +224,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def require_zoo_and_qemu(tool: str, models: list[str]) -> None:
+    """Exit with one line when a model is not in the zoo or QEMU is missing (the emulated-MCU benchmarks)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from edgegrad.tools.runner import qemu_available
 
     from models import ZOO
 
-    unknown = [m for m in args.models if m not in ZOO]
+    unknown = [m for m in models if m not in ZOO]
     if unknown:
-        raise SystemExit(f"mcubench: unknown models {', '.join(unknown)} (zoo: {', '.join(ZOO)})")
+        raise SystemExit(f"{tool}: unknown models {', '.join(unknown)} (zoo: {', '.join(ZOO)})")
     if not qemu_available():
-        raise SystemExit("mcubench: qemu-system-riscv32 not found (tools/setup.sh installs it)")
+        raise SystemExit(f"{tool}: qemu-system-riscv32 not found (tools/setup.sh installs it)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    require_zoo_and_qemu("mcubench", args.models)
     return run_grid(args, header(args), bench_one, report, "eg-mcubench-")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ import numpy as np
 from edgegrad import __version__
 from edgegrad.cli import _size
 from edgegrad.errors import BudgetError
-from edgegrad.pipeline import ROOT, CompileConfig, compile_model
-from edgegrad.tools.bench import _csv, markdown_table, training_step_macs
+from edgegrad.pipeline import CompileConfig, compile_model
+from edgegrad.tools.bench import _csv, markdown_table, run_grid, training_step_macs
+from edgegrad.tools.mcubench import require_zoo_and_qemu
 
 MODELS = ("mlp_har", "cnn_fashion", "dscnn", "resnet8", "mobilenetv2_w035_96")
 SCHEMES = ("last:2", "all")
@@ -161,25 +161,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from edgegrad.tools.runner import qemu_available
-
-    from models import ZOO
-
-    unknown = [m for m in args.models if m not in ZOO]
-    if unknown:
-        raise SystemExit(f"rvvbench: unknown models {', '.join(unknown)} (zoo: {', '.join(ZOO)})")
-    if not qemu_available():
-        raise SystemExit("rvvbench: qemu-system-riscv32 not found (tools/setup.sh installs it)")
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(prefix="eg-rvvbench-") as work:
-        rows = [bench_one(m, s, args, Path(work), log) for m in args.models for s in args.schemes]
-    text = report(header(args), rows)
-    print(text, end="")
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 0
+    require_zoo_and_qemu("rvvbench", args.models)
+    return run_grid(args, header(args), bench_one, report, "eg-rvvbench-")
 
 
 if __name__ == "__main__":
