@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NEW_CLASSES = (8, 9)
 
 
-def _data(n_train: int, n_eval: int, seed: int):
+def class_incremental_split(n_train: int, n_eval: int, seed: int):
+    """Fashion-MNIST for learning classes 8-9 after pretraining on 0-7: n_train shuffled training
+    images, half of them new classes (the rest replay old ones), and held-out (new, old) test sets."""
     sys.path.insert(0, str(ROOT))
     from models.datasets import fashion_mnist
     try:
@@ -79,7 +81,7 @@ def run_demo(out_dir: str | Path = "build/demo", *, steps: int = 240, n_eval: in
                                                                lr=lr, quiet=True))
     sec = res.info.get("sections", {})
     print(f"[demo] firmware: SRAM {sec.get('sram_used', 0) / 1024:.1f} KiB, flash {sec.get('flash_used', 0) / 1024:.1f} KiB")
-    (xs, ys), (xn, yn), (xo, yo) = _data(steps, n_eval, seed)
+    (xs, ys), (xn, yn), (xo, yo) = class_incremental_split(steps, n_eval, seed)
     info = load_build(res.out_dir)
     image, model_hash = flash.elf_image(res.binary), flash.model_hash(res.out_dir)
     board_dir = out_dir / "board"

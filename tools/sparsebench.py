@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from edgegrad.cli import _size
+from edgegrad.demo import class_incremental_split
 from edgegrad.pipeline import ROOT, CompileConfig, compile_model
 from edgegrad.plan import search, write_scheme
 from edgegrad.run import Session, load_build
@@ -47,7 +48,6 @@ SCHEMES = ("none", "all", "last:1", "bias:all", "plan-proxy", "plan")
 DEFAULT_BUDGET = {"fashion": 96 * 1024, "har": 64 * 1024}
 DEFAULT_LR = {"fashion": 0.005, "har": 0.002}
 MODEL = {"fashion": "cnn_fashion_pre", "har": "mlp_har_pre"}
-NEW_CLASSES = (8, 9)
 COLUMNS = ("task", "scheme", "tensors", "params updated", "SRAM pred KiB", "acc all %", "acc new %", "acc old %",
            "Δ vs all (pts)", "host s")
 
@@ -62,22 +62,12 @@ class Task:
 
 
 def fashion_task(n_train: int, n_eval: int, seed: int) -> Task:
-    sys.path.insert(0, str(ROOT))
-    from models.datasets import fashion_mnist
-    xtr, ytr = fashion_mnist("train")
-    xte, yte = fashion_mnist("test")
-    rng = np.random.default_rng(seed)
-    new_tr = rng.permutation(np.flatnonzero(np.isin(ytr, NEW_CLASSES)))[: n_train // 2]
-    old_tr = rng.permutation(np.flatnonzero(~np.isin(ytr, NEW_CLASSES)))[: n_train - len(new_tr)]
-    order = rng.permutation(np.concatenate([new_tr, old_tr]))
-    new_te = rng.permutation(np.flatnonzero(np.isin(yte, NEW_CLASSES)))[: n_eval // 2]
-    old_te = rng.permutation(np.flatnonzero(~np.isin(yte, NEW_CLASSES)))[: n_eval - len(new_te)]
-    both = np.concatenate([new_te, old_te])
-    return Task("fashion", ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx", (xtr[order], ytr[order]),
-                {"all": (xte[both], yte[both]), "new": (xte[new_te], yte[new_te]),
-                 "old": (xte[old_te], yte[old_te])},
-                f"train {len(order)} Fashion-MNIST train images (half classes 8-9), "
-                f"eval {len(both)} test images (new = classes 8-9, old = 0-7)")
+    train, (xn, yn), (xo, yo) = class_incremental_split(n_train, n_eval, seed)  # the demo's split
+    both = (np.concatenate([xn, xo]), np.concatenate([yn, yo]))
+    return Task("fashion", ROOT / "models" / "onnx" / "cnn_fashion_pre.onnx", train,
+                {"all": both, "new": (xn, yn), "old": (xo, yo)},
+                f"train {len(train[1])} Fashion-MNIST train images (half classes 8-9), "
+                f"eval {len(both[1])} test images (new = classes 8-9, old = 0-7)")
 
 
 def har_task(n_train: int, n_eval: int, seed: int) -> Task:
