@@ -111,9 +111,9 @@ def conv_out(size: int, k: int, s: int, d: int, p0: int, p1: int, ceil: bool = F
 # ----------------------------------------------------------------------------- Conv
 
 
-@op("Conv")
-def conv_ref(node, x, w, b=None):
-    """y[n,m,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, oh*sh+kh*dh-pt, ow*sw+kw*dw-pl] * w[m,c,kh,kw] + b[m]"""
+def conv_sum(node, x, w) -> np.ndarray:
+    """The bias-free sum of conv_ref, 4-D, accumulated in float64 over products in the inputs' dtype
+    (float64 inputs make it exact for integer data: the int8 reference uses it)."""
     a = node.attrs
     x4, w4 = _as4d(x), _as4d(w) if w.ndim == 3 else w
     pt, pl, pb, pr = a["pads"]
@@ -131,6 +131,13 @@ def conv_ref(node, x, w, b=None):
         xs = xp[:, g * Cg:(g + 1) * Cg]
         for i, j, v in _pool_windows(xs, KH, KW, sh, sw, dh, dw, OH, OW):
             y[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", v, w4[g * Mg:(g + 1) * Mg, :, i, j])
+    return y
+
+
+@op("Conv")
+def conv_ref(node, x, w, b=None):
+    """y[n,m,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, oh*sh+kh*dh-pt, ow*sw+kw*dw-pl] * w[m,c,kh,kw] + b[m]"""
+    y = conv_sum(node, x, w)
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     y = _f32(y)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Node
-from .ops import OPS, _as4d, conv_out, grad, op
+from .ops import OPS, conv_out, grad, op
 
 # ----------------------------------------------------------------------------- fixed point
 
@@ -159,23 +159,8 @@ def qconv_ref(node, x, w, b=None, mult=None, shift=None):
 
 
 def _conv_f64(node, x, w):
-    from .ops import _pool_windows
-    a = node.attrs
-    x4, w4 = _as4d(x), (_as4d(w) if w.ndim == 3 else w)
-    pt, pl, pb, pr = a["pads"]
-    sh, sw = a["strides"]
-    dh, dw = a["dilations"]
-    G = a["group"]
-    xp = np.pad(x4, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    N, _, H, W = x4.shape
-    M, Cg, KH, KW = w4.shape
-    OH, OW = conv_out(H, KH, sh, dh, pt, pb), conv_out(W, KW, sw, dw, pl, pr)
-    Mg = M // G
-    y = np.zeros((N, M, OH, OW), np.float64)
-    for g in range(G):
-        xs = xp[:, g * Cg:(g + 1) * Cg]
-        for i, j, v in _pool_windows(xs, KH, KW, sh, sw, dh, dw, OH, OW):
-            y[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", v, w4[g * Mg:(g + 1) * Mg, :, i, j])
+    from .ops import conv_sum
+    y = conv_sum(node, x, w)
     return y[:, :, 0, :] if x.ndim == 3 else y
 
 
