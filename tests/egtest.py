@@ -3,6 +3,8 @@ train it through the generated C, and train the same module with torch for compa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,12 @@ from edgegrad.pipeline import CompileConfig, compile_model
 from edgegrad.run import Session, load_build
 
 FP32_RTOL, FP32_ATOL = 1e-4, 1e-5  # fp32 tolerance for trained tensors after a few steps
+
+
+def cli(*args, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`edgegrad ARGS...` in a fresh interpreter, as a user runs it; never raises on a non-zero exit."""
+    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], check=False,
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 def export(module, x, path: Path, opset: int = 17, **kw) -> Path:

@@ -12,9 +12,8 @@ import onnx
 import pytest
 from edgegrad.errors import EdgegradError
 from edgegrad.pipeline import CompileConfig, compile_model, frontend_graph
-from egtest import FP32_ATOL, FP32_RTOL, compile_host, train_build
+from egtest import FP32_ATOL, FP32_RTOL, cli, compile_host, train_build
 from onnx import numpy_helper
-from test_cli_run import cli
 from torch_ref import TorchModel
 
 from models import ZOO

@@ -3,24 +3,15 @@ build trains cleanly; the exported model is the input model with trained values 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 from edgegrad.pipeline import CompileConfig, frontend_graph
-from egtest import FP32_ATOL, FP32_RTOL, compile_host, train_build
+from egtest import FP32_ATOL, FP32_RTOL, cli, compile_host, train_build
 from onnx import numpy_helper
 from torch_ref import TorchModel
 
 from models import ZOO
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], check=False,
-                          capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_compile_run_export_roundtrip(tmp_path):

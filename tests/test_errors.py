@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
+import egtest
 import numpy as np
 import onnx
 import pytest
@@ -17,9 +17,7 @@ CNN = ZOO["cnn_fashion"].path
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgegrad.cli", *map(str, args)], check=False,
-                          capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return egtest.cli(*args, cwd=cwd, timeout=300)
 
 
 def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> str:
