@@ -123,7 +123,8 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
                                    KIND_PARAM if p["trainable"] else KIND_FROZEN, g.tensors[p["name"]].dtype))
     for s in states:
         buffers.append(_buffer(s["name"], s["ident"], 4 * s["size"], KIND_STATE, "f32"))
-    if any(n.op == "AdamStep" for n in g.nodes):
+    adam = any(n.op == "AdamStep" for n in g.nodes)  # its bias corrections are state too
+    if adam:
         buffers.append(_buffer(ADAM_STATE, "eg_adam_bt", 8, KIND_STATE, "f32"))
     if target is not None:
         buffers.append(_buffer("target", "eg_target", target.nbytes, KIND_TARGET, target.dtype))
@@ -134,7 +135,7 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         "plan_lines": plan.table(g).splitlines(), "arena_bytes": max(16, plan.arena_bytes), "params": params,
         "int_params": int_params, "states": states,
         "target_ctype": "int32_t" if target is None or target.dtype == "i32" else "float",
-        "target_size": target.size if target is not None else 1, "adam": any(n.op == "AdamStep" for n in g.nodes),
+        "target_size": target.size if target is not None else 1, "adam": adam,
         "int_arrays": lowered.int_arrays, "buffers": buffers, "infer": lowered.infer, "train": lowered.train,
         "model_hash": "{model_hash}",
         "variant_headers": [h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"), ("neon", "eg_neon.h"))

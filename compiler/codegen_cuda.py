@@ -112,7 +112,8 @@ def emit_cuda(g: Graph, trainable: set[str], model_name: str, source: str, schem
     buffers += [_buffer(p["name"], f"(void *){p['ident']}.f", 4 * p["size"], KIND_PARAM if p["trainable"] else KIND_FROZEN,
                         "f32") for p in params if p["role"] == "param"]
     buffers += [_buffer(s["name"], s["ident"], 4 * s["size"], KIND_STATE, "f32") for s in states]
-    if any(n.op == "AdamStep" for n in g.nodes):
+    adam = any(n.op == "AdamStep" for n in g.nodes)  # its bias corrections are state too
+    if adam:
         buffers.append(_buffer(ADAM_STATE, "eg_adam_bt", 8, KIND_STATE, "f32"))
     if target is not None:
         buffers.append(_buffer("target", "eg_target", target.nbytes, KIND_TARGET, target.dtype))
@@ -131,7 +132,7 @@ def emit_cuda(g: Graph, trainable: set[str], model_name: str, source: str, schem
         "plan_lines": plan.table(g).splitlines(), "device_floats": offset, "params": params, "states": states,
         "io": io, "target_ctype": target_ctype, "target_size": target_size, "target_dev": target_dev,
         "loss_dev": loss_dev, "int_label": target is not None and target.dtype == "i32",
-        "adam": any(n.op == "AdamStep" for n in g.nodes), "int_arrays": lowered.int_arrays, "buffers": buffers,
+        "adam": adam, "int_arrays": lowered.int_arrays, "buffers": buffers,
         "infer": infer, "train": train, "init_up": [copy(p["dev"], f"{p['ident']}.f", 4 * p["size"]) for p in params],
         "step_up": inputs + [copy(target_dev, "eg_target", 4 * target_size)] + trained + state,
         "step_down": trained + state + outputs, "infer_up": inputs + trained, "infer_down": outputs,
