@@ -81,7 +81,7 @@ def conv_case(case, rng):
 
 
 def _dx_terms(dy, w, case):
-    N, C, H, W, M, KH, KW, sh, sw, pt, pl, pb, pr, dh, dw, G = case
+    N, C, H, W, _, _, _, sh, sw, pt, pl, pb, pr, dh, dw, G = case
     xt = torch.zeros((N, C, H, W), dtype=torch.float64, requires_grad=True)
     y = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), torch.tensor(np.abs(w).astype(np.float64)), None, (sh, sw), 0,
                  (dh, dw), G)
