@@ -164,7 +164,8 @@ class Lowerer:
         cx = xs_full[1]
         xs_full[1] = ws[1] * a["group"]
         d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
-        fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_weight"))
+        fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_weight") + (
+            "_y16" if self.g.tensors[n.outputs[0]].dtype == "f16" else ""))
         return (f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
@@ -221,6 +222,8 @@ class Lowerer:
         y = n.outputs[0]
         ys, sa, sb = self.shape(y), self.shape(a), self.shape(b)
         if sa == ys and sb == ys:
+            if n.attrs.get("f16"):
+                return f"{kind}_f16({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.size(y)});"
             return f"{kind}_f32({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.size(y)});"
         shape, (sta, stb) = _squeeze_dims(ys, bcast_strides(sa, ys), bcast_strides(sb, ys))
         return (f"{kind}_f32_bcast({self.p(y)}, {self.p(a)}, {self.p(b)}, {len(shape)}, {self.arr(shape)}, "
@@ -242,6 +245,7 @@ class Lowerer:
         return f"scale_f32({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {cfloat(n.attrs['alpha'])});"
 
     def _unary(self, n, fn, *ins, extra=()):
+        fn = self._f16(n, fn)
         args = ", ".join([self.p(n.outputs[0])] + [self.p(i) for i in ins] + [str(self.size(ins[0]))]
                          + [cfloat(e) for e in extra])
         return f"{fn}({args});"
@@ -324,11 +328,11 @@ class Lowerer:
 
     def op_MaxPool(self, n, x):
         d = self._pool_dims(self.shape(x), n.attrs) + list(n.attrs["dilations"])
-        return f"maxpool2d_f32_fw({self.p(n.outputs[0])}, {self.p(x)}, {self._ints(d)});"
+        return f"{self._f16(n, 'maxpool2d_f32_fw')}({self.p(n.outputs[0])}, {self.p(x)}, {self._ints(d)});"
 
     def op_MaxPoolGrad(self, n, dy, x):
         d = self._pool_dims(self.shape(x), n.attrs) + list(n.attrs["dilations"])
-        return f"maxpool2d_f32_bw({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)});"
+        return f"{self._f16(n, 'maxpool2d_f32_bw')}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)});"
 
     def op_AveragePool(self, n, x):
         a = n.attrs
@@ -350,7 +354,8 @@ class Lowerer:
                 f"{self.arr(sx2)}, {self.size(y)});")
 
     def op_ReduceSumTo(self, n, x):
-        return self._reduce(n.outputs[0], x, n.attrs["shape"])
+        text = self._reduce(n.outputs[0], x, n.attrs["shape"])
+        return text.replace("reduce_sum_f32(", "reduce_sum_f16(", 1) if n.attrs.get("f16") else text
 
     def _mean(self, n, x, axes):
         xs = self.shape(x)
@@ -485,6 +490,13 @@ class Lowerer:
 
     def op_LossUnscale(self, n, x, ls):
         return f"loss_unscale_f32({self.p(x)}, {self.size(x)}, {self.p(ls)}, {n.attrs['log2_init']});"
+
+    def op_LossCheckF16(self, n, x, ls):
+        return f"loss_check_f16({self.p(x)}, {self.size(x)}, {self.p(ls)});"
+
+    def op_LossUnscaleF16(self, n, x, ls):
+        return (f"loss_unscale_f16({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {self.p(ls)}, "
+                f"{n.attrs['log2_init']});")
 
     def op_LossScaleUpdate(self, n, ls):
         return f"loss_scale_update({self.p(ls)}, {n.attrs['log2_init']}, {n.attrs['growth_interval']});"

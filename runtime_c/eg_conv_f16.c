@@ -131,10 +131,10 @@ void conv2d_f16_bw_input(eg_f16 *restrict dx, const eg_f16 *restrict dy, const e
     }
 }
 
-void conv2d_f16_bw_weight(float *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
-                          int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
-                          int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
-                          int M_upd, int Cg_upd, int Cx)
+static inline void eg_bw_weight_f16(float *restrict dwt, eg_f16 *restrict dwt16, const eg_f16 *restrict dy,
+                                    const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH, int OW,
+                                    int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                                    int M_upd, int Cg_upd, int Cx)
 {
     /* dw[m,c,kh,kw] = sum_{n,oh,ow} dy[n,m,oh,ow] * x[n,g*Cg+c,ih,iw] over the taps inside the image */
     const int Cg = C / G, Mg = M / G;
@@ -160,9 +160,31 @@ void conv2d_f16_bw_weight(float *restrict dwt, const eg_f16 *restrict dy, const 
                                 acc += eg_ldh(dyr + ow) * eg_ldh(xr + (ptrdiff_t)ow * sw);
                         }
                     }
-                    dwt[(((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw] = acc;
+                    const ptrdiff_t o = (((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw;
+                    if (dwt16)
+                        eg_sth(dwt16 + o, acc);
+                    else
+                        dwt[o] = acc;
                 }
             }
         }
     }
+}
+
+void conv2d_f16_bw_weight(float *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
+                          int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
+                          int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                          int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_f16(dwt, NULL, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                     M_upd, Cg_upd, Cx);
+}
+
+void conv2d_f16_bw_weight_y16(eg_f16 *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
+                              int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
+                              int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                              int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_f16(NULL, dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                     M_upd, Cg_upd, Cx);
 }

@@ -6,7 +6,8 @@
  *   stores a frozen constant in fp16 only); the bias is fp32;
  *   every sum is accumulated in fp32 (one fp32 multiply-add per tap, from the exact fp16 values)
  *   and rounded to fp16 once, at the store (round to nearest even);
- *   the weight gradient is written in fp32 (the optimizer updates the fp32 master).
+ *   the weight gradient is written in fp32 (the optimizer updates the fp32 master), or rounded
+ *   to fp16 once by the `_y16` variant.
  * No workspace beyond a 64-float accumulator row on the stack; no shape constraints.
  * Variants with the same signatures: rvv/eg_f16_zvfh.h (`_zvfh`, RISC-V zve32f + zvfh).
  */
@@ -31,5 +32,12 @@ void conv2d_f16_bw_weight(float *restrict dwt, const eg_f16 *restrict dy, const 
                           int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
                           int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
                           int M_upd, int Cg_upd, int Cx);
+
+/* The same weight gradient rounded to fp16 at the store (--dtype fp16 holds the loss-scaled
+ * parameter gradients in fp16 until the all-or-nothing update). */
+void conv2d_f16_bw_weight_y16(eg_f16 *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
+                              int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
+                              int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                              int M_upd, int Cg_upd, int Cx);
 
 #endif /* EG_CONV_F16_H */

@@ -42,6 +42,22 @@ void loss_unscale_f32(float *restrict g, int n, float *restrict ls, int log2_ini
         ls[2] = 1.0f;
 }
 
+void loss_check_f16(const eg_f16 *restrict g, int n, float *restrict ls)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++)
+        bad |= (g[i] & 0x7c00u) == 0x7c00u; /* inf or NaN */
+    if (bad)
+        ls[2] = 1.0f;
+}
+
+void loss_unscale_f16(float *restrict y, const eg_f16 *restrict g, int n, const float *restrict ls, int log2_init)
+{
+    const float inv = eg_pow2(-(log2_init + (int)ls[0]));
+    for (int i = 0; i < n; i++)
+        y[i] = eg_ldh(g + i) * inv;
+}
+
 void loss_scale_update(float *restrict ls, int log2_init, int growth_interval)
 {
     if (ls[2] != 0.0f) {

@@ -105,6 +105,12 @@ void loss_scale_f32(float *restrict y, const float *restrict x, int n, float *re
 /* A parameter gradient, in place: g /= 2^(log2_init + ls[0]); raises ls[2] if any element is inf/NaN. */
 void loss_unscale_f32(float *restrict g, int n, float *restrict ls, int log2_init);
 
+/* An fp16 (loss-scaled) parameter gradient: raises ls[2] if any element is inf/NaN. */
+void loss_check_f16(const eg_f16 *restrict g, int n, float *restrict ls);
+
+/* y = g / 2^(log2_init + ls[0]) in fp32 (the gradient an update reads). */
+void loss_unscale_f16(float *restrict y, const eg_f16 *restrict g, int n, const float *restrict ls, int log2_init);
+
 /* End of the step: after an overflow halve the scale (ls[0] -= 1, never below 2^-24),
  * else count the step and double the scale every growth_interval clean steps (at most 2^15). */
 void loss_scale_update(float *restrict ls, int log2_init, int growth_interval);

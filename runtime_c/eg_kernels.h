@@ -18,5 +18,6 @@
 #include "eg_f16.h"
 #include "eg_conv_f16.h"
 #include "eg_gemm_f16.h"
+#include "eg_eltwise_f16.h"
 
 #endif /* EG_KERNELS_H */

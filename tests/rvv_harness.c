@@ -14,6 +14,11 @@
  * Built with EG_BAREMETAL (the fp16 kinds: qemu-user 7.2 has no Zvfh) it is an mcu firmware instead
  * (targets/mcu startup.S and 16550 UART, run by qemu-system-riscv32 with the UART on stdio): the
  * same records in and results out over the UART, exit through the virt test device.
+ * Bare-metal builds also count the instructions of each kernel call (minstret, exact under
+ * -icount) and append them to the record's results as two uint32 (reference, variant); a kind
+ * with bit 8 set (EG_QUIET) sends only the status and the counts (tools/rvvbench.py). Built with
+ * EG_NO_VECTOR (no V extension: the scalar columns of the benchmark) the "variant" is the
+ * reference again.
  * stdout per record: int32 status (bit 0: reference wrote outside its output, bit 1: the RVV
  * variant did), then n_out reference floats, then n_out RVV floats. Outputs are pre-filled
  * with NaN, so an element a kernel does not write shows up as NaN.
@@ -34,7 +39,7 @@
 #define EG_NP 22
 #define EG_REC (6 + EG_NP)
 #ifdef EG_BAREMETAL
-#define EG_MAXF (1 << 17)
+#define EG_MAXF (1 << 18)
 #else
 #define EG_MAXF (1 << 20)
 #endif
@@ -148,6 +153,25 @@ static int guard_broken(const float *raw, int n)
     return 0;
 }
 
+#ifdef EG_NO_VECTOR
+#define EG_V(ref, vec) ref
+#else
+#define EG_V(ref, vec) (rvv ? vec : ref)
+#endif
+
+#ifdef EG_BAREMETAL
+static uint32_t eg_instret(void)
+{
+    uint32_t v;
+    __asm__ volatile("csrr %0, minstret" : "=r"(v));
+    return v;
+}
+static uint32_t eg_counts[2];
+#define EG_COUNT(i, call) do { const uint32_t t0_ = eg_instret(); call; eg_counts[i] = eg_instret() - t0_; } while (0)
+#else
+#define EG_COUNT(i, call) call
+#endif
+
 static float bits(int32_t v)
 {
     union { int32_t i; float f; } u = {v};
@@ -156,19 +180,20 @@ static float bits(int32_t v)
 
 static void run(int kind, const int32_t *p, float *y, const float *a, const float *b, const float *c, int rvv)
 {
+    (void)rvv;
     if (kind == 0)
-        (rvv ? conv2d_f32_fw_rvv : conv2d_f32_fw)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+        EG_V(conv2d_f32_fw, conv2d_f32_fw_rvv)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
                                                   p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]);
     else if (kind == 1)
-        (rvv ? conv2d_f32_bw_input_rvv : conv2d_f32_bw_input)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+        EG_V(conv2d_f32_bw_input, conv2d_f32_bw_input_rvv)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
                                                               p[7], p[8], p[9], p[10], p[11], p[12], p[13],
                                                               p[14], p[15]);
     else if (kind == 2)
-        (rvv ? conv2d_f32_bw_weight_rvv : conv2d_f32_bw_weight)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5],
+        EG_V(conv2d_f32_bw_weight, conv2d_f32_bw_weight_rvv)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5],
                                                                 p[6], p[7], p[8], p[9], p[10], p[11], p[12],
                                                                 p[13], p[14], p[15], p[16], p[17], p[18]);
     else
-        (rvv ? gemm_f32_rvv : gemm_f32)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]), bits(p[7]),
+        EG_V(gemm_f32, gemm_f32_rvv)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]), bits(p[7]),
                                         p[8], p[9], p[10], p[11]);
 }
 
@@ -192,22 +217,23 @@ static int guard16_broken(const eg_f16 *raw, int n)
 static void run16(int kind, const int32_t *p, eg_f16 *y16, float *y, const eg_f16 *a, const eg_f16 *b, const float *c,
                   int rvv)
 {
+    (void)rvv;
     if (kind == 4)
-        (rvv ? conv2d_f16_fw_zvfh : conv2d_f16_fw)(y16, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+        EG_V(conv2d_f16_fw, conv2d_f16_fw_zvfh)(y16, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
                                                    p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]);
     else if (kind == 5)
-        (rvv ? conv2d_f16_bw_input_zvfh : conv2d_f16_bw_input)(y16, a, b, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+        EG_V(conv2d_f16_bw_input, conv2d_f16_bw_input_zvfh)(y16, a, b, p[0], p[1], p[2], p[3], p[4], p[5], p[6],
                                                                p[7], p[8], p[9], p[10], p[11], p[12], p[13],
                                                                p[14], p[15]);
     else if (kind == 6)
-        (rvv ? conv2d_f16_bw_weight_zvfh : conv2d_f16_bw_weight)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5],
+        EG_V(conv2d_f16_bw_weight, conv2d_f16_bw_weight_zvfh)(y, a, b, p[0], p[1], p[2], p[3], p[4], p[5],
                                                                  p[6], p[7], p[8], p[9], p[10], p[11], p[12],
                                                                  p[13], p[14], p[15], p[16], p[17], p[18]);
     else if (kind == 7)
-        (rvv ? gemm_f16_zvfh : gemm_f16)(y16, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]), bits(p[7]),
+        EG_V(gemm_f16, gemm_f16_zvfh)(y16, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]), bits(p[7]),
                                          p[8], p[9], p[10], p[11]);
     else
-        (rvv ? gemm_f16_y32_zvfh : gemm_f16_y32)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]),
+        EG_V(gemm_f16_y32, gemm_f16_y32_zvfh)(y, a, b, c, p[0], p[1], p[2], p[3], p[4], p[5], bits(p[6]),
                                                  bits(p[7]), p[8], p[9], p[10], p[11]);
 }
 
@@ -220,14 +246,14 @@ static void f16_record(int kind, const int32_t *p, int n_out, int n0, int n1, in
     const float *c = n2 ? in2 : NULL;
     if (kind == 6 || kind == 8) { /* fp32 output */
         float *yr = prepare(out_ref, n_out), *yv = prepare(out_rvv, n_out);
-        run16(kind, p, NULL, yr, h0, n1 ? h1 : NULL, c, 0);
-        run16(kind, p, NULL, yv, h0, n1 ? h1 : NULL, c, 1);
+        EG_COUNT(0, run16(kind, p, NULL, yr, h0, n1 ? h1 : NULL, c, 0));
+        EG_COUNT(1, run16(kind, p, NULL, yv, h0, n1 ? h1 : NULL, c, 1));
         *status |= guard_broken(out_ref, n_out) | guard_broken(out_rvv, n_out) << 1;
         return;
     }
     eg_f16 *hr = prepare16(out16_ref, n_out), *hv = prepare16(out16_rvv, n_out);
-    run16(kind, p, hr, NULL, h0, n1 ? h1 : NULL, c, 0);
-    run16(kind, p, hv, NULL, h0, n1 ? h1 : NULL, c, 1);
+    EG_COUNT(0, run16(kind, p, hr, NULL, h0, n1 ? h1 : NULL, c, 0));
+    EG_COUNT(1, run16(kind, p, hv, NULL, h0, n1 ? h1 : NULL, c, 1));
     *status |= guard16_broken(out16_ref, n_out) | guard16_broken(out16_rvv, n_out) << 1;
     float *yr = out_ref + EG_GUARD, *yv = out_rvv + EG_GUARD;
     for (int i = 0; i < n_out; i++) {
@@ -250,9 +276,9 @@ void _start(void)
     uart_init();
 #endif
     while (read_all(rec, sizeof rec)) {
-        const int kind = rec[0], n_out = rec[2];
-        if (kind < 0) /* end of the records (the UART has no end of file) */
+        if (rec[0] < 0) /* end of the records (the UART has no end of file) */
             break;
+        const int kind = rec[0] & 0xff, quiet = (rec[0] >> 8) & 1, n_out = rec[2];
         uint32_t state = (uint32_t)rec[1];
         int32_t status = 0;
         if (n_out > EG_MAXF || rec[3] > EG_MAXF || rec[4] > EG_MAXF || rec[5] > EG_MAXF)
@@ -268,13 +294,18 @@ void _start(void)
 #endif
         {
             yr = prepare(out_ref, n_out), yv = prepare(out_rvv, n_out);
-            run(kind, rec + 6, yr, in0, rec[4] ? in1 : NULL, rec[5] ? in2 : NULL, 0);
-            run(kind, rec + 6, yv, in0, rec[4] ? in1 : NULL, rec[5] ? in2 : NULL, 1);
+            EG_COUNT(0, run(kind, rec + 6, yr, in0, rec[4] ? in1 : NULL, rec[5] ? in2 : NULL, 0));
+            EG_COUNT(1, run(kind, rec + 6, yv, in0, rec[4] ? in1 : NULL, rec[5] ? in2 : NULL, 1));
             status |= guard_broken(out_ref, n_out) | guard_broken(out_rvv, n_out) << 1;
         }
         write_all(&status, 4);
-        write_all(yr, 4L * n_out);
-        write_all(yv, 4L * n_out);
+        if (!quiet) {
+            write_all(yr, 4L * n_out);
+            write_all(yv, 4L * n_out);
+        }
+#ifdef EG_BAREMETAL
+        write_all(eg_counts, sizeof eg_counts);
+#endif
     }
     eg_exit(0);
     for (;;) {

@@ -68,7 +68,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     if target == "mcu" and "zve32f" in extensions:
         for n in g.nodes:
             if n.attrs.get("f16"):
-                if "zvfh" in extensions:
+                if "zvfh" in extensions and (n.op in CONV_KINDS or n.op in GEMM_OPS):
                     n.attrs["kernel"] = "zvfh"
             elif n.op in CONV_KINDS or n.op in GEMM_OPS:
                 n.attrs["kernel"] = "rvv"

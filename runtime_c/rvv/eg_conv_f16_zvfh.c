@@ -265,10 +265,10 @@ void conv2d_f16_bw_input_zvfh(eg_f16 *restrict dx_, const eg_f16 *restrict dy_, 
     }
 }
 
-void conv2d_f16_bw_weight_zvfh(float *restrict dwt, const eg_f16 *restrict dy_, const eg_f16 *restrict x_,
-                               int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
-                               int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
-                               int M_upd, int Cg_upd, int Cx)
+static inline void eg_bw_weight_zvfh(float *restrict dwt, eg_h *restrict dwt16, const eg_f16 *restrict dy_,
+                                     const eg_f16 *restrict x_, int N, int C, int H, int W, int M, int OH, int OW,
+                                     int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                                     int M_upd, int Cg_upd, int Cx)
 {
     const eg_h *dy = (const eg_h *)(const void *)dy_, *x = (const eg_h *)(const void *)x_;
     const int Cg = C / G, Mg = M / G;
@@ -291,7 +291,11 @@ void conv2d_f16_bw_weight_zvfh(float *restrict dwt, const eg_f16 *restrict dy_, 
                                                           __riscv_vle16_v_f16m4(xc + p, vl), vl);
                     }
                 }
-                dwt[(ptrdiff_t)m * Cg_upd + c] = eg_vsum(acc, vlmax);
+                const float sum = eg_vsum(acc, vlmax);
+                if (dwt16)
+                    dwt16[(ptrdiff_t)m * Cg_upd + c] = (eg_h)sum;
+                else
+                    dwt[(ptrdiff_t)m * Cg_upd + c] = sum;
                 continue;
             }
             for (int kh = 0; kh < KH; kh++) {
@@ -314,11 +318,34 @@ void conv2d_f16_bw_weight_zvfh(float *restrict dwt, const eg_f16 *restrict dy_, 
                             }
                         }
                     }
-                    dwt[(((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw] = eg_vsum(acc, vlmax);
+                    const ptrdiff_t o = (((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw;
+                    const float sum = eg_vsum(acc, vlmax);
+                    if (dwt16)
+                        dwt16[o] = (eg_h)sum;
+                    else
+                        dwt[o] = sum;
                 }
             }
         }
     }
+}
+
+void conv2d_f16_bw_weight_zvfh(float *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
+                               int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
+                               int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                               int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_zvfh(dwt, NULL, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                      M_upd, Cg_upd, Cx);
+}
+
+void conv2d_f16_bw_weight_y16_zvfh(eg_f16 *restrict dwt, const eg_f16 *restrict dy, const eg_f16 *restrict x,
+                                   int N, int C, int H, int W, int M, int OH, int OW, int KH, int KW,
+                                   int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                                   int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_zvfh(NULL, (eg_h *)(void *)dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h,
+                      dil_w, G, M_upd, Cg_upd, Cx);
 }
 
 /* GEMM: rows (a vector of outputs y[m, n0..] accumulates a[m,k] * b[k, n0..]) or, when transB
