@@ -180,7 +180,9 @@ void conv2d_f16_bw_input_zvfh(eg_f16 *restrict dx_, const eg_f16 *restrict dy_, 
                 for (int i0 = 0; i0 < W; i0 += (int)vl) {
                     vl = eg_vl_row(W - i0);
                     const int i1 = i0 + (int)vl;
-                    if (sw != 1) { /* scatter each dy row segment into the fp32 row, strided by sw */
+                    if (sw != 1 || Mg == 1) { /* scatter each dy row segment into the fp32 row, strided by sw
+                                                 * (depthwise too: one vfwmacc per tap does not pay for
+                                                 * the gather's bookkeeping, as in eg_conv_rvv.c) */
                         __riscv_vse32_v_f32m8(row, __riscv_vfmv_v_f_f32m8(0.0f, vl), vl);
                         for (int kh = 0; kh < KH; kh++) {
                             const int th = ih + pt - kh * dil_h;
