@@ -130,3 +130,70 @@ def test_gemm_f16(lib, ta, tb, M, N, K, batch):
     lib.gemm_f16_y32(_p(y32), _p(a), _p(b), None, *args[:7], ctypes.c_float(0.0), *args[8:])
     ref0 = alpha * oa.astype(np.float64) @ ob.astype(np.float64)
     _close32(y32, ref0, terms)
+
+
+def test_conv_f16_bw_weight_y16(lib):
+    """The fp16-output weight gradient is the fp32 one rounded once (same sums, same order)."""
+    rng = np.random.default_rng(5)
+    case = CONVS[1]
+    x, w, _, dy, _, _, _, _, dims = conv_case(case, rng)
+    d32 = np.empty(w.shape, np.float32)
+    d16 = np.full(w.shape, np.nan, np.float16)
+    lib.conv2d_f16_bw_weight(_p(d32), _p(dy), _p(x), *dims, w.shape[0], w.shape[1], x.shape[1])
+    lib.conv2d_f16_bw_weight_y16(_p(d16), _p(dy), _p(x), *dims, w.shape[0], w.shape[1], x.shape[1])
+    np.testing.assert_array_equal(d16.view(np.uint16), d32.astype(np.float16).view(np.uint16))
+
+
+@pytest.fixture(scope="module")
+def elt(tmp_path_factory):
+    return _lib(tmp_path_factory, ["eg_eltwise_f16.c", "eg_f16.c"])
+
+
+def test_eltwise_f16_bit_exact(elt):
+    """relu/clip/add (fw and bw) on fp16 storage equal "widen, fp32 op, round" bit for bit, on every
+    fp16 pattern (NaNs aside) against numpy."""
+    every = np.arange(65536, dtype=np.uint16).view(np.float16)
+    h = every[~np.isnan(every)].copy()
+    rng = np.random.default_rng(1)
+    o = rng.permutation(h)
+    n = h.size
+    f = lambda a: a.astype(np.float32)
+    out = np.empty(n, np.float16)
+    elt.relu_f16_fw(_p(out), _p(h), n)
+    np.testing.assert_array_equal(out, np.maximum(f(h), 0).astype(np.float16))
+    elt.relu_f16_bw(_p(out), _p(o), _p(h), n)
+    np.testing.assert_array_equal(out.view(np.uint16), np.where(f(h) > 0, o, np.float16(0)).view(np.uint16))
+    elt.clip_f16_fw(_p(out), _p(h), n, ctypes.c_float(0.0), ctypes.c_float(6.0))
+    np.testing.assert_array_equal(out, np.clip(f(h), 0, 6).astype(np.float16))
+    elt.clip_f16_bw(_p(out), _p(o), _p(h), n, ctypes.c_float(0.0), ctypes.c_float(6.0))
+    np.testing.assert_array_equal(out.view(np.uint16),
+                                  np.where((f(h) > 0) & (f(h) < 6), o, np.float16(0)).view(np.uint16))
+    with np.errstate(over="ignore"):
+        ref = (f(h) + f(o)).astype(np.float16)
+    elt.add_f16(_p(out), _p(h), _p(o), n)
+    np.testing.assert_array_equal(out.view(np.uint16), ref.view(np.uint16))
+
+
+def test_maxpool_f16_and_bias_sum(elt):
+    rng = np.random.default_rng(2)
+    N, C, H, W, K = 2, 3, 8, 10, 2
+    x = _h((N, C, H, W), rng)
+    x[0, 0, :2, :2] = 1.0  # a tie: the first cell wins, as torch
+    y = np.empty((N, C, H // K, W // K), np.float16)
+    dims = [N, C, H, W, H // K, W // K, K, K, K, K, 0, 0, 1, 1]
+    elt.maxpool2d_f16_fw(_p(y), _p(x), *dims)
+    xt = torch.tensor(x.astype(np.float32), requires_grad=True)
+    yt = F.max_pool2d(xt, K)
+    np.testing.assert_array_equal(y, yt.detach().numpy().astype(np.float16))
+    dy = _h(y.shape, rng)
+    yt.backward(torch.tensor(dy.astype(np.float32)))
+    dx = np.full(x.shape, np.nan, np.float16)
+    elt.maxpool2d_f16_bw(_p(dx), _p(dy), _p(x), *dims)
+    np.testing.assert_array_equal(dx, xt.grad.numpy().astype(np.float16))
+    # bias gradient: sum over (N, H*W) of dy[N, C, H*W], fp32 sums of fp16 values
+    g = _h((N, C, H * W), rng)
+    s = np.full(C, np.nan, np.float32)
+    shape = (ctypes.c_int * 3)(N, C, H * W)
+    sy, sx = (ctypes.c_int * 3)(0, 1, 0), (ctypes.c_int * 3)(C * H * W, H * W, 1)
+    elt.reduce_sum_f16(_p(s), _p(g), 3, shape, sy, sx, C)
+    np.testing.assert_allclose(s, g.astype(np.float64).sum(axis=(0, 2)), rtol=1e-6, atol=1e-5)
