@@ -86,12 +86,12 @@ def backend_table(b: dict) -> list[str]:
     """--backend tvm|auto: the kernel each conv/Gemm node got, with the instruction counts behind it."""
     if not b.get("tvm"):
         return [f"backend {b['mode']}: {b.get('note', 'TVM not installed')}"]
-    lines = [f"backend {b['mode']}: TVM {b['tvm']} for {b['llvm_target']['mcpu']} (board {b['board']}); cost = "
-             f"aarch64 instructions of one call under qemu-aarch64, 1 thread",
-             f"{'node':<28} {'op':<12} {'pass':<9} {'shape':<26} {'ours instr':>11} {'TVM instr':>11}  kernel"]
+    lines = [(f"backend {b['mode']}: TVM {b['tvm']} for {b['llvm_target']['mcpu']} (board {b['board']}); cost = "
+              f"aarch64 instructions of one call under qemu-aarch64, 1 thread"),
+             f"{'node':<40} {'op':<12} {'pass':<9} {'shape':<26} {'ours instr':>11} {'TVM instr':>11}  kernel"]
     for c in b["choices"]:
         num = (lambda v: f"{v:>11,}" if v is not None else f"{'-':>11}")
-        lines.append(f"{c['node'][:28]:<28} {c['op']:<12} {c['kind']:<9} {c.get('shape', '-')[:26]:<26} "
+        lines.append(f"{c['node'][-40:]:<40} {c['op']:<12} {c['kind']:<9} {c.get('shape', '-')[:26]:<26} "
                      f"{num(c.get('ours_instr'))} {num(c.get('tvm_instr'))}  {c['chosen']}"
                      + ("" if c.get("ours_instr") is not None else f" ({c['why']})"))
     n = sum(c["chosen"] == "tvm" for c in b["choices"])
