@@ -147,7 +147,8 @@ def kernel_for(g: Graph, n: Node, target_key: dict) -> Kernel | None:
         sizes, scratch = [M * N, M * K, K * N, c_size], 0
     else:
         return None
-    key = json.dumps({"spec": spec, "target": target_key, "worker": _worker_hash()}, sort_keys=True)
+    key = json.dumps({"spec": spec, "target": target_key, "worker": _worker_hash(), "tvm": tvm_version()},
+                     sort_keys=True)
     symbol = f"eg_tvm_{spec['kind']}_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
     if n.op == "Gemm":  # the backward products are Gemm nodes too (ops.gemm_grad)
         kind = "fw" if g.nodes.index(n) < g.meta.get("n_forward", len(g.nodes)) else "bw"
@@ -315,7 +316,10 @@ def measure(kernels: list[Kernel], objs: dict[str, Path], mcpu: str, qemu_cpu: s
     """symbol -> (our NEON kernel's instructions, TVM's) for one call, cached in costs.json."""
     from .tools.aarch64bench import TRACE_FLAGS
     path = cache_dir() / "costs.json"
-    costs = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        costs = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:  # a cache is only a cache
+        costs = {}
     ours = _ours_hash()
     key = {k.symbol: f"{k.symbol}|{mcpu}|{qemu_cpu}|{ours}" for k in kernels}
     todo = [k for k in {k.symbol: k for k in kernels}.values() if key[k.symbol] not in costs]
@@ -349,7 +353,9 @@ def measure(kernels: list[Kernel], objs: dict[str, Path], mcpu: str, qemu_cpu: s
             overhead = seg[0]
             for i, k in enumerate(todo):
                 costs[key[k.symbol]] = [seg[1 + 2 * i] - overhead, seg[2 + 2 * i] - overhead]
-        path.write_text(json.dumps(costs, indent=0, sort_keys=True))
+        tmp_path = path.with_name(f".costs.{os.getpid()}.json")  # replaced whole: parallel compiles may share it
+        tmp_path.write_text(json.dumps(costs, indent=0, sort_keys=True))
+        tmp_path.replace(path)
     return {k.symbol: tuple(costs[key[k.symbol]]) for k in kernels}
 
 

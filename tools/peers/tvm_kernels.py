@@ -17,6 +17,7 @@ buffer and no TVMBackendAllocWorkspace call is generated. The bias / C term is n
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def main(job_path: str) -> None:
         func = func.with_attr("global_symbol", k["symbol"])
         lib = tvm.compile(tvm.IRModule({k["symbol"]: func}), target=target)
         obj = out / f"{k['symbol']}.o"
-        tmp = out / f".{k['symbol']}.tmp.o"  # then renamed: a cached object is always whole
+        tmp = out / f".{k['symbol']}.{os.getpid()}.o"  # then renamed: a cached object is always whole
         lib.mod.write_to_file(str(tmp))
         tmp.replace(obj)
     print(json.dumps({"tvm": tvm.__version__, "built": len(job["kernels"])}))
