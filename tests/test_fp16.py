@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ctypes
+import shutil
 import subprocess
 
 import numpy as np
@@ -125,6 +126,14 @@ def test_fp16_host_matches_torch_fp32(name, scheme, tmp_path):
                          ids=["zfh", "zvfh"])
 def test_fp16_mcu_matches_torch_fp32(ext, tmp_path):
     _check_fp16("cnn_fashion", "all", tmp_path, target="mcu", extensions=ext)
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not (shutil.which("qemu-aarch64") and shutil.which("aarch64-linux-gnu-gcc")),
+                    reason="qemu-aarch64 / aarch64-linux-gnu-gcc missing: run tools/setup.sh")
+def test_fp16_rpi_matches_torch_fp32(tmp_path):
+    """The Pi 5 build (the portable fp16 kernels, cross-compiled, under qemu-aarch64)."""
+    _check_fp16("cnn_fashion", "all", tmp_path, target="rpi", board="pi5")
 
 
 def test_fp16_overflow_skips_the_step(tmp_path):
