@@ -191,19 +191,30 @@ void conv2d_f16_bw_input_zvfh(eg_f16 *restrict dx_, const eg_f16 *restrict dy_, 
                             const eg_h *dyr = dyg + (ptrdiff_t)(th / sh) * OW;
                             for (int kw = 0; kw < KW; kw++) {
                                 const int offw = kw * dil_w - pl; /* iw = ow*sw + offw in [i0, i1) */
-                                int lo = eg_ceil_div(i0 - offw, sw), hi = eg_ceil_div(i1 - offw, sw);
+                                int lo, hi;
+                                if (sw == 1) {
+                                    lo = i0 - offw;
+                                    hi = i1 - offw;
+                                } else {
+                                    lo = eg_ceil_div(i0 - offw, sw);
+                                    hi = eg_ceil_div(i1 - offw, sw);
+                                }
                                 lo = lo > 0 ? lo : 0;
                                 hi = hi < OW ? hi : OW;
                                 if (lo >= hi)
                                     continue;
                                 const size_t vp = __riscv_vsetvl_e32m8((size_t)(hi - lo)); /* <= EG_ROW */
                                 float *rp = row + lo * sw + offw - i0;
-                                eg_vf part = __riscv_vlse32_v_f32m8(rp, (ptrdiff_t)sw * 4, vp);
+                                eg_vf part = sw == 1 ? __riscv_vle32_v_f32m8(rp, vp)
+                                                     : __riscv_vlse32_v_f32m8(rp, (ptrdiff_t)sw * 4, vp);
                                 const eg_h *wk = wg + kh * KW + kw;
                                 for (int mg = 0; mg < Mg; mg++)
                                     part = __riscv_vfwmacc_vf_f32m8(part, wk[(ptrdiff_t)mg * Cg * KK],
                                                                     __riscv_vle16_v_f16m4(dyr + mg * OHW + lo, vp), vp);
-                                __riscv_vsse32_v_f32m8(rp, (ptrdiff_t)sw * 4, part, vp);
+                                if (sw == 1)
+                                    __riscv_vse32_v_f32m8(rp, part, vp);
+                                else
+                                    __riscv_vsse32_v_f32m8(rp, (ptrdiff_t)sw * 4, part, vp);
                             }
                         }
                         vl = __riscv_vsetvl_e32m8((size_t)(i1 - i0));
