@@ -134,7 +134,7 @@ class Lowerer:
         if kernel in ("tiled", "neon", "implicit"):  # same arguments, scratch included
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return f"{base}_{kernel}", f", {scratch}"
-        if kernel in ("rvv", "zvfh"):  # no scratch
+        if kernel in ("rvv", "zvfh", "gemv"):  # no scratch
             return f"{base}_{kernel}", ""
         return base, ""
 

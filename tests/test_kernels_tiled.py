@@ -39,7 +39,7 @@ from compiler.kernels_tiled import (
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
-FAMILIES = ["conv", "gemm", "conv_tiled", "gemm_tiled"]
+FAMILIES = ["conv", "gemm", "conv_tiled", "gemm_tiled", "gemv"]
 RTOL, ATOL = 1e-5, 1e-6  # relative to the reference run on |inputs| (see module docstring)
 GUARD = 64
 GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN with a payload no kernel produces
@@ -322,8 +322,25 @@ GEMM_CASES = [  # batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs(0: bro
 ]
 
 
-@pytest.mark.parametrize("case", GEMM_CASES)
-def test_gemm_tiled_matches_reference(k, case):
+GEMV_CASES = [  # the gemv variant's shapes (M == 1 or K == 1), same fields as GEMM_CASES
+    (1, 1, 48, 768, 0, 1, 1.0, 1.0, True, True, "row"),  # mlp_har forward: dot products
+    (1, 1, 10, 1280, 0, 1, 1.0, 1.0, True, True, "row"),
+    (1, 1, 7, 21, 1, 1, 2.0, 0.5, True, True, "full"),  # ragged rows and k tails
+    (1, 1, 1, 3, 0, 1, 1.0, 0.0, True, True, None),
+    (1, 1, 784, 10, 0, 0, 1.0, 0.0, True, True, None),  # input gradient dy . W: axpy
+    (1, 1, 45, 6, 1, 0, -1.0, 0.0, True, True, None),
+    (2, 1, 33, 17, 0, 0, 1.0, 1.0, True, False, "row"),
+    (1, 48, 768, 1, 1, 0, 1.0, 0.0, True, True, None),  # weight gradient dy^T x: outer product
+    (1, 6, 13, 1, 1, 1, 0.5, 1.0, True, True, "col"),
+    (3, 5, 9, 1, 0, 0, 1.0, 1.0, False, True, "full"),
+    (1, 1, 4, 0, 0, 1, 1.0, 1.0, True, True, "row"),  # no terms
+    (1, 3, 20, 9, 0, 1, 1.0, 0.0, True, True, None),  # neither: computed row by row
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES + GEMV_CASES)
+@pytest.mark.parametrize("fn", ["gemm_f32_tiled", "gemm_f32_gemv"])
+def test_gemm_tiled_matches_reference(k, case, fn):
     batch, M, N, K, ta, tb, alpha, beta, a_per_batch, b_per_batch, ckind = case
     rng = np.random.default_rng(M * 1000 + N * 10 + K)
     a_shape = (K, M) if ta else (M, K)
@@ -347,9 +364,9 @@ def test_gemm_tiled_matches_reference(k, case):
                abs(beta), *args[8:])
     g = Guarded()
     out = g.out(batch, M, N)
-    k.gemm_f32_tiled(out, a, b, c, *args)
+    getattr(k, fn)(out, a, b, c, *args)
     g.check()
-    assert_close(out, ref, mag, f"gemm_f32_tiled {case}")
+    assert_close(out, ref, mag, f"{fn} {case}")
 
 
 @pytest.mark.parametrize("cc", [
@@ -363,6 +380,6 @@ def test_tiled_sources_compile_for_other_targets(cc, tmp_path):
     have = importlib.util.find_spec("ziglang") if cc[0] == sys.executable else shutil.which(cc[0])
     if not have:
         pytest.skip(f"{cc[0:4]} not available")
-    for fam in ("conv_tiled", "gemm_tiled"):
+    for fam in ("conv_tiled", "gemm_tiled", "gemv"):
         subprocess.run([*cc, f"-I{RUNTIME}", "-c", str(RUNTIME / f"eg_{fam}.c"), "-o",
                         str(tmp_path / f"{fam}.o")], check=True, capture_output=True, text=True)
