@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-dir", type=Path, help="build folder (default build/prof/MODEL)")
     args = p.parse_args(argv)
     from edgegrad.pipeline import ROOT, CompileConfig, compile_model
+
     from models import ZOO
     onnx = ZOO[args.model].path if args.model in ZOO else Path(args.model)
     out = args.build_dir or ROOT / "build" / "prof" / Path(onnx).stem
