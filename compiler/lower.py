@@ -140,6 +140,10 @@ class Lowerer:
 
     def op_Conv(self, n, x, w, b=""):
         d = self._conv_dims(self.shape(x), self.shape(w), self.shape(n.outputs[0]), n.attrs)
+        if n.attrs.get("kernel") == "dwclip":  # depthwise + Clip (passes/fuse_eltwise.py)
+            lo, hi = n.attrs["clip"]
+            return (f"depthwise2d_f32_fw_clip({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, "
+                    f"{self._ints(d)}, {cfloat(lo)}, {cfloat(hi)});")
         fn, scratch = self._variant(n, "conv2d_f32_fw")
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 

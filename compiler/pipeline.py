@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels -> plan_memory
-    -> emit_c -> build
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels
+    -> fuse_eltwise -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -33,6 +33,7 @@ from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
+from .passes.fuse_eltwise import fuse_eltwise
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
@@ -146,6 +147,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         _after(name, g, cfg, log)
     g = select_kernels(g, cfg.target, cfg.extensions)
     _after("select_kernels", g, cfg, log)
+    g = fuse_eltwise(g, cfg.target)
+    _after("fuse_eltwise", g, cfg, log)
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
     summary = _scheme_summary(g, updates)
