@@ -26,6 +26,7 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.lower_fp16 import lower_fp16
 from .passes.plan_memory import plan_memory
@@ -33,7 +34,6 @@ from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
-from .passes.fuse_eltwise import fuse_eltwise
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
