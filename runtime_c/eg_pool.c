@@ -180,11 +180,34 @@ static inline int eg_pool_count(int i0, int K, int lo, int hi)
     return b > a ? b - a : 0;
 }
 
+/* One window covering the whole unpadded image (a global average pool written as AveragePool). */
+static inline int eg_pool_global(int H, int W, int OH, int OW, int KH, int KW, int pt, int pl,
+                                 int pb, int pr)
+{
+    return OH == 1 && OW == 1 && KH == H && KW == W && pt == 0 && pl == 0 && pb == 0 && pr == 0;
+}
+
 void avgpool2d_f32_fw(float *restrict y, const float *restrict x, int N, int C, int H, int W,
                       int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl, int pb,
                       int pr, int count_include_pad)
 {
     const ptrdiff_t NC = (ptrdiff_t)N * C, HW = (ptrdiff_t)H * W;
+    if (eg_pool_global(H, W, OH, OW, KH, KW, pt, pl, pb, pr) && HW > 0) {
+        /* 8 partial sums (independent adds, one vector where the ISA has them), then one division */
+        for (ptrdiff_t p = 0; p < NC; p++) {
+            const float *xp = x + p * HW;
+            float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            ptrdiff_t i = 0;
+            for (; i + 8 <= HW; i += 8)
+                for (int j = 0; j < 8; j++)
+                    s[j] += xp[i + j];
+            float acc = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+            for (; i < HW; i++)
+                acc += xp[i];
+            y[p] = acc / (float)HW;
+        }
+        return;
+    }
     const int lo_h = count_include_pad ? -pt : 0, hi_h = count_include_pad ? H + pb : H;
     const int lo_w = count_include_pad ? -pl : 0, hi_w = count_include_pad ? W + pr : W;
     for (ptrdiff_t p = 0; p < NC; p++) {
@@ -216,6 +239,15 @@ void avgpool2d_f32_bw(float *restrict dx, const float *restrict dy, int N, int C
     /* forward: y[oh,ow] = sum(window) / cnt; dL/dx[i] = sum over windows covering i of
      * dy[oh,ow] / cnt(oh,ow), scattered window by window. */
     const ptrdiff_t NC = (ptrdiff_t)N * C, HW = (ptrdiff_t)H * W;
+    if (eg_pool_global(H, W, OH, OW, KH, KW, pt, pl, pb, pr) && HW > 0) {
+        for (ptrdiff_t p = 0; p < NC; p++) { /* every cell gets the one share: write, no zeroing */
+            const float share = dy[p] / (float)HW;
+            float *dxp = dx + p * HW;
+            for (ptrdiff_t i = 0; i < HW; i++)
+                dxp[i] = share;
+        }
+        return;
+    }
     const int lo_h = count_include_pad ? -pt : 0, hi_h = count_include_pad ? H + pb : H;
     const int lo_w = count_include_pad ? -pl : 0, hi_w = count_include_pad ? W + pr : W;
     for (ptrdiff_t i = 0; i < NC * HW; i++)

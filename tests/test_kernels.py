@@ -556,6 +556,7 @@ POOL_CASES = [
     (1, 3, 6, 7, (3, 3), (2, 2), (1, 0, 2, 1), (1, 1), False),   # asymmetric pads
     (1, 1, 5, 5, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), True),    # ceil_mode, window past edge
     (1, 3, 7, 9, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False),   # 2x2 fast path, odd: cells left over
+    (2, 4, 25, 5, (25, 5), (1, 1), (0, 0, 0, 0), (1, 1), False), # one window over the image (dscnn)
 ]
 
 
