@@ -4,6 +4,7 @@ trained tensors, same inference output, every element bit for bit (the channel-b
 kernel computes the same sums either way; the clamp moves from a separate pass into its epilogue),
 for whole-tensor and sub-tensor updates of the depthwise layer, stride 1 and 2. The zoo-shaped
 InvertedResidual cases of test_sparse_cases.py check the fused build against PyTorch too.
+Also here: select_kernels' choice of the gemv variant for batch-1 linear layers (host).
 """
 
 from __future__ import annotations
@@ -81,3 +82,17 @@ def test_fusion_rules(tmp_path):
                                                                   quiet=True)).graph
         # (the mcu build also recomputes a ReLU6 in the backward: 3 Clips there)
         assert not any("clip" in n.attrs for n in g.nodes) and sum(n.op == "Clip" for n in g.nodes) >= 2
+
+
+def test_gemv_selected_for_batch1_linear_layers(tmp_path):
+    """select_kernels: the batch-1 Gemms of an MLP (forward M == 1, input gradient M == 1, weight
+    gradient K == 1) take the gemv variant on host; the GEMMs of a batch-4 MLP keep the tiled one."""
+    from models import ZOO
+    g = compile_model(ZOO["mlp_har"].path, tmp_path / "m", CompileConfig(update="all", build=False, quiet=True)).graph
+    gemms = [n for n in g.nodes if n.op in ("Gemm", "MatMul", "MatMulT")]
+    assert gemms and all(n.attrs["kernel"] == "gemv" for n in gemms)
+    m = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    model = export(m, torch.zeros(4, 6), tmp_path / "b4.onnx")
+    g = compile_model(model, tmp_path / "b4", CompileConfig(update="all", build=False, quiet=True)).graph
+    kinds = {n.attrs["kernel"] for n in g.nodes if n.op in ("Gemm", "MatMul", "MatMulT")}
+    assert "tiled" in kinds
