@@ -22,6 +22,10 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
 - ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
   GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
+- ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
+  layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
+  gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
+  for shapes these are not.
 """
 
 from __future__ import annotations
@@ -66,6 +70,16 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
+def gemv_shaped(g: Graph, n) -> bool:
+    """A 2-D product with one output row or one contracted term (the ``gemv`` variant's shapes)."""
+    ys = g.tensors[n.outputs[0]].shape
+    if len(ys) != 2 or any(len(g.tensors[i].shape) != 2 for i in n.inputs[:2]):
+        return False
+    ta = n.attrs.get("transA", 0) if n.op in ("Gemm", "MatMulT") else 0
+    sa = g.tensors[n.inputs[0]].shape
+    return ys[0] == 1 or (sa[0] if ta else sa[1]) == 1
+
+
 def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
                    board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
@@ -85,7 +99,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if n.attrs.get("f16"):  # the fp16 kernels have no _tiled/_neon variant yet
             continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
-            n.attrs["kernel"] = "tiled"
+            n.attrs["kernel"] = "gemv" if target not in NEON_TARGETS and gemv_shaped(g, n) else "tiled"
         kind = CONV_KINDS.get(n.op)
         if kind is None:
             continue
