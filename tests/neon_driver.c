@@ -13,6 +13,7 @@
 
 #include "eg_conv.h"
 #include "eg_gemm.h"
+#include "eg_dw_neon.h"
 #include "eg_neon.h"
 
 #define GUARD 64
@@ -81,6 +82,9 @@ int main(void)
         case 5: conv2d_f32_bw_weight_neon(out, in[0], in[1], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18], s); break;
         case 6: gemm_f32(out, in[0], in[1], in[2], v[0], v[1], v[2], v[3], v[4], v[5], fbits(v[6]), fbits(v[7]), v[8], v[9], v[10], v[11]); break;
         case 7: gemm_f32_neon(out, in[0], in[1], in[2], v[0], v[1], v[2], v[3], v[4], v[5], fbits(v[6]), fbits(v[7]), v[8], v[9], v[10], v[11]); break;
+        case 8: conv2d_f32_fw_dw_neon(out, in[0], in[1], in[2], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], s); break;
+        case 9: conv2d_f32_bw_input_dw_neon(out, in[0], in[1], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], s); break;
+        case 10: conv2d_f32_bw_weight_dw_neon(out, in[0], in[1], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18], s); break;
         default: return 4;
         }
         int32_t status = !guard_ok(out, out_len) ? 1 : !guard_ok(s, scr_len) ? 2 : 0;

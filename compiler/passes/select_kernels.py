@@ -16,6 +16,9 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   an mcu build with zvfh.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
+- ``dw_neon``: on rpi/jetson, depthwise convolutions as arm_neon.h loops over one zero-padded
+  plane per channel (runtime_c/neon/eg_dw_neon.h) where kernels_neon.dw_neon_applies says so
+  (width stride 1 or 2, no dilation), scratch from kernels_neon.dw_neon_scratch_floats.
 - ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
   GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
 """
@@ -72,7 +75,9 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     if target not in TILED_TARGETS or not tiled_available():
         return g
+    from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
+    dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     for n in g.nodes:
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
@@ -80,7 +85,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if kind is None:
             continue
         sizes = conv_sizes(g, n)
-        if target not in NEON_TARGETS and kind in ("fw", "bw_input") and use_implicit(**sizes, kind=kind):
+        if dw_neon and dw_neon_applies(**sizes):
+            n.attrs["kernel"] = "dw_neon"
+            floats = dw_neon_scratch_floats(kind, **sizes)
+        elif target not in NEON_TARGETS and kind in ("fw", "bw_input") and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
         else:
