@@ -2,7 +2,7 @@
 prints markdown tables:
 
 1. guest instructions per call of the conv kernels on zoo layers: reference vs tiled (GCC vector
-   extensions) vs NEON, 1 thread. Counted exactly from QEMU's translation/execution trace
+   extensions) vs NEON (the GEMM-core _neon kernels; the _dw_neon ones on depthwise layers), 1 thread. Counted exactly from QEMU's translation/execution trace
    (-d in_asm,exec,nochain: every executed translation block times its instruction count), as
    the difference between a run that calls the kernel once and one that does not.
 2. (--wall) wall time per call of the same kernels, NEON with 1 and 4 threads.
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
+from compiler.kernels_neon import dw_neon_applies, dw_neon_scratch_floats
 from compiler.kernels_tiled import conv_scratch_floats
 
 QEMU = ["qemu-aarch64", "-cpu", "cortex-a72"]
@@ -49,11 +50,13 @@ LAYERS = [
     ("dscnn pw 64->64 25x5", 1, 64, 25, 5, 64, 25, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1),
     ("mbv2 pw 16->96 12px", 1, 16, 12, 12, 96, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1),
     ("mbv2 dw 48 24px", 1, 48, 24, 24, 48, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 48),
+    ("mbv2 dw 48 s2 48px", 1, 48, 48, 48, 48, 24, 24, 3, 3, 2, 2, 1, 1, 1, 1, 48),
+    ("dscnn dw 64 25x5", 1, 64, 25, 5, 64, 25, 5, 3, 3, 1, 1, 1, 1, 1, 1, 64),
 ]
 KINDS = ("fw", "bw_input", "bw_weight")
 STEP_MODELS = [("cnn_fashion", "all"), ("resnet8", "all"), ("mobilenetv2_w035_96", "last:2")]
-INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"), ("resnet8", "last:2"),
-                ("mobilenetv2_w035_96", "last:2")]
+INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"), ("dscnn", "all"),
+                ("resnet8", "last:2"), ("mobilenetv2_w035_96", "last:2"), ("mobilenetv2_w035_96", "all")]
 
 
 def build_bench(out: Path, threads: int) -> Path:
@@ -68,8 +71,9 @@ def build_bench(out: Path, threads: int) -> Path:
 
 def _layer_line(layer) -> str:
     dims = layer[1:]
-    scratch = max(conv_scratch_floats(k, *dims) for k in KINDS)
-    return " ".join(map(str, (*dims, scratch)))
+    dw = dw_neon_applies(*dims)
+    scratch = max(max(conv_scratch_floats(k, *dims), dw_neon_scratch_floats(k, *dims) if dw else 0) for k in KINDS)
+    return " ".join(map(str, (*dims, scratch, int(dw))))
 
 
 def count_trace(trace_path: Path) -> int:
@@ -151,16 +155,22 @@ def kernel_table(budget_ms: float) -> str:
 
 @contextlib.contextmanager
 def kernel_variant(variant: str) -> Iterator[None]:
-    """Benchmark only: let select_kernels pick at most `variant` (reference < tiled < neon) for rpi."""
+    """Benchmark only: let select_kernels pick at most `variant` (reference < tiled < neon-gemm <
+    neon) for rpi; neon-gemm is NEON without the depthwise kernels (_dw_neon)."""
+    from edgegrad import kernels_neon
     from edgegrad.passes import select_kernels as sk
     saved = set(sk.TILED_TARGETS), set(sk.NEON_TARGETS)
+    applies = kernels_neon.dw_neon_applies
     if variant in ("reference", "tiled"):
         sk.NEON_TARGETS.discard("rpi")
     if variant == "reference":
         sk.TILED_TARGETS.discard("rpi")
+    if variant == "neon-gemm":
+        kernels_neon.dw_neon_applies = lambda *a, **k: False
     try:
         yield
     finally:
+        kernels_neon.dw_neon_applies = applies
         sk.TILED_TARGETS.clear()
         sk.TILED_TARGETS.update(saved[0])
         sk.NEON_TARGETS.clear()
@@ -204,22 +214,22 @@ def step_instruction_table(models: list[tuple[str, str]]) -> str:
     from edgegrad.pipeline import CompileConfig, compile_model
 
     from models import ZOO
-    head = ("| model | scheme | conv+GEMM MACs/step | reference instr/step | tiled instr/step | NEON instr/step "
-            "| ref / NEON | tiled / NEON |")
-    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = ("| model | scheme | conv+GEMM MACs/step | reference instr/step | tiled instr/step "
+            "| NEON w/o depthwise instr/step | NEON instr/step | ref / NEON | tiled / NEON | w/o dw / NEON |")
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, scheme in models:
             per = {}
-            for variant in ("reference", "tiled", "neon"):
-                out = Path(tmp) / f"{name}-{variant}"
+            for variant in ("reference", "tiled", "neon-gemm", "neon"):
+                out = Path(tmp) / f"{name}-{scheme}-{variant}"
                 with kernel_variant(variant):
                     res = compile_model(ZOO[name].path, out, CompileConfig(target="rpi", update=scheme, threads=1,
                                                                            quiet=True))
                 per[variant] = (_traced_steps(out, 3) - _traced_steps(out, 1)) // 2
             macs = sum(node_macs(n, res.graph) for n in res.graph.nodes)
             rows.append(f"| {name} | `{scheme}` | {macs:,} | {per['reference']:,} | {per['tiled']:,} | "
-                        f"{per['neon']:,} | {per['reference'] / per['neon']:.2f}x | "
-                        f"{per['tiled'] / per['neon']:.2f}x |")
+                        f"{per['neon-gemm']:,} | {per['neon']:,} | {per['reference'] / per['neon']:.2f}x | "
+                        f"{per['tiled'] / per['neon']:.2f}x | {per['neon-gemm'] / per['neon']:.2f}x |")
             print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows)
 

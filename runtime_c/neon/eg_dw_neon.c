@@ -7,8 +7,9 @@
  *   cols    row pitch of the plane, with slack so a block of 8 outputs never reads past a row
  *
  * A depthwise layer has nothing to share between channels, so each channel is one small 2-D
- * correlation: per channel, fill the plane (every border and the slack zero), then run the
- * taps over it branch-free, 8 outputs (two q registers) or 4 dy values at a time:
+ * correlation: per channel, copy the image into the plane (its borders and slack are zeroed
+ * once per call), then run the taps over it branch-free, 8 outputs (two q registers) or 4 dy
+ * values at a time:
  *   forward      y[oh, ow]  = b + sum_t w[t] * P[oh*sh + kh, ow*sw + kw]       (fmla by scalar)
  *   bw_weight    dw[t]      = sum_{n, oh, ow} dy[oh, ow] * P[oh*sh + kh, ow*sw + kw]
  *                             (one q-register partial sum per tap, added across lanes at the end)
@@ -41,41 +42,58 @@ static void eg_zero(float *restrict p, int n)
         p[i] = 0.0f;
 }
 
-/* P[r, c] = src[r - top, c - left] inside src [h, w], 0 elsewhere; r < rows, c < cols
- * (top and left may be negative: the plane then starts inside src). */
-static void eg_pad_plane(float *restrict P, int rows, int cols, const float *restrict src, int h,
-                         int w, int top, int left)
+/* P[r, c] = src[r - top, c - left] for the rows and columns inside src [h, w]; r < rows,
+ * c < cols (top and left may be negative: the plane then starts inside src). Everything else
+ * of the plane is left as it is: zero, from eg_zero once per call, since every channel's image
+ * lands on the same rectangle. */
+static void eg_fill_plane(float *restrict P, int rows, int cols, const float *restrict src, int h,
+                          int w, int top, int left)
 {
-    const int c0 = left > 0 ? (left < cols ? left : cols) : 0;
-    int c1 = left + w < cols ? left + w : cols;
-    c1 = c1 > c0 ? c1 : c0;
-    for (int r = 0; r < rows; r++) {
+    const int c0 = left > 0 ? left : 0, c1 = left + w < cols ? left + w : cols;
+    const int r0 = top > 0 ? top : 0, r1 = top + h < rows ? top + h : rows;
+    for (int r = r0; r < r1; r++) {
         float *restrict pr = P + (ptrdiff_t)r * cols;
-        const int sr = r - top;
-        if (sr < 0 || sr >= h) {
-            eg_zero(pr, cols);
-            continue;
-        }
-        const float *restrict s = src + (ptrdiff_t)sr * w;
-        eg_zero(pr, c0);
+        const float *restrict s = src + (ptrdiff_t)(r - top) * w - left; /* s[c]: column c of P */
         int c = c0;
         for (; c + 4 <= c1; c += 4)
-            vst1q_f32(pr + c, vld1q_f32(s + (c - left)));
+            vst1q_f32(pr + c, vld1q_f32(s + c));
         for (; c < c1; c++)
-            pr[c] = s[c - left];
-        eg_zero(pr + c1, cols - c1);
+            pr[c] = s[c];
     }
 }
 
-/* 4 floats of row r from column ow, zero past n (the last, partial block). */
-EG_INLINE float32x4_t eg_load4(const float *restrict r, int ow, int n)
+/* 4 floats of a row of n from column ow, lanes past n zero. `room`: floats of the array from
+ * r + ow on; where 4 fit, the row is read whole, the lanes past n masked. */
+EG_INLINE float32x4_t eg_load4(const float *restrict r, int ow, int n, ptrdiff_t room)
 {
     if (ow + 4 <= n)
         return vld1q_f32(r + ow);
+    if (room >= 4) {
+        static const uint32_t lane[4] = {0, 1, 2, 3};
+        const uint32x4_t keep = vcltq_u32(vld1q_u32(lane), vdupq_n_u32((uint32_t)(n - ow)));
+        return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(vld1q_f32(r + ow)), keep));
+    }
     float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; ow + j < n; j++)
         t[j] = r[ow + j];
     return vld1q_f32(t);
+}
+
+/* Store 8 outputs at y[ow..] of a row of n; `room`: floats of the array from y + ow on. Where 8
+ * fit they are stored whole: the extra lanes land on the next rows, which are written after. */
+EG_INLINE void eg_store8(float *restrict y, int ow, int n, ptrdiff_t room, float32x4_t a0,
+                         float32x4_t a1)
+{
+    if (ow + 8 <= n || room >= 8) {
+        vst1q_f32(y + ow, a0);
+        vst1q_f32(y + ow + 4, a1);
+        return;
+    }
+    float t[8];
+    vst1q_f32(t, a0);
+    vst1q_f32(t + 4, a1);
+    for (int j = 0; ow + j < n; j++)
+        y[ow + j] = t[j];
 }
 
 /* Tap kw of 4 outputs whose window starts at p (SW = 2: every other column). */
@@ -106,16 +124,7 @@ EG_INLINE void eg_dw_fw_plane(const int KH, const int KW, const int SW, float *r
                     a1 = vfmaq_n_f32(a1, eg_tap(SW, p + 4 * SW, kw), wk[kw]);
                 }
             }
-            if (ow + 8 <= OW) {
-                vst1q_f32(yr + ow, a0);
-                vst1q_f32(yr + ow + 4, a1);
-            } else {
-                float t[8];
-                vst1q_f32(t, a0);
-                vst1q_f32(t + 4, a1);
-                for (int j = 0; ow + j < OW; j++)
-                    yr[ow + j] = t[j];
-            }
+            eg_store8(yr, ow, OW, (ptrdiff_t)(OH - oh) * OW - ow, a0, a1);
         }
     }
 }
@@ -143,10 +152,11 @@ void conv2d_f32_fw_dw_neon(float *restrict y, const float *restrict x, const flo
     if (OH <= 0 || OW <= 0)
         return;
     const int rows = (OH - 1) * sh + KH, cols = sw * eg_ceil8(OW) + KW + 8, T = KH * KW;
+    eg_zero(scratch, rows * cols);
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             const ptrdiff_t nc = (ptrdiff_t)n * C + c;
-            eg_pad_plane(scratch, rows, cols, x + nc * H * W, H, W, pt, pl);
+            eg_fill_plane(scratch, rows, cols, x + nc * H * W, H, W, pt, pl);
             eg_dw_fw_any(y + nc * OH * OW, scratch, cols, w + (ptrdiff_t)c * T, b ? b[c] : 0.0f, OH,
                          OW, KH, KW, sh, sw);
         }
@@ -167,7 +177,7 @@ EG_INLINE void eg_dw_bww_plane(const int KH, const int KW, const int SW, float *
         const float *restrict pr = P + (ptrdiff_t)oh * sh * cols;
         const float *restrict dr = dy + (ptrdiff_t)oh * OW;
         for (int ow = 0; ow < OW; ow += 4) {
-            const float32x4_t d = eg_load4(dr, ow, OW);
+            const float32x4_t d = eg_load4(dr, ow, OW, (ptrdiff_t)(OH - oh) * OW - ow);
             for (int kh = 0; kh < KH; kh++) {
                 const float *restrict p = pr + (ptrdiff_t)kh * cols + ow * SW;
                 for (int kw = 0; kw < KW; kw++)
@@ -187,6 +197,8 @@ void conv2d_f32_bw_weight_dw_neon(float *restrict dwt, const float *restrict dy,
 {
     (void)M, (void)G, (void)dil_h, (void)dil_w, (void)Cg_upd; /* Cg_upd == Cg == 1 */
     const int T = KH * KW, rows = (OH - 1) * sh + KH, cols = sw * eg_ceil8(OW) + KW + 8;
+    if (OH > 0 && OW > 0)
+        eg_zero(scratch, rows * cols);
     for (int m = 0; m < M_upd; m++) {
         float *restrict s = dwt + (ptrdiff_t)m * T;
         for (int t = 0; t < T; t++)
@@ -195,7 +207,7 @@ void conv2d_f32_bw_weight_dw_neon(float *restrict dwt, const float *restrict dy,
             continue;
         for (int n = 0; n < N; n++) {
             const float *dym = dy + ((ptrdiff_t)n * C + m) * OH * OW;
-            eg_pad_plane(scratch, rows, cols, x + ((ptrdiff_t)n * Cx + m) * H * W, H, W, pt, pl);
+            eg_fill_plane(scratch, rows, cols, x + ((ptrdiff_t)n * Cx + m) * H * W, H, W, pt, pl);
             if (KH == 3 && KW == 3 && sw == 1)
                 eg_dw_bww_plane(3, 3, 1, s, dym, scratch, cols, OH, OW, sh);
             else if (KH == 3 && KW == 3)
@@ -220,7 +232,7 @@ EG_INLINE void eg_dw_bwi_scatter(const int KH, const int KW, const int SW, float
     for (int oh = 0; oh < OH; oh++) {
         const float *restrict dr = dy + (ptrdiff_t)oh * OW;
         for (int ow = 0; ow < OW; ow += 4) {
-            const float32x4_t d = eg_load4(dr, ow, OW); /* zero lanes add nothing */
+            const float32x4_t d = eg_load4(dr, ow, OW, (ptrdiff_t)(OH - oh) * OW - ow); /* zero lanes add nothing */
             for (int kh = 0; kh < KH; kh++) {
                 float *restrict p = DX + (ptrdiff_t)(oh * sh + kh) * cols + ow * SW;
                 const float *restrict wk = w + kh * KW;
@@ -251,6 +263,7 @@ void conv2d_f32_bw_input_dw_neon(float *restrict dx, const float *restrict dy,
     const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
     if (sh == 1 && sw == 1) { /* dx[ih, iw] = sum_t w[T-1-t] * Q[ih + kh, iw + kw] */
         const int rows = H + KH - 1, cols = eg_ceil8(W) + KW + 8;
+        eg_zero(scratch, rows * cols);
         for (int c = 0; c < C; c++) {
             const float *wc = w + (ptrdiff_t)c * T;
             float wf[EG_DW_NEON_TAPS];
@@ -258,7 +271,7 @@ void conv2d_f32_bw_input_dw_neon(float *restrict dx, const float *restrict dy,
                 wf[t] = wc[T - 1 - t];
             for (int n = 0; n < N; n++) {
                 const ptrdiff_t nc = (ptrdiff_t)n * C + c;
-                eg_pad_plane(scratch, rows, cols, dy + nc * OHW, OH, OW, KH - 1 - pt, KW - 1 - pl);
+                eg_fill_plane(scratch, rows, cols, dy + nc * OHW, OH, OW, KH - 1 - pt, KW - 1 - pl);
                 eg_dw_fw_any(dx + nc * HW, scratch, cols, wf, 0.0f, H, W, KH, KW, 1, 1);
             }
         }
