@@ -7,9 +7,15 @@ Guarantees:
 * every activation and gradient the arena holds between kernels is ``f16`` (binary16 bits,
   runtime_c/eg_f16.h), except the graph inputs and outputs (the host reads and writes them as
   fp32), the loss node's outputs, and the parameter gradients the optimizer reads (fp32);
-* each kernel still sees fp32: a ``CastF32`` node widens an fp16 input into a short-lived fp32
-  buffer before the call and a ``CastF16`` node rounds its fp32 output into the fp16 tensor after
-  it (view ops such as Reshape keep the fp16 bytes and need no cast);
+* convolutions (forward, input and weight gradient) and GEMMs (Gemm, MatMul, MatMulT) run native
+  fp16 kernels (``attrs["f16"]``, runtime_c/eg_conv_f16.h, eg_gemm_f16.h: fp16 operands, fp32
+  accumulation): their fp16 tensors are read and written in place, an fp32 operand they take in
+  fp16 (a parameter: the fp32 master; the graph input) is rounded into a short-lived fp16 copy by
+  ``CastF16`` before the call, and a frozen constant weight is stored in fp16 only; the bias and
+  the weight gradient stay fp32 (``gemm_f16_y32`` for an fp32 GEMM output);
+* every other kernel still sees fp32: a ``CastF32`` node widens an fp16 input into a short-lived
+  fp32 buffer before the call and a ``CastF16`` node rounds its fp32 output into the fp16 tensor
+  after it (view ops such as Reshape keep the fp16 bytes and need no cast);
 * dynamic loss scaling: ``LossScale`` multiplies the loss gradient by 2^(log2_init + ls[0]) before
   it is rounded to fp16; every parameter gradient goes through ``LossUnscale`` (divide, raise the
   overflow flag ls[2] on any inf/NaN); the parameter updates move after all of them and run only
@@ -28,6 +34,26 @@ from ..ops import OPS
 UPDATE_OPS = ("SGDUpdate", "MomentumUpdate", "AdamUpdate")
 LOSS_OPS = ("SoftmaxCrossEntropy", "MSELoss")
 LOSS_SCALE_STATE = "fp16/loss_scale"
+# native fp16 kernels: the input positions they take in fp16 and what their output must be
+# ("f16": the fp16 tensor itself, "f32": an fp32 tensor, "any": either, picked by the lowering)
+NATIVE = {"Conv": ((0, 1), "f16"), "ConvBwInput": ((0, 1), "f16"), "ConvBwWeight": ((0, 1), "f32"),
+          "Gemm": ((0, 1), "any"), "MatMul": ((0, 1), "any"), "MatMulT": ((0, 1), "any")}
+
+
+def _native(g: Graph, n: Node, half: set[str]) -> tuple[int, ...] | None:
+    """The fp16 input positions of n's native kernel, or None where n keeps the fp32 kernel: its
+    output has the other dtype, or an fp32 activation (the graph input) would have to be rounded.
+    The first layer keeps its input in fp32 on purpose: rounding the input image too made exact
+    ties in cnn_fashion's first max-pool windows and moved 7% of the conv gradients (the same in a
+    PyTorch emulation), for a layer with 1-3 input channels where fp16 saves little."""
+    if n.op not in NATIVE or len(n.outputs) != 1:
+        return None
+    ins, out = NATIVE[n.op]
+    if (out == "f16") != (n.outputs[0] in half) and out != "any":
+        return None
+    if any(n.inputs[k] not in half and g.tensors[n.inputs[k]].role not in ("param", "const") for k in ins):
+        return None
+    return ins
 
 
 def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Graph:
@@ -88,18 +114,37 @@ def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Gr
     # 4. casts around every kernel that touches an fp16 tensor
     out: list[Node] = []
     new_n_fwd = 0
+    const16: dict[str, str] = {}  # frozen constant -> its fp16 copy (stored fp16 only)
     for idx, n in enumerate(nodes):
         d = OPS.get(n.op)
         before, after = [], []
+        native = _native(g, n, half)
+        if native is not None:
+            n.attrs["f16"] = True
+            for k in native:
+                i = n.inputs[k]
+                if i in half:
+                    continue
+                t = g.tensors[i]
+                if t.role == "const" and t.data is not None:
+                    if i not in const16:
+                        const16[i] = g.unique(f"{i}/f16")
+                        g.add(const16[i], t.shape, "f16", role="const", data=np.asarray(t.data).astype(np.float16))
+                    n.inputs[k] = const16[i]
+                    continue
+                narrow = g.unique(f"{i}/f16")
+                g.add(narrow, t.shape, "f16", role="activation")
+                before.append(Node("CastF16", [i], [narrow], {}, f"{n.name}/narrow{k}"))
+                n.inputs[k] = narrow
         if not (d is not None and d.view):
             for k, i in enumerate(n.inputs):
-                if i in half:
+                if i in half and not (native is not None and k in native):
                     wide = g.unique(f"{i}/f32")
                     g.add(wide, g.tensors[i].shape, "f32", role="activation")
                     before.append(Node("CastF32", [i], [wide], {}, f"{n.name}/widen{k}"))
                     n.inputs[k] = wide
             for k, o in enumerate(n.outputs):
-                if o in half:
+                if o in half and native is None:
                     wide = g.unique(f"{o}/f32")
                     g.add(wide, g.tensors[o].shape, "f32", role="activation")
                     after.append(Node("CastF16", [wide], [o], {}, f"{n.name}/round{k}"))
@@ -116,5 +161,5 @@ def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Gr
     g.nodes = out
     g.meta["n_forward"] = new_n_fwd
     g.meta["fp16"] = {"log2_init": log2_init, "growth_interval": growth_interval, "state": LOSS_SCALE_STATE,
-                      "f16_tensors": len(half)}
+                      "f16_tensors": len(half), "native": sum(1 for n in out if n.attrs.get("f16"))}
     return g
