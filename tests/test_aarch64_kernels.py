@@ -44,7 +44,7 @@ FW, FW_NEON, BWI, BWI_NEON, BWW, BWW_NEON, GEMM, GEMM_NEON, FW_DW, BWI_DW, BWW_D
 def drivers(tmp_path_factory) -> dict[int, Path]:
     out = tmp_path_factory.mktemp("neon")
     sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
-               *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
+               RUNTIME / "eg_f16.c", RUNTIME / "eg_conv_f16.c", RUNTIME / "eg_gemm_f16.c", *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
     exes = {}
     for threads in (1, 4):
         exe = out / f"neon_driver_t{threads}"
@@ -74,8 +74,8 @@ class Calls:
         self.outs.append(tuple(out_shape))
         return len(self.outs) - 1
 
-    def run(self, exe: Path) -> list[np.ndarray]:
-        p = subprocess.run(["qemu-aarch64", "-cpu", "cortex-a72", str(exe)], input=bytes(self.blob),
+    def run(self, exe: Path, cpu: str = "cortex-a72") -> list[np.ndarray]:
+        p = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe)], input=bytes(self.blob),
                            capture_output=True, timeout=600, check=False)
         assert p.returncode == 0, p.stderr.decode(errors="replace")
         res, off = [], 0

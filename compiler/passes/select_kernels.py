@@ -21,6 +21,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``dw_neon``: on rpi/jetson, depthwise convolutions as arm_neon.h loops over one zero-padded
   plane per channel (runtime_c/neon/eg_dw_neon.h) where kernels_neon.dw_neon_applies says so
   (width stride 1 or 2, no dilation), scratch from kernels_neon.dw_neon_scratch_floats.
+- ``neon`` on an ``f16`` node (`--dtype fp16`, rpi/jetson): the native fp16 conv/GEMM kernels with
+  fp16 loads widened by fcvtl and fp32 accumulation (runtime_c/neon/eg_f16_neon.h), no scratch.
 - ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
   GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
 """
@@ -83,8 +85,11 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
+    f16_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
-        if n.attrs.get("f16"):  # the fp16 kernels have no _tiled/_neon variant yet
+        if n.attrs.get("f16"):  # native fp16 conv/GEMM: _neon on rpi/jetson (eg_f16_neon.h), else the reference
+            if f16_neon and (n.op in CONV_KINDS or n.op in GEMM_OPS):
+                n.attrs["kernel"] = "neon"
             continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
