@@ -36,6 +36,7 @@ from ..ir import Graph
 RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
 TILED_TARGETS = {"host", "rpi", "jetson"}
 NEON_TARGETS = {"rpi", "jetson"}
+F16_NEON_TARGETS = {"rpi", "jetson"}  # the fp16 NEON kernels use base ARMv8 fcvtl/fcvtn: every board
 CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
 GEMM_OPS = ("Gemm", "MatMul", "MatMulT")
 # ISA extensions an mcu build may list (CompileConfig.extensions, `--ext`), beyond rv32imafc.
@@ -85,7 +86,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
-    f16_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
+    f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
         if n.attrs.get("f16"):  # native fp16 conv/GEMM: _neon on rpi/jetson (eg_f16_neon.h), else the reference
             if f16_neon and (n.op in CONV_KINDS or n.op in GEMM_OPS):
