@@ -47,11 +47,21 @@ EG_INLINE void eg_axpy_h(float *restrict acc, float wv, const eg_f16 *restrict x
             vst1q_f32(acc + i, vfmaq_n_f32(vld1q_f32(acc + i), lo, wv));
             vst1q_f32(acc + i + 4, vfmaq_n_f32(vld1q_f32(acc + i + 4), hi, wv));
         }
+        if (i + 4 <= n) {
+            const float32x4_t v = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i)));
+            vst1q_f32(acc + i, vfmaq_n_f32(vld1q_f32(acc + i), v, wv));
+            i += 4;
+        }
     } else if (s == 2) {
         for (; i + 8 <= n; i += 8) {
             const float16x8_t h = vreinterpretq_f16_u16(vld2q_u16(x + 2 * i).val[0]);
             vst1q_f32(acc + i, vfmaq_n_f32(vld1q_f32(acc + i), vcvt_f32_f16(vget_low_f16(h)), wv));
             vst1q_f32(acc + i + 4, vfmaq_n_f32(vld1q_f32(acc + i + 4), vcvt_high_f32_f16(h), wv));
+        }
+        if (i + 4 <= n) {
+            const float32x4_t v = vcvt_f32_f16(vreinterpret_f16_u16(vld2_u16(x + 2 * i).val[0]));
+            vst1q_f32(acc + i, vfmaq_n_f32(vld1q_f32(acc + i), v, wv));
+            i += 4;
         }
     }
     for (; i < n; i++)
@@ -71,6 +81,11 @@ EG_INLINE float eg_dot_h(const eg_f16 *restrict a, const eg_f16 *restrict b, ptr
             s0 = vfmaq_f32(s0, alo, blo);
             s1 = vfmaq_f32(s1, ahi, bhi);
         }
+    if (sb == 1 && i + 4 <= n) {
+        s0 = vfmaq_f32(s0, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(a + i))),
+                       vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(b + i))));
+        i += 4;
+    }
     float s = vaddvq_f32(vaddq_f32(s0, s1));
     for (; i < n; i++)
         s += eg_h2f(a + i) * eg_h2f(b + i * sb);
@@ -84,6 +99,10 @@ EG_INLINE void eg_store_row_h(eg_f16 *restrict y, const float *restrict acc, int
     for (; i + 8 <= n; i += 8) {
         const float16x4_t lo = vcvt_f16_f32(vld1q_f32(acc + i));
         vst1q_u16(y + i, vreinterpretq_u16_f16(vcvt_high_f16_f32(lo, vld1q_f32(acc + i + 4))));
+    }
+    if (i + 4 <= n) {
+        vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(acc + i))));
+        i += 4;
     }
     for (; i < n; i++)
         eg_f2h(y + i, acc[i]);
