@@ -120,12 +120,24 @@ static inline int eg_end_in(int off, int step, int lim, int n)
 
 static inline int eg_ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
+/* A pointwise convolution (1x1, stride 1, no padding) is the same sum over one image row of
+ * H*W pixels: the kernels then run on H = OH = 1, W = OW = H*W, so the row loops are long
+ * (64-output chunks) instead of one per image row (DS-CNN's rows are 5 pixels). */
+static inline int eg_pointwise(int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl)
+{
+    return KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W && H > 1;
+}
+
 /* ---- convolutions ------------------------------------------------------------------------ */
 
 void conv2d_f16_fw_neon(eg_f16 *restrict y, const eg_f16 *restrict x, const eg_f16 *restrict w,
                         const float *restrict b, int N, int C, int H, int W, int M, int OH, int OW,
                         int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G)
 {
+    if (eg_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)) {
+        conv2d_f16_fw_neon(y, x, w, b, N, C, 1, H * W, M, 1, H * W, 1, 1, 1, 1, 0, 0, dil_h, dil_w, G);
+        return;
+    }
     const int Cg = C / G, Mg = M / G;
     const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
     float acc[EG_F16_ROW] __attribute__((aligned(16)));
@@ -171,6 +183,10 @@ void conv2d_f16_bw_input_neon(eg_f16 *restrict dx, const eg_f16 *restrict dy,
 {
     /* dx[n,ci,ih,iw] = sum over (m in group, kh, kw) with ih = oh*sh - pt + kh*dil_h and
      * iw = ow*sw - pl + kw*dil_w of dy[n,m,oh,ow] * w[m,c,kh,kw] */
+    if (eg_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)) {
+        conv2d_f16_bw_input_neon(dx, dy, w, N, C, 1, H * W, M, 1, H * W, 1, 1, 1, 1, 0, 0, dil_h, dil_w, G);
+        return;
+    }
     const int Cg = C / G, Mg = M / G;
     const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
     float acc[EG_F16_ROW] __attribute__((aligned(16)));
@@ -223,6 +239,11 @@ void conv2d_f16_bw_weight_neon(float *restrict dwt, const eg_f16 *restrict dy,
                                int dil_w, int G, int M_upd, int Cg_upd, int Cx)
 {
     /* dw[m,c,kh,kw] = sum_{n,oh,ow} dy[n,m,oh,ow] * x[n,g*Cg+c,ih,iw] over the taps inside the image */
+    if (eg_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)) {
+        conv2d_f16_bw_weight_neon(dwt, dy, x, N, C, 1, H * W, M, 1, H * W, 1, 1, 1, 1, 0, 0, dil_h, dil_w, G,
+                                  M_upd, Cg_upd, Cx);
+        return;
+    }
     const int Cg = C / G, Mg = M / G;
     const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW;
     for (int m = 0; m < M_upd; m++) {
