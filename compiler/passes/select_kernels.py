@@ -22,7 +22,10 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   plane per channel (runtime_c/neon/eg_dw_neon.h) where kernels_neon.dw_neon_applies says so
   (width stride 1 or 2, no dilation), scratch from kernels_neon.dw_neon_scratch_floats.
 - ``neon`` on an ``f16`` node (`--dtype fp16`, rpi/jetson): the native fp16 conv/GEMM kernels with
-  fp16 loads widened by fcvtl and fp32 accumulation (runtime_c/neon/eg_f16_neon.h), no scratch.
+  fp16 loads widened by fcvtl and fp32 accumulation (runtime_c/neon/eg_f16_neon.h), no scratch
+  (chosen after the TVM assignment: TVM's kernels are fp32).
+- ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
+  for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
 - ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
   GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
 """
@@ -70,7 +73,8 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
-def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = ()) -> Graph:
+def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
+                   board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
         for n in g.nodes:
             if n.attrs.get("f16"):
@@ -88,9 +92,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
-        if n.attrs.get("f16"):  # native fp16 conv/GEMM: _neon on rpi/jetson (eg_f16_neon.h), else the reference
-            if f16_neon and (n.op in CONV_KINDS or n.op in GEMM_OPS):
-                n.attrs["kernel"] = "neon"
+        if n.attrs.get("f16"):  # native fp16 conv/GEMM: the reference, or _neon below
             continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
@@ -115,4 +117,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
             if n.attrs.get("kernel") == "tiled":
                 n.attrs["kernel"] = "neon"
+        if backend != "ours":  # --backend tvm|auto: some NEON kernels may become TVM's (compiler/tvm_backend.py)
+            from ..tvm_backend import assign
+            assign(g, target, board, backend, log)
+    for n in g.nodes:  # native fp16 conv/GEMM on rpi/jetson: eg_f16_neon.h (no scratch)
+        if f16_neon and n.attrs.get("f16") and (n.op in CONV_KINDS or n.op in GEMM_OPS):
+            n.attrs["kernel"] = "neon"
     return g
