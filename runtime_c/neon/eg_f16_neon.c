@@ -233,15 +233,16 @@ void conv2d_f16_bw_input_neon(eg_f16 *restrict dx, const eg_f16 *restrict dy,
     }
 }
 
-void conv2d_f16_bw_weight_neon(float *restrict dwt, const eg_f16 *restrict dy,
-                               const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
-                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
-                               int dil_w, int G, int M_upd, int Cg_upd, int Cx)
+/* One weight gradient into dwt (fp32) or, when dwt is NULL, into dwt16 (each sum rounded once). */
+static void eg_bw_weight_f16_neon(float *restrict dwt, eg_f16 *restrict dwt16, const eg_f16 *restrict dy,
+                                  const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
+                                  int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                  int dil_w, int G, int M_upd, int Cg_upd, int Cx)
 {
     /* dw[m,c,kh,kw] = sum_{n,oh,ow} dy[n,m,oh,ow] * x[n,g*Cg+c,ih,iw] over the taps inside the image */
     if (eg_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)) {
-        conv2d_f16_bw_weight_neon(dwt, dy, x, N, C, 1, H * W, M, 1, H * W, 1, 1, 1, 1, 0, 0, dil_h, dil_w, G,
-                                  M_upd, Cg_upd, Cx);
+        eg_bw_weight_f16_neon(dwt, dwt16, dy, x, N, C, 1, H * W, M, 1, H * W, 1, 1, 1, 1, 0, 0, dil_h, dil_w, G,
+                              M_upd, Cg_upd, Cx);
         return;
     }
     const int Cg = C / G, Mg = M / G;
@@ -266,11 +267,33 @@ void conv2d_f16_bw_weight_neon(float *restrict dwt, const eg_f16 *restrict dy,
                             acc += eg_dot_h(dyr + ow0, xr + (ptrdiff_t)ow0 * sw, sw, ow1 - ow0);
                         }
                     }
-                    dwt[(((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw] = acc;
+                    const ptrdiff_t i = (((ptrdiff_t)m * Cg_upd + c) * KH + kh) * KW + kw;
+                    if (dwt)
+                        dwt[i] = acc;
+                    else
+                        dwt16[i] = eg_f32_to_f16(acc);
                 }
             }
         }
     }
+}
+
+void conv2d_f16_bw_weight_neon(float *restrict dwt, const eg_f16 *restrict dy,
+                               const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
+                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                               int dil_w, int G, int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_f16_neon(dwt, NULL, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                          M_upd, Cg_upd, Cx);
+}
+
+void conv2d_f16_bw_weight_y16_neon(eg_f16 *restrict dwt, const eg_f16 *restrict dy,
+                                   const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
+                                   int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                   int dil_w, int G, int M_upd, int Cg_upd, int Cx)
+{
+    eg_bw_weight_f16_neon(NULL, dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                          M_upd, Cg_upd, Cx);
 }
 
 /* ---- GEMM -------------------------------------------------------------------------------- */

@@ -24,6 +24,11 @@ void conv2d_f16_bw_weight_neon(float *restrict dwt, const eg_f16 *restrict dy,
                                const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                                int dil_w, int G, int M_upd, int Cg_upd, int Cx);
+/* The same sums rounded once to fp16 (conv2d_f16_bw_weight_y16). */
+void conv2d_f16_bw_weight_y16_neon(eg_f16 *restrict dwt, const eg_f16 *restrict dy,
+                                   const eg_f16 *restrict x, int N, int C, int H, int W, int M, int OH,
+                                   int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                   int dil_w, int G, int M_upd, int Cg_upd, int Cx);
 void gemm_f16_neon(eg_f16 *restrict y, const eg_f16 *restrict a, const eg_f16 *restrict b,
                    const float *restrict c, int batch, int M, int N, int K, int transA, int transB,
                    float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn);
