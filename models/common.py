@@ -139,6 +139,26 @@ def randomize_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
                 layer.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
+def fuse_batchnorm(module: nn.Module, pairs: tuple[tuple[str, str], ...] = ()) -> nn.Module:
+    """Fold BatchNorm2d into the Conv2d before it (eval statistics), in place: the conv gets a bias,
+    the BN becomes Identity. Pairs: adjacent (Conv2d, BatchNorm2d) in every Sequential, and the
+    attribute pairs ``pairs`` (e.g. ("conv1", "bn1")) of every submodule that has both. The
+    state_dict names are then the folded initializer names of the zoo's exports
+    (``features.1.conv.0.0.weight``, ``.bias``)."""
+    for m in list(module.modules()):
+        for conv, bn in pairs:
+            if isinstance(getattr(m, conv, None), nn.Conv2d) and isinstance(getattr(m, bn, None), nn.BatchNorm2d):
+                setattr(m, conv, torch.nn.utils.fusion.fuse_conv_bn_eval(getattr(m, conv).eval(), getattr(m, bn).eval()))
+                setattr(m, bn, nn.Identity())
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
+                seq[i + 1] = nn.Identity()
+    return module.eval()
+
+
 def seeded(seed: int) -> torch.Generator:
     """Seed torch's global RNG (used by default layer init) and return a generator for extras."""
     torch.manual_seed(seed)
@@ -146,8 +166,10 @@ def seeded(seed: int) -> torch.Generator:
 
 
 def fit(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, batch: int, lr: float,
-        seed: int) -> None:
-    """Deterministic pretraining: Adam on cross-entropy, shuffled mini-batches; leaves the model in eval mode."""
+        seed: int, transform=None) -> None:
+    """Deterministic pretraining: Adam on cross-entropy, shuffled mini-batches; leaves the model in eval mode.
+
+    transform: applied to each mini-batch of inputs (e.g. a resize, so the full-size set never exists)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -157,6 +179,7 @@ def fit(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, ba
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
             optimizer.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
+            xb = xt[idx] if transform is None else transform(xt[idx])
+            loss_fn(model(xb), yt[idx]).backward()
             optimizer.step()
     model.eval()
