@@ -82,7 +82,7 @@ def cmd_plan(a) -> int:
     from .plan import run_plan
     run_plan(a.model, a.budget_sram, a.output, data=a.data, target=a.target, optimizer=a.optimizer,
              flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape),
-             gain=a.gain, lr=a.lr)
+             gain=a.gain, lr=a.lr, dtype=a.dtype, int8_master=a.int8_master)
     return 0
 
 
@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "  edgegrad plan model.onnx --budget-sram 512K --data calib.npz -o scheme.json\n"
                                "  edgegrad plan models/onnx/cnn_fashion_pre.onnx --budget-sram 96K --data calib.npz --gain "
                                "measured --steps 32 --lr 0.005 -o scheme.json\n"
+                               "  edgegrad quantize m.onnx --calib calib.npz -o m_q.onnx\n"
+                               "  edgegrad plan m_q.onnx --dtype int8 --budget-sram 256K --data calib.npz -o scheme.json\n"
                                "  edgegrad compile model.onnx --target mcu --update scheme.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.add_argument("model", help="the ONNX model")
@@ -303,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--data", help=".npz with x [N, ...] and y [N] calibration samples (default: random inputs, "
                                    "and the gains are only a proxy)")
     pl.add_argument("--target", default="mcu", choices=["mcu"])
+    pl.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"],
+                    help="the dtype the scheme will be compiled with: each candidate's SRAM is that of "
+                         "compile --target mcu --dtype D, and the --data fine-tuning runs train in D (fp16 storage "
+                         "with loss scaling; int8 needs a quantized model from edgegrad quantize; int8 schemes "
+                         "take leading output-channel shares only). Default fp32")
+    pl.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],
+                    help="with --dtype int8: plan for compile's --int8-master (fp32: an fp32 copy of the updated rows, "
+                         "counted in SRAM; none: round the int8 weight each step). Default fp32")
     pl.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"],
                     help="optimizer the scheme will be compiled with (its state counts in SRAM)")
     pl.add_argument("--steps", type=int, default=16,

@@ -108,6 +108,37 @@ def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: Comp
             ("fold_weight_dequantize", fold_weight_dequantize)]
 
 
+def training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
+    """The passes from the frontend's graph to the training graph (before select_kernels), as
+    (name, Graph -> Graph), for cfg.dtype: what compile_model runs and edgegrad plan predicts."""
+    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
+        return int8_training_steps(updates, tcfg, cfg)
+    trainable = set(updates)
+    steps = [
+        ("fold_frozen", lambda g: fold_frozen(g, trainable)),
+        ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
+        ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
+    ]
+    if cfg.dtype == "fp16":
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
+    return steps
+
+
+def memory_info(g: Graph, updates: dict[str, Update], plan) -> dict:
+    """The byte counts memory.predict needs, from the final training graph and its plan."""
+    masters = g.meta.get("masters", [])
+    return {
+        "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound": plan.lower_bound,
+        "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
+        "trainable_bytes": sum(g.tensors[p].nbytes for p in list(updates) + masters),
+        "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
+                            if t.role in ("param", "const") and t.name not in updates and t.name not in masters
+                            and (t.dtype == "f32" or g.meta.get("dtype") == "int8")),
+    }
+
+
 def is_quantized(model_path: str | Path) -> bool:
     """True for a QDQ model (what edgegrad quantize writes): it compiles with --dtype int8."""
     m = load_onnx(model_path)
@@ -130,16 +161,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
 
     g, updates = frontend_graph(model_path, cfg)
     trainable = set(updates)
-    steps = [
-        ("fold_frozen", lambda g: fold_frozen(g, trainable)),
-        ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
-        ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
-        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
-    ]
-    if cfg.dtype == "fp16":
-        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
-    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
-        steps = int8_training_steps(updates, tcfg, cfg)
+    steps = training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
@@ -278,13 +300,6 @@ def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, 
         "target_shape": list(g.tensors["target"].shape),
         "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape),
                           "dtype": g.tensors[p].dtype} for p, u in updates.items()},
-        "arena_bytes": plan.arena_bytes,
-        "arena_lower_bound": plan.lower_bound,
-        "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
-        "trainable_bytes": sum(g.tensors[p].nbytes for p in list(updates) + g.meta.get("masters", [])),
-        "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
-                            if t.role in ("param", "const") and t.name not in updates
-                            and t.name not in g.meta.get("masters", [])
-                            and (t.dtype == "f32" or g.meta.get("dtype") == "int8")),
+        **memory_info(g, updates, plan),
         "binary": None,
     }

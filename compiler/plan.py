@@ -6,11 +6,20 @@ weight's leading share 1/8, 1/4, 1/2, 1 of its output channels (plus the bias), 
 Conv/Gemm/MatMul weights with more than one input channel also the leading share 1/8, 1/4, 1/2
 of the input channels ``{"in": f}`` (plus the bias).
 
-Memory of a scheme (exact, not a model): the pipeline's own passes fold_frozen ->
-fold_batchnorm -> build_training_graph -> recompute -> select_kernels(target) -> plan_memory, then
-``memory.predict(...)["sram_total"]`` (arena + trainable params + optimizer state + stack +
-runtime), i.e. the number ``compile --target mcu`` checks. Cached per scheme. The empty scheme
-is the inference-only plan of the forward graph.
+Memory of a scheme (exact, not a model): the pipeline's own passes for the dtype
+(``pipeline.training_steps``: fp32 fold_frozen -> fold_batchnorm -> build_training_graph ->
+recompute; fp16 the same then lower_fp16; int8 build_training_graph -> quantize_qas -> int8_input ->
+fuse_pointwise_depthwise -> fold_weight_dequantize), select_kernels(target), plan_memory, then
+``memory.predict(pipeline.memory_info(...))["sram_total"]`` (arena + trainable params and int8
+masters + optimizer state + stack + runtime), i.e. the number ``compile --target mcu --dtype D``
+checks. Cached per scheme. The empty scheme is the inference-only plan of the forward graph (fp16:
+of the fp32 forward graph, an upper bound, so it refuses nothing by itself).
+
+``--dtype int8`` reads a quantized QDQ model (``edgegrad quantize``) as compile does; its candidates
+take leading output-channel shares only (QAS scales are per output channel). The fine-tuning runs
+and gradients use ``StepInterpreter``: the numpy interpreter plus the fp16 nodes (binary16 rounding
+at every stored tensor, dynamic loss scaling, skipped steps) and QUpdate (QAS SGD/momentum in integer
+units, fp32 master or not), tested against the compiled host build in that dtype.
 
 Gain (the cheap proxy for TTE's contribution analysis, which fine-tunes once per layer):
 the first-order loss decrease of one SGD step restricted to the updated entries. With the
@@ -61,18 +70,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .autodiff import TrainConfig, build_training_graph
+from .autodiff import TrainConfig
 from .errors import BudgetError, EdgegradError
-from .frontend import import_onnx, load_onnx
 from .interp import Interpreter
 from .ir import Graph
 from .memory import _kib, predict
-from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_int8 import fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
-from .passes.recompute import recompute
 from .passes.select_kernels import select_kernels
 from .scheme import Update, input_axis, layers, parse_scheme
+
+DTYPES = ("fp32", "fp16", "int8")
+# int8 passes that only move memory (int8 graph input, fused pointwise+depthwise, weights read as int8 by the
+# input gradients): same numbers, so the fine-tuning runs of the numpy interpreter skip them.
+MEMORY_ONLY = ("int8_input", "fuse_pointwise_depthwise", "fold_weight_dequantize")
 
 SHARES = (1 / 8, 1 / 4, 1 / 2, 1.0)
 IN_SHARES = (1 / 8, 1 / 4, 1 / 2)
@@ -102,6 +114,7 @@ class Plan:
     seconds: float
     base_sram: int = 0
     gain: str = "proxy"  # how scores were obtained: proxy or measured
+    dtype: str = "fp32"
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,22 +122,100 @@ def _frac(f: float) -> str:
     return {1 / 8: "1/8", 1 / 4: "1/4", 1 / 2: "1/2", 1.0: "1"}.get(f, f"{f:g}")
 
 
-def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, target: str = "mcu") -> Graph:
-    """The pipeline's training graph for ``updates`` (a fresh copy of the forward graph g0)."""
+def _config(tcfg: TrainConfig, target: str, dtype: str, int8_master: str = "fp32"):
+    from .pipeline import CompileConfig
+    return CompileConfig(target=target, dtype=dtype, optimizer=tcfg.optimizer, lr=tcfg.lr, momentum=tcfg.momentum,
+                         loss=tcfg.loss, int8_master=int8_master)
+
+
+def forward_graph(model: str | Path, dtype: str = "fp32", input_shapes: dict | None = None) -> Graph:
+    """The frontend's graph of MODEL as ``compile --dtype`` reads it (int8: a quantized QDQ model,
+    lowered by quantize_lower); the errors are compile's (a float model with int8 and vice versa)."""
+    from .pipeline import CompileConfig, frontend_graph
+    if dtype not in DTYPES:
+        raise EdgegradError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    return frontend_graph(model, CompileConfig(dtype=dtype, update="none", input_shapes=input_shapes or {}))[0]
+
+
+def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, target: str = "mcu",
+                   dtype: str = "fp32", interpret: bool = False, int8_master: str = "fp32") -> Graph:
+    """The pipeline's training graph for ``updates`` and dtype (a fresh copy of the forward graph g0):
+    compile_model's own passes (pipeline.training_steps), then select_kernels. ``interpret``: without
+    the int8 passes that only move memory (MEMORY_ONLY), for the numpy interpreter."""
+    from .pipeline import training_steps
     g = copy.deepcopy(g0)
-    trainable = set(updates)
-    g = build_training_graph(fold_batchnorm(fold_frozen(g, trainable), trainable), updates, tcfg)
-    if target == "mcu":  # the pipeline's default (CompileConfig.recompute)
-        g = recompute(g)
+    for name, step in training_steps(updates, tcfg, _config(tcfg, target, dtype, int8_master)):
+        if not (interpret and name in MEMORY_ONLY):
+            g = step(g)
     return select_kernels(g, target)
 
 
-class MemoryModel:
-    """SRAM prediction per scheme, exactly as compile_model computes it, cached."""
+class StepInterpreter(Interpreter):
+    """The numpy Interpreter plus the nodes the fp16 and int8 training graphs add, with the
+    generated C's semantics (runtime_c/eg_f16.c, eg_int8.c): fp16 storage (CastF16 rounds to
+    binary16, CastF32 widens), dynamic loss scaling (updates skipped on overflow), and QUpdate
+    (QAS-scaled SGD/momentum in integer units, optional fp32 master, round half away from zero,
+    saturate). So the measured gains of ``--dtype fp16/int8`` come from fine-tuning in that dtype."""
 
-    def __init__(self, g0: Graph, tcfg: TrainConfig, target: str = "mcu"):
+    def _run(self, nodes) -> None:
+        v = self.values
+        for n in nodes:
+            if n.op == "CastF16":
+                v[n.outputs[0]] = v[n.inputs[0]].astype(np.float16).astype(np.float32)
+            elif n.op == "CastF32":
+                v[n.outputs[0]] = v[n.inputs[0]].astype(np.float32)
+            elif n.op == "LossScale":
+                ls = v[n.inputs[1]]
+                ls[2] = 0.0
+                v[n.outputs[0]] = v[n.inputs[0]] * np.float32(2.0 ** (n.attrs["log2_init"] + int(ls[0])))
+            elif n.op == "LossUnscale":
+                ls, x = v[n.inputs[1]], v[n.inputs[0]]
+                if not np.all(np.isfinite(x)):
+                    ls[2] = 1.0
+                v[n.inputs[0]] = x * np.float32(2.0 ** -(n.attrs["log2_init"] + int(ls[0])))
+            elif n.op == "LossScaleUpdate":
+                ls, a = v[n.inputs[0]], n.attrs
+                if ls[2] != 0:
+                    ls[0] -= 1.0 if a["log2_init"] + int(ls[0]) > -24 else 0.0
+                    ls[1] = 0.0
+                else:
+                    ls[1] += 1.0
+                    if ls[1] >= a["growth_interval"]:
+                        ls[0] += 1.0 if a["log2_init"] + int(ls[0]) < 15 else 0.0
+                        ls[1] = 0.0
+            elif n.op == "QUpdate":
+                self._qupdate(n)
+            elif n.attrs.get("skip_on_overflow") and v[n.attrs["skip_on_overflow"]][2] != 0:
+                continue  # an fp16 step that overflowed writes no parameter
+            else:
+                super()._run([n])
+
+    def _qupdate(self, n) -> None:
+        a, v = n.attrs, self.values
+        param, grad, gscale, master, mom = n.inputs
+        w = v[param].reshape(-1)
+        idx = (np.arange(a["rows"])[:, None] * a["stride"] + np.arange(a["inner"])[None, :]).reshape(-1)
+        f32 = np.float32
+        t = np.repeat(v[gscale].astype(f32), a["inner"]) * v[grad].reshape(-1).astype(f32)
+        if mom:
+            m = v[mom].reshape(-1)
+            m[:] = f32(a["mu"]) * m + t
+            t = m
+        base = v[master].reshape(-1) if master else w[idx].astype(f32)
+        new = base - f32(a["lr"]) * t
+        if master:
+            v[master].reshape(-1)[:] = new
+        lim = 127.0 if w.dtype == np.int8 else 2147483520.0
+        w[idx] = np.trunc(np.clip(new, -lim, lim) + np.where(new >= 0, f32(0.5), f32(-0.5))).clip(-lim, lim)
+
+
+class MemoryModel:
+    """SRAM prediction per scheme, exactly as compile_model computes it for the dtype, cached."""
+
+    def __init__(self, g0: Graph, tcfg: TrainConfig, target: str = "mcu", dtype: str = "fp32",
+                 int8_master: str = "fp32"):
         from .build import load_target
-        self.g0, self.tcfg, self.target = g0, tcfg, target
+        self.g0, self.tcfg, self.target, self.dtype, self.int8_master = g0, tcfg, target, dtype, int8_master
         self.stack = load_target("mcu")["memory"]["stack_bytes"]
         self.cache: dict[tuple, dict] = {}
 
@@ -135,21 +226,18 @@ class MemoryModel:
         return self.cache[key]
 
     def _predict(self, updates: dict[str, Update]) -> dict:
-        if not updates:  # inference only: the forward graph's plan
-            g = fold_frozen(copy.deepcopy(self.g0), set())
+        from .pipeline import memory_info
+        if not updates:  # inference only: the forward graph's plan (fp16: its fp32 forward, an upper bound)
+            g = copy.deepcopy(self.g0)
+            g = fuse_pointwise_depthwise(int8_input(g)) if self.dtype == "int8" else fold_frozen(g, set())
             plan = plan_memory(g)
             info = {"arena_bytes": plan.arena_bytes, "trainable_bytes": 0, "state_bytes": 0,
-                    "frozen_bytes": sum(t.nbytes for t in self.g0.tensors.values()
-                                        if t.role in ("param", "const") and t.dtype == "f32")}
+                    "frozen_bytes": sum(t.nbytes for t in g.tensors.values() if t.role in ("param", "const")
+                                        and (t.dtype == "f32" or self.dtype == "int8"))}
             return predict(info, self.stack)
-        g = training_graph(self.g0, updates, self.tcfg, self.target)
+        g = training_graph(self.g0, updates, self.tcfg, self.target, self.dtype, int8_master=self.int8_master)
         plan = plan_memory(g)
-        info = {"arena_bytes": plan.arena_bytes,
-                "trainable_bytes": sum(g.tensors[p].nbytes for p in updates),
-                "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
-                "frozen_bytes": sum(t.nbytes for t in g.tensors.values() if t.role in ("param", "const")
-                                    and t.name not in updates and t.dtype == "f32")}
-        pred = predict(info, self.stack)
+        pred = predict(memory_info(g, updates, plan), self.stack)
         pred["arena_lower_bound"] = plan.lower_bound
         return pred
 
@@ -174,12 +262,14 @@ def load_calibration(path: str | Path | None, g0: Graph, steps: int, seed: int) 
     return [(x[i].reshape(shape), np.array([int(y[i])])) for i in idx], False
 
 
-def gradient_scores(g0: Graph, samples: list, tcfg: TrainConfig) -> dict[str, np.ndarray]:
-    """Mean gradient of every trainable tensor over the samples (the ``all`` graph, lr=0)."""
+def gradient_scores(g0: Graph, samples: list, tcfg: TrainConfig, dtype: str = "fp32") -> dict[str, np.ndarray]:
+    """Mean gradient of every trainable tensor over the samples (the ``all`` graph in dtype, lr=0).
+    In int8 it is the real-valued gradient of the dequantized graph: QAS scales the integer step so
+    that the real weight moves by -lr * g, as in fp32 (passes/quantize_qas.py)."""
     upd = parse_scheme("all", g0)
-    g = training_graph(g0, upd, TrainConfig(loss=tcfg.loss, optimizer="sgd", lr=0.0), "host")
-    grads = {n.inputs[0]: n.inputs[1] for n in g.nodes if n.op == "SGDUpdate"}
-    it = Interpreter(g)
+    g = training_graph(g0, upd, TrainConfig(loss=tcfg.loss, optimizer="sgd", lr=0.0), "host", dtype, interpret=True)
+    grads = {n.inputs[0]: n.inputs[1] for n in g.nodes if n.op in ("SGDUpdate", "QUpdate")}
+    it = StepInterpreter(g)
     acc = {p: np.zeros(g0.tensors[p].shape, np.float64) for p in grads}
     for x, y in samples:
         it.train_step([x], y)
@@ -195,7 +285,8 @@ def _share_score(G: np.ndarray, axis: int, f: float) -> float:
     return float(np.sum(G[tuple(sl)] ** 2))
 
 
-def candidates(g0: Graph, G: dict[str, np.ndarray]) -> list[tuple[str, list[Candidate]]]:
+def candidates(g0: Graph, G: dict[str, np.ndarray], dtype: str = "fp32") -> list[tuple[str, list[Candidate]]]:
+    """Every layer's candidates; int8 has no input-channel shares (its QAS scales are per output channel)."""
     by_node = {n.name: n for n in g0.nodes}
     out = []
     for name, w, b in layers(g0):
@@ -211,7 +302,7 @@ def candidates(g0: Graph, G: dict[str, np.ndarray]) -> list[tuple[str, list[Cand
                     continue  # too few channels for this share to differ from the next
                 cs.append(Candidate(f"w {_frac(f)}", ((w, 0, f),) + bias, _share_score(G[w], 0, f) + sb))
             ax = input_axis(g0, w)
-            if by_node[name].op in IN_OPS and len(shape) > ax and shape[ax] > 1:
+            if dtype != "int8" and by_node[name].op in IN_OPS and len(shape) > ax and shape[ax] > 1:
                 for f in IN_SHARES:
                     if Update(ax, f).rows(shape) == Update(ax, f * 2).rows(shape):
                         continue
@@ -239,11 +330,13 @@ def _val_loss(it: Interpreter, samples: list, loss: str) -> float:
 
 class FineTuner:
     """TTE's contribution analysis on the host, without torch: fine-tune a scheme for a few
-    batch-1 steps with the numpy Interpreter of the pipeline's own training graph, and measure the
-    decrease of the loss on held-back calibration samples. Cached per scheme."""
+    batch-1 steps with the numpy interpreter of the pipeline's own training graph in the dtype, and
+    measure the decrease of the loss on held-back calibration samples. Cached per scheme."""
 
-    def __init__(self, g0: Graph, tcfg: TrainConfig, train: list, val: list):
-        self.g0, self.tcfg, self.train, self.val = g0, tcfg, train, val
+    def __init__(self, g0: Graph, tcfg: TrainConfig, train: list, val: list, dtype: str = "fp32",
+                 int8_master: str = "fp32"):
+        self.g0, self.tcfg, self.train, self.val, self.dtype = g0, tcfg, train, val, dtype
+        self.int8_master = int8_master
         self.base = _val_loss(Interpreter(copy.deepcopy(g0)), val, tcfg.loss)
         self.cache: dict[tuple, float] = {}
 
@@ -253,7 +346,8 @@ class FineTuner:
             if not updates:
                 self.cache[key] = 0.0
             else:
-                it = Interpreter(training_graph(self.g0, updates, self.tcfg, "host"))
+                it = StepInterpreter(training_graph(self.g0, updates, self.tcfg, "host", self.dtype, interpret=True,
+                                                    int8_master=self.int8_master))
                 for x, y in self.train:
                     it.train_step([x], y)
                 self.cache[key] = self.base - _val_loss(it, self.val, self.tcfg.loss)
@@ -290,9 +384,11 @@ def _greedy(cands, choice: dict[str, Candidate], mem: MemoryModel, fits) -> tupl
 def search(model: str | Path, budget: int, data: str | Path | None = None, target: str = "mcu",
            optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
            input_shapes: dict | None = None, log=None, gain: str | None = None, lr: float = 0.01,
-           seeds: int = 4) -> Plan:
+           seeds: int = 4, dtype: str = "fp32", int8_master: str = "fp32") -> Plan:
     """Search the scheme; ``gain``: "measured" (short fine-tuning runs, needs data; the default
-    with data) or "proxy" (first-order, the default without data)."""
+    with data) or "proxy" (first-order, the default without data). ``dtype``: the scheme's memory
+    is that of ``compile --target mcu --dtype D`` and the fine-tuning runs train in D (int8: a
+    quantized QDQ model, as ``edgegrad quantize`` writes it)."""
     if target != "mcu":
         raise EdgegradError(f"edgegrad plan predicts SRAM for the mcu target only, not {target!r}")
     gain = gain or ("proxy" if data is None else "measured")
@@ -302,16 +398,18 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
         raise EdgegradError("--gain measured fine-tunes on calibration data: give --data calib.npz")
     t0 = time.time()
     log = log or (lambda *a: None)
-    g0 = import_onnx(load_onnx(model), input_shapes or {})
+    if dtype == "int8" and optimizer not in ("sgd", "momentum"):
+        raise EdgegradError("--dtype int8 trains with --optimizer sgd or momentum (the QAS setting)")
+    g0 = forward_graph(model, dtype, input_shapes)
     tcfg = TrainConfig(optimizer=optimizer)
-    mem = MemoryModel(g0, tcfg, target)
+    mem = MemoryModel(g0, tcfg, target, dtype, int8_master)
 
     def fits(p: dict) -> bool:
         return p["sram_total"] <= budget and p["flash_total"] <= flash_budget
 
     cur = mem.predict({})
     base = cur["sram_total"]
-    if not fits(cur):
+    if not fits(cur) and dtype != "fp16":  # fp16: the fp32 forward is only an upper bound
         parts = ", ".join(f"{k} {_kib(v)}" for k, v in cur["sram"].items() if v)
         raise BudgetError(f"{Path(model).name}: inference alone needs SRAM {_kib(base)} ({parts}) vs budget "
                           f"{_kib(budget)}, flash {_kib(cur['flash_total'])} vs budget {_kib(flash_budget)}: "
@@ -319,18 +417,18 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
                           f"--budget-flash")
     samples, proxy = load_calibration(data, g0, steps if gain == "proxy" else 2 * steps, seed)
     log(f"[plan] gradients over {len(samples)} {'random' if proxy else 'calibration'} samples")
-    G = gradient_scores(g0, samples, tcfg)
+    G = gradient_scores(g0, samples, tcfg, dtype)
     score_all = sum(float(np.sum(v ** 2)) for v in G.values()) or 1.0
-    cands = candidates(g0, G)
+    cands = candidates(g0, G, dtype)
     tuner = None
     if gain == "measured":
         # Contribution analysis: each candidate alone, fine-tuned on the first half of the
         # samples at the scheme's lr, scored by the loss decrease on the second half.
         half = len(samples) // 2
         tuner = FineTuner(g0, TrainConfig(loss=tcfg.loss, optimizer=optimizer, lr=lr), samples[:half],
-                          samples[half:])
+                          samples[half:], dtype, int8_master)
         n = sum(len(cs) - 1 for _, cs in cands)
-        log(f"[plan] contribution analysis: {n} candidates x {half} fine-tuning steps (lr {lr}), "
+        log(f"[plan] contribution analysis: {n} candidates x {half} {dtype} fine-tuning steps (lr {lr}), "
             f"validation loss {tuner.base:.4f} before")
         cands = [(name, [cs[0]] + [Candidate(c.label, c.updates, tuner.gain(_updates({name: c})))
                                    for c in cs[1:]]) for name, cs in cands]
@@ -367,7 +465,7 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
     for c in choice.values():
         scheme.update(c.json())
     return Plan(scheme, [(n, choice[n]) for n, _ in cands], cur, cur_score, score_all, budget, proxy,
-                len(mem.cache), time.time() - t0, base_sram=base, gain=gain)
+                len(mem.cache), time.time() - t0, base_sram=base, gain=gain, dtype=dtype)
 
 
 def write_scheme(scheme: dict, path: str | Path) -> None:
@@ -386,18 +484,18 @@ def write_scheme(scheme: dict, path: str | Path) -> None:
 
 
 def verify(model: str | Path, scheme_path: str | Path, budget: int, optimizer: str = "sgd",
-           input_shapes: dict | None = None) -> dict:
+           input_shapes: dict | None = None, dtype: str = "fp32", int8_master: str = "fp32") -> dict:
     """Final feasibility check: re-predict the written JSON through parse_scheme."""
-    g0 = import_onnx(load_onnx(model), input_shapes or {})
+    g0 = forward_graph(model, dtype, input_shapes)
     updates = parse_scheme(str(scheme_path), g0)
-    p = MemoryModel(g0, TrainConfig(optimizer=optimizer)).predict(updates)
+    p = MemoryModel(g0, TrainConfig(optimizer=optimizer), dtype=dtype, int8_master=int8_master).predict(updates)
     if p["sram_total"] > budget:
         raise BudgetError(f"internal: planned scheme {scheme_path} needs {_kib(p['sram_total'])} > {_kib(budget)}")
     return p
 
 
 def report(plan: Plan, model: str | Path) -> str:
-    lines = [(f"{Path(model).name}: update plan for SRAM budget {_kib(plan.budget)} "
+    lines = [(f"{Path(model).name}: {plan.dtype} update plan for SRAM budget {_kib(plan.budget)} "
               f"({plan.evaluations} schemes evaluated in {plan.seconds:.1f} s)")]
     if plan.proxy:
         lines.append("NOTE: no --data given: gains are a proxy from random inputs and labels "
@@ -427,11 +525,12 @@ def report(plan: Plan, model: str | Path) -> str:
 def run_plan(model: str, budget: int, out: str, data: str | None = None, target: str = "mcu",
              optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
              input_shapes: dict | None = None, quiet: bool = False, gain: str | None = None,
-             lr: float = 0.01) -> Plan:
+             lr: float = 0.01, dtype: str = "fp32", int8_master: str = "fp32") -> Plan:
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-    plan = search(model, budget, data, target, optimizer, flash_budget, steps, seed, input_shapes, log, gain, lr)
+    plan = search(model, budget, data, target, optimizer, flash_budget, steps, seed, input_shapes, log, gain, lr,
+                  dtype=dtype, int8_master=int8_master)
     write_scheme(plan.scheme, out)
-    plan.predicted = verify(model, out, budget, optimizer, input_shapes)
+    plan.predicted = verify(model, out, budget, optimizer, input_shapes, dtype, int8_master)
     print(report(plan, model))
     print(f"wrote {out}")
     return plan
