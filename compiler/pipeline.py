@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels -> plan_memory
-    -> emit_c -> build
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> relu_mask -> recompute
+    -> select_kernels -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -33,6 +33,7 @@ from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
+from .passes.relu_mask import relu_mask
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
@@ -62,6 +63,7 @@ class CompileConfig:
     build: bool = True
     quiet: bool = False
     recompute: bool | None = None  # recompute kept activations in the backward when it lowers the peak; None: mcu only
+    relu_mask: bool | None = None  # keep 1-bit ReLU/Clip masks where the backward needs only them; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
     loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
@@ -118,6 +120,7 @@ def training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileCo
         ("fold_frozen", lambda g: fold_frozen(g, trainable)),
         ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
         ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+        ("relu_mask", lambda g: relu_mask(g) if use_relu_mask(cfg) else g),
         ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
     if cfg.dtype == "fp16":
@@ -217,6 +220,13 @@ def use_recompute(cfg: CompileConfig) -> bool:
     if cfg.dtype != "fp32":
         return False
     return cfg.target == "mcu" if cfg.recompute is None else cfg.recompute
+
+
+def use_relu_mask(cfg: CompileConfig) -> bool:
+    """fp32 only (fp16 and int8 keep their own activation formats); mcu by default, like recompute."""
+    if cfg.dtype != "fp32":
+        return False
+    return cfg.target == "mcu" if cfg.relu_mask is None else cfg.relu_mask
 
 
 def _check_extensions(cfg: CompileConfig) -> None:
