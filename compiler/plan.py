@@ -37,12 +37,15 @@ Without ``--data`` the samples are random N(0,1) inputs with random labels: the 
 only say where gradient mass flows, and the output says so.
 
 Measured gain (``--gain measured``, the default with ``--data``): TTE's contribution analysis
-on the host, no torch. The 2*steps calibration samples are split in halves; each candidate alone
-is fine-tuned for ``steps`` batch-1 steps on the first half at ``--lr`` (the numpy Interpreter
-running the pipeline's own training graph for that scheme) and scored by the decrease of the
-cross-entropy on the second half. Gains are then summed across layers as if independent, which
-overstates overlapping layers; so each final scheme of the search is itself fine-tuned and
-measured, and the best measured one wins. On the Fashion-MNIST class-incremental task the
+on the host, no torch. Each candidate alone is fine-tuned ``repeats`` times (default 3) for
+``steps`` batch-1 steps at ``--lr`` (the numpy interpreter running the pipeline's own training
+graph for that scheme, in the dtype), each run on its own random split of the calibration data
+into ``steps`` training and ``holdout`` (default 4*steps) held-back samples, and scored by the
+held-back accuracy it gains (the loss breaks ties), as a lower confidence bound over the runs
+(FineTuner). Gains are then summed across layers as if independent, which overstates
+overlapping layers; so each final scheme of the search is itself fine-tuned and measured, and
+the best measured one wins. If no candidate gains anything, the least harmful single candidate
+is written, with a note. On the Fashion-MNIST class-incremental task the
 first-order proxy picks the convolutions' weights and the classifier's bias (cheap per byte)
 and learns nothing of the new classes; the measured gain picks the classifier
 (``python -m edgegrad.tools.sparsebench``).
@@ -89,6 +92,8 @@ MEMORY_ONLY = ("int8_input", "fuse_pointwise_depthwise", "fold_weight_dequantize
 SHARES = (1 / 8, 1 / 4, 1 / 2, 1.0)
 IN_SHARES = (1 / 8, 1 / 4, 1 / 2)
 IN_OPS = ("Conv", "Gemm", "MatMul")
+TIE_BREAK = 0.01  # measured gain: weight of the held-back loss decrease next to the accuracy gain
+RISK = 1.0  # measured gain: the mean over the runs minus RISK standard errors (a lower confidence bound)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ class Plan:
     gain: str = "proxy"  # how scores were obtained: proxy or measured
     dtype: str = "fp32"
     notes: list[str] = field(default_factory=list)
+    measured: str = ""  # measured gain: the written scheme's, described
+    measured_all: str = ""  # the full update's
+    runs: str = ""  # measured gain: how many fine-tuning runs of how many steps
 
 
 def _frac(f: float) -> str:
@@ -242,8 +250,9 @@ class MemoryModel:
         return pred
 
 
-def load_calibration(path: str | Path | None, g0: Graph, steps: int, seed: int) -> tuple[list, bool]:
-    """[(x, label)] samples: from an .npz with x [N, ...] and y [N], or random (proxy=True)."""
+def load_calibration(path: str | Path | None, g0: Graph, steps: int | None, seed: int) -> tuple[list, bool]:
+    """[(x, label)] samples: ``steps`` of them (None: all, shuffled) from an .npz with x [N, ...] and
+    y [N], or random (proxy=True)."""
     shape = g0.tensors[g0.inputs[0]].shape
     rng = np.random.default_rng(seed)
     if path is None:
@@ -258,7 +267,7 @@ def load_calibration(path: str | Path | None, g0: Graph, steps: int, seed: int) 
     if len(x) != len(y) or not len(x) or x[0].size != int(np.prod(shape)):
         raise EdgegradError(f"--data {path}: x {list(x.shape)} / y {list(y.shape)} do not match the model input "
                             f"{list(shape)} (one sample per row, as many labels as samples)")
-    idx = rng.permutation(len(x))[:steps]
+    idx = rng.permutation(len(x))[:steps]  # steps=None: all of them
     return [(x[i].reshape(shape), np.array([int(y[i])])) for i in idx], False
 
 
@@ -315,43 +324,78 @@ def _updates(choice: dict[str, Candidate]) -> dict[str, Update]:
     return {t: Update(axis, f) for c in choice.values() for t, axis, f in c.updates}
 
 
-def _val_loss(it: Interpreter, samples: list, loss: str) -> float:
-    """Mean loss of the interpreter's current weights on held-back samples (no update)."""
-    total = 0.0
+def _val_stats(it: Interpreter, samples: list, loss: str) -> tuple[float, float]:
+    """(accuracy, mean loss) of the interpreter's current weights on held-back samples (no update);
+    accuracy is 0 for the MSE loss."""
+    total, hits = 0.0, 0
     for x, y in samples:
         z = it.infer([x])[0].reshape(-1).astype(np.float64)
         if loss == "cross_entropy":
+            label = int(np.asarray(y).reshape(-1)[0])
+            hits += int(np.argmax(z) == label)
             z = z - z.max()
-            total += float(np.log(np.exp(z).sum()) - z[int(np.asarray(y).reshape(-1)[0])])
+            total += float(np.log(np.exp(z).sum()) - z[label])
         else:
             total += float(np.mean((z - np.asarray(y, np.float64).reshape(-1)) ** 2))
-    return total / max(1, len(samples))
+    n = max(1, len(samples))
+    return hits / n, total / n
 
 
 class FineTuner:
     """TTE's contribution analysis on the host, without torch: fine-tune a scheme for a few
     batch-1 steps with the numpy interpreter of the pipeline's own training graph in the dtype, and
-    measure the decrease of the loss on held-back calibration samples. Cached per scheme."""
+    measure what it buys on held-back calibration samples; repeated over ``folds`` (independent
+    random train/validation splits of the calibration data) and averaged. Cached per scheme.
 
-    def __init__(self, g0: Graph, tcfg: TrainConfig, train: list, val: list, dtype: str = "fp32",
+    Per run: the increase of the held-back accuracy (a fraction: 0.01 = one point) + TIE_BREAK x the
+    decrease of the loss (cross-entropy; the loss decrease alone for MSE). gain = the mean over the
+    runs minus RISK standard errors of it: a lower confidence bound, so a candidate whose runs
+    disagree ranks below a steady one of the same mean. Why each part (``sparsebench`` on HAR,
+    README): accuracy, not loss, is what the plan is for (the classifier's weights lower the held-back
+    loss the most and lose accuracy at the end of the stream: batch-1 SGD on the classifier swings
+    between sitting and standing); a single run on 64 held-back samples ranks candidates by noise
+    (one sample is 1.6 points), hence several runs, 4x as many held-back samples as steps
+    (``holdout``), and the bound; on a few hundred samples accuracy still ties, the loss breaks it."""
+
+    def __init__(self, g0: Graph, tcfg: TrainConfig, folds: list[tuple[list, list]], dtype: str = "fp32",
                  int8_master: str = "fp32"):
-        self.g0, self.tcfg, self.train, self.val, self.dtype = g0, tcfg, train, val, dtype
+        self.g0, self.tcfg, self.folds, self.dtype = g0, tcfg, folds, dtype
         self.int8_master = int8_master
-        self.base = _val_loss(Interpreter(copy.deepcopy(g0)), val, tcfg.loss)
+        before = Interpreter(copy.deepcopy(g0))
+        self.bases = [_val_stats(before, val, tcfg.loss) for _, val in folds]
+        self.base_acc = float(np.mean([a for a, _ in self.bases]))
+        self.base = float(np.mean([lo for _, lo in self.bases]))  # mean held-back loss before
         self.cache: dict[tuple, float] = {}
+        self.stats: dict[tuple, tuple[float, float]] = {}  # (accuracy gain, loss decrease), fold means
+        self.runs: dict[tuple, np.ndarray] = {}  # per-fold gains
 
     def gain(self, updates: dict[str, Update]) -> float:
         key = tuple(sorted((t, u.axis, u.fraction) for t, u in updates.items()))
         if key not in self.cache:
             if not updates:
-                self.cache[key] = 0.0
+                self.stats[key] = (0.0, 0.0)
             else:
-                it = StepInterpreter(training_graph(self.g0, updates, self.tcfg, "host", self.dtype, interpret=True,
-                                                    int8_master=self.int8_master))
-                for x, y in self.train:
-                    it.train_step([x], y)
-                self.cache[key] = self.base - _val_loss(it, self.val, self.tcfg.loss)
+                runs = []  # (accuracy gain, loss decrease) per fold
+                for (train, val), (acc0, loss0) in zip(self.folds, self.bases):
+                    it = StepInterpreter(training_graph(self.g0, updates, self.tcfg, "host", self.dtype,
+                                                        interpret=True, int8_master=self.int8_master))
+                    for x, y in train:
+                        it.train_step([x], y)
+                    acc, loss = _val_stats(it, val, self.tcfg.loss)
+                    runs.append((acc - acc0, loss0 - loss))
+                self.stats[key] = tuple(float(v) for v in np.mean(runs, axis=0))
+                self.runs[key] = np.array([da + TIE_BREAK * dl if self.tcfg.loss == "cross_entropy" else dl
+                                           for da, dl in runs])
+            r = self.runs.get(key, np.zeros(1))
+            sem = float(np.std(r, ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
+            self.cache[key] = float(np.mean(r)) - RISK * sem
         return self.cache[key]
+
+    def describe(self, updates: dict[str, Update]) -> str:
+        self.gain(updates)
+        da, dl = self.stats[tuple(sorted((t, u.axis, u.fraction) for t, u in updates.items()))]
+        acc = f"held-back accuracy {100 * da:+.1f} points, " if self.tcfg.loss == "cross_entropy" else ""
+        return f"{acc}loss {-dl:+.4f}"
 
 
 def _greedy(cands, choice: dict[str, Candidate], mem: MemoryModel, fits) -> tuple[dict[str, Candidate], dict]:
@@ -384,9 +428,11 @@ def _greedy(cands, choice: dict[str, Candidate], mem: MemoryModel, fits) -> tupl
 def search(model: str | Path, budget: int, data: str | Path | None = None, target: str = "mcu",
            optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
            input_shapes: dict | None = None, log=None, gain: str | None = None, lr: float = 0.01,
-           seeds: int = 4, dtype: str = "fp32", int8_master: str = "fp32") -> Plan:
+           seeds: int = 4, dtype: str = "fp32", int8_master: str = "fp32", repeats: int = 3,
+           holdout: int | None = None) -> Plan:
     """Search the scheme; ``gain``: "measured" (short fine-tuning runs, needs data; the default
-    with data) or "proxy" (first-order, the default without data). ``dtype``: the scheme's memory
+    with data; ``repeats`` runs of ``steps`` steps, ``holdout`` held-back samples each, default
+    4*steps) or "proxy" (first-order, the default without data). ``dtype``: the scheme's memory
     is that of ``compile --target mcu --dtype D`` and the fine-tuning runs train in D (int8: a
     quantized QDQ model, as ``edgegrad quantize`` writes it)."""
     if target != "mcu":
@@ -415,24 +461,36 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
                           f"{_kib(budget)}, flash {_kib(cur['flash_total'])} vs budget {_kib(flash_budget)}: "
                           f"no update scheme can fit; use a smaller input or model, or larger --budget-sram/"
                           f"--budget-flash")
-    samples, proxy = load_calibration(data, g0, steps if gain == "proxy" else 2 * steps, seed)
+    if steps < 1 or repeats < 1:
+        raise EdgegradError(f"--steps and --repeats must be at least 1 (got {steps}, {repeats})")
+    if gain == "proxy":
+        samples, proxy = load_calibration(data, g0, steps, seed)
+    else:  # repeated hold-out: each run draws 2*steps of all the calibration samples
+        pool, proxy = load_calibration(data, g0, None, seed)
+        n_train = min(steps, len(pool) // 2)
+        n = min(len(pool), n_train + (holdout or 4 * steps))
+        if n_train < 1:
+            raise EdgegradError(f"--data {data}: --gain measured needs at least 2 calibration samples")
+        samples, rng = pool[:n], np.random.default_rng(seed + 1)
+        folds = []
+        for r in range(repeats):
+            part = samples if r == 0 else [pool[i] for i in rng.permutation(len(pool))[:n]]
+            folds.append((part[:n_train], part[n_train:]))
     log(f"[plan] gradients over {len(samples)} {'random' if proxy else 'calibration'} samples")
     G = gradient_scores(g0, samples, tcfg, dtype)
     score_all = sum(float(np.sum(v ** 2)) for v in G.values()) or 1.0
     cands = candidates(g0, G, dtype)
     tuner = None
     if gain == "measured":
-        # Contribution analysis: each candidate alone, fine-tuned on the first half of the
-        # samples at the scheme's lr, scored by the loss decrease on the second half.
-        half = len(samples) // 2
-        tuner = FineTuner(g0, TrainConfig(loss=tcfg.loss, optimizer=optimizer, lr=lr), samples[:half],
-                          samples[half:], dtype, int8_master)
-        n = sum(len(cs) - 1 for _, cs in cands)
-        log(f"[plan] contribution analysis: {n} candidates x {half} {dtype} fine-tuning steps (lr {lr}), "
-            f"validation loss {tuner.base:.4f} before")
+        # Contribution analysis: each candidate alone, fine-tuned on the first half of each
+        # fold at the scheme's lr, scored on the second half (FineTuner), averaged over the folds.
+        tuner = FineTuner(g0, TrainConfig(loss=tcfg.loss, optimizer=optimizer, lr=lr), folds, dtype, int8_master)
+        k = sum(len(cs) - 1 for _, cs in cands)
+        log(f"[plan] contribution analysis: {k} candidates x {repeats} run(s) of {n_train} {dtype} fine-tuning steps "
+            f"(lr {lr}), held-back accuracy {100 * tuner.base_acc:.1f}% and loss {tuner.base:.4f} before")
         cands = [(name, [cs[0]] + [Candidate(c.label, c.updates, tuner.gain(_updates({name: c})))
                                    for c in cs[1:]]) for name, cs in cands]
-        score_all = tuner.gain(parse_scheme("all", g0)) or 1.0
+        score_all = tuner.gain(parse_scheme("all", g0))
     # Greedy by gain per byte can be fooled by a large item (the classifier) that is worth more
     # than the cheap items that crowd it out (0/1 knapsack): start the greedy from the empty
     # scheme and from each of the best single candidates, and keep the best final scheme.
@@ -453,10 +511,22 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
             continue
         total = tuner.gain(ups) if tuner else sum(c.score for c in choice.values())
         log(f"[plan] greedy from {'empty' if not start else next(iter(start.values())).label + ' ' + next(iter(start))}"
-            f": {len(ups)} tensors, SRAM {_kib(p['sram_total'])}, {'measured' if tuner else 'proxy'} gain "
-            f"{100 * total / score_all:.1f}%")
+            f": {len(ups)} tensors, SRAM {_kib(p['sram_total'])}, "
+            + (f"measured: {tuner.describe(ups)}" if tuner else f"proxy gain {100 * total / score_all:.1f}%"))
         if best is None or total > best[0]:
             best = (total, choice, p)
+    notes = []
+    if best is None and tuner:  # no candidate helped on held-back samples: the least harmful single one
+        for _, i, j in singles:
+            c = {cands[i][0]: cands[i][1][j]}
+            p = mem.predict(_updates(c))
+            if fits(p):
+                choice = {name: c.get(name, cs[0]) for name, cs in cands}
+                best = (tuner.gain(_updates(choice)), choice, p)
+                notes.append(f"no candidate improved the held-back calibration samples in the contribution runs "
+                             f"(the full update: {tuner.describe(parse_scheme('all', g0))}); wrote the least "
+                             f"harmful single candidate. Consider a smaller --lr or not training on this data")
+                break
     if best is None:
         raise BudgetError(f"{Path(model).name}: no parameter can be trained within {_kib(budget)} SRAM "
                           f"(inference alone needs {_kib(base)}; the cheapest training scheme does not fit)")
@@ -465,7 +535,11 @@ def search(model: str | Path, budget: int, data: str | Path | None = None, targe
     for c in choice.values():
         scheme.update(c.json())
     return Plan(scheme, [(n, choice[n]) for n, _ in cands], cur, cur_score, score_all, budget, proxy,
-                len(mem.cache), time.time() - t0, base_sram=base, gain=gain, dtype=dtype)
+                len(mem.cache), time.time() - t0, base_sram=base, gain=gain, dtype=dtype, notes=notes,
+                measured=tuner.describe(_updates(choice)) if tuner else "",
+                measured_all=tuner.describe(parse_scheme("all", g0)) if tuner else "",
+                runs=f"{repeats} run(s) of {n_train} steps, {n - n_train} held-back samples each" if tuner
+                else "")
 
 
 def write_scheme(scheme: dict, path: str | Path) -> None:
@@ -500,35 +574,39 @@ def report(plan: Plan, model: str | Path) -> str:
     if plan.proxy:
         lines.append("NOTE: no --data given: gains are a proxy from random inputs and labels "
                      "(where gradient mass flows, not measured accuracy)")
+    measured = plan.gain == "measured"
     lines.append(f"{'#':>3} {'choice':<7} {'tensors (share of output channels, or in: input channels)':<72} "
-                 f"{'gain %':>7}")
+                 + (f"{'gain':>7}" if measured else f"{'gain %':>7}"))
     for k, (name, c) in enumerate(plan.choices):
         if not c.updates:
             continue
         ts = ", ".join(f"{t} ({_frac(f) if ax == 0 else 'in ' + _frac(f)})" for t, ax, f in c.updates)
-        lines.append(f"{k:>3} {c.label:<7} {ts[:72]:<72} {100 * c.score / plan.score_all:>7.2f}")
+        lines.append(f"{k:>3} {c.label:<7} {ts[:72]:<72} "
+                     + (f"{100 * c.score:>+7.2f}" if measured else f"{100 * c.score / (plan.score_all or 1):>7.2f}"))
     frozen = sum(1 for _, c in plan.choices if not c.updates)
     lines.append(f"{len(plan.scheme)} tensors updated, {frozen}/{len(plan.choices)} layers frozen")
     p = plan.predicted
     lines.append(f"predicted peak SRAM {_kib(p['sram_total'])} ({p['sram_total']} B) <= budget {_kib(plan.budget)}"
                  f" ({plan.budget} B): " + ", ".join(f"{k} {_kib(v)}" for k, v in p["sram"].items() if v))
     lines.append(f"inference alone: {_kib(plan.base_sram)}; flash {_kib(p['flash_total'])}")
-    if plan.gain == "measured":
-        lines.append(f"measured gain: validation loss decrease {plan.score:.4g} after the short fine-tuning run = "
-                     f"{100 * plan.score / plan.score_all:.1f}% of the full update's ({plan.score_all:.4g})")
+    if measured:
+        lines.append(f"measured gain ({plan.runs}; gain column: accuracy points + {TIE_BREAK} x loss decrease, "
+                     f"each layer alone): {plan.measured}; the full update: {plan.measured_all}")
     else:
         lines.append(f"score: {plan.score:.4g} = {100 * plan.score / plan.score_all:.1f}% of the full-update "
                      f"first-order gain sum ||mean grad||^2 ({plan.score_all:.4g})")
+    lines += [f"NOTE: {n}" for n in plan.notes]
     return "\n".join(lines)
 
 
 def run_plan(model: str, budget: int, out: str, data: str | None = None, target: str = "mcu",
              optimizer: str = "sgd", flash_budget: int = 1024 * 1024, steps: int = 16, seed: int = 0,
              input_shapes: dict | None = None, quiet: bool = False, gain: str | None = None,
-             lr: float = 0.01, dtype: str = "fp32", int8_master: str = "fp32") -> Plan:
+             lr: float = 0.01, dtype: str = "fp32", int8_master: str = "fp32", repeats: int = 3,
+             holdout: int | None = None) -> Plan:
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     plan = search(model, budget, data, target, optimizer, flash_budget, steps, seed, input_shapes, log, gain, lr,
-                  dtype=dtype, int8_master=int8_master)
+                  dtype=dtype, int8_master=int8_master, repeats=repeats, holdout=holdout)
     write_scheme(plan.scheme, out)
     plan.predicted = verify(model, out, budget, optimizer, input_shapes, dtype, int8_master)
     print(report(plan, model))

@@ -111,3 +111,16 @@ def test_mcu_masks_by_default_shrink_sram(tmp_path):
     assert on.graph.meta["relu_masks"]
     assert off.info["predicted"]["sram_total"] - on.info["predicted"]["sram_total"] >= 48 * 1024
     assert relu_mask(copy.deepcopy(on.graph)).meta["relu_masks"] == on.graph.meta["relu_masks"]  # idempotent
+
+
+def test_timeline_and_inspect_show_the_masks(capsys):
+    """inspect --memory's timeline has a ``mask`` kind: at the turn from forward to backward all 7 masks of a
+    bias-only ResNet-8 are live (9216 B, 1/32 of the 294912 B of fp32 outputs they replace)."""
+    from edgegrad.cli import main
+    from edgegrad.timeline import model_timeline
+    g, _plan, tl = model_timeline(ZOO["resnet8"].path, "bias:all")
+    masks = [n.outputs[0] for n in g.nodes if n.op == "ReluMask"]
+    assert len(masks) == 7
+    assert max(r["mask"] for r in tl["rows"]) == sum(g.tensors[m].nbytes for m in masks) == 9216
+    assert main(["inspect", str(ZOO["resnet8"].path), "--update", "bias:all", "--memory"]) == 0
+    assert "masks" in capsys.readouterr().out
