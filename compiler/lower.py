@@ -251,6 +251,8 @@ class Lowerer:
 
     def op_ReluMask(self, n, y):
         m = self.p(n.outputs[0])
+        if self.g.tensors[y].dtype == "s8":  # int8 saturation mask (QSatGrad's)
+            return f"clip_mask_s8({m}, {self.p(y)}, {self.size(y)}, {int(n.attrs['lo'])}, {int(n.attrs['hi'])});"
         if "hi" in n.attrs:
             return f"clip_mask_f32({m}, {self.p(y)}, {self.size(y)}, {cfloat(n.attrs['lo'])}, {cfloat(n.attrs['hi'])});"
         return f"relu_mask_f32({m}, {self.p(y)}, {self.size(y)});"

@@ -104,6 +104,7 @@ def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, d
 def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
     """The --dtype int8 passes after quantize_lower, as (name, Graph -> Graph)."""
     return [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+            ("relu_mask", lambda g: relu_mask(g) if use_relu_mask(cfg) else g),
             ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
             ("int8_input", int8_input),
             ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
@@ -223,8 +224,8 @@ def use_recompute(cfg: CompileConfig) -> bool:
 
 
 def use_relu_mask(cfg: CompileConfig) -> bool:
-    """fp32 only (fp16 and int8 keep their own activation formats); mcu by default, like recompute."""
-    if cfg.dtype != "fp32":
+    """fp32 and int8 (fp16 keeps its own casts, untested together); mcu by default, like recompute."""
+    if cfg.dtype == "fp16":
         return False
     return cfg.target == "mcu" if cfg.relu_mask is None else cfg.relu_mask
 

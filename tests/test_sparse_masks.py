@@ -124,3 +124,26 @@ def test_timeline_and_inspect_show_the_masks(capsys):
     assert max(r["mask"] for r in tl["rows"]) == sum(g.tensors[m].nbytes for m in masks) == 9216
     assert main(["inspect", str(ZOO["resnet8"].path), "--update", "bias:all", "--memory"]) == 0
     assert "masks" in capsys.readouterr().out
+
+
+def test_int8_saturation_masks_match_the_unmasked_build(tmp_path):
+    """--dtype int8: an int8 layer output read by the backward only for QSatGrad's saturation mask is
+    kept as 1 bit per element (clip_mask_s8); 3 momentum steps of a bias-only quantized MLP give the
+    same int32 biases as the unmasked build, bit for bit."""
+    from edgegrad.quantize import quantize_model
+    e = ZOO["mlp_har"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16,) + tuple(e.input_shape[1:])).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    q = tmp_path / "q.onnx"
+    quantize_model(e.path, tmp_path / "x.npy", q)
+    builds = {m: compile_model(q, tmp_path / f"b{int(m)}", CompileConfig(
+        dtype="int8", update="bias:all", optimizer="momentum", lr=0.05, relu_mask=m, quiet=True,
+        extra_cflags=("-O1",))) for m in (True, False)}
+    assert builds[True].graph.meta["relu_masks"] and "clip_mask_s8(" in (builds[True].out_dir / "model.c").read_text()
+    assert builds[True].info["arena_bytes"] <= builds[False].info["arena_bytes"]
+    xs, ys = [x[i][None] for i in range(3)], [1, 4, 2]
+    runs = {m: train_build(b.out_dir, xs, ys) for m, b in builds.items()}
+    assert runs[True][0] == runs[False][0]
+    for p in runs[False][1]:
+        np.testing.assert_array_equal(runs[True][1][p], runs[False][1][p], err_msg=p)
