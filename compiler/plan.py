@@ -379,16 +379,18 @@ class FineTuner:
                 for (train, val), (acc0, loss0) in zip(self.folds, self.bases):
                     it = StepInterpreter(training_graph(self.g0, updates, self.tcfg, "host", self.dtype,
                                                         interpret=True, int8_master=self.int8_master))
-                    for x, y in train:
-                        it.train_step([x], y)
-                    acc, loss = _val_stats(it, val, self.tcfg.loss)
+                    with np.errstate(all="ignore"):  # a diverging run scores -inf, quietly
+                        for x, y in train:
+                            it.train_step([x], y)
+                        acc, loss = _val_stats(it, val, self.tcfg.loss)
                     runs.append((acc - acc0, loss0 - loss))
                 self.stats[key] = tuple(float(v) for v in np.mean(runs, axis=0))
                 self.runs[key] = np.array([da + TIE_BREAK * dl if self.tcfg.loss == "cross_entropy" else dl
                                            for da, dl in runs])
             r = self.runs.get(key, np.zeros(1))
             sem = float(np.std(r, ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
-            self.cache[key] = float(np.mean(r)) - RISK * sem
+            score = float(np.mean(r)) - RISK * sem
+            self.cache[key] = score if np.isfinite(score) else -np.inf  # a run that diverged (inf/NaN loss)
         return self.cache[key]
 
     def describe(self, updates: dict[str, Update]) -> str:

@@ -218,3 +218,14 @@ def test_fine_tuning_interpreter_matches_the_build(dtype, har_q, tmp_path):
     if dtype == "int8":  # the steps did move the integer weights (the comparison is not of untouched tensors)
         assert g.meta["masters"] and any(np.any(trained[p] != g0.tensors[p].data.reshape(trained[p].shape))
                                          for p in trained)
+
+
+def test_measured_plan_when_nothing_helps(har_q, tmp_path):
+    """At an lr that makes every fine-tuning run diverge no candidate gains anything: the planner
+    still writes a scheme that fits (the least harmful single candidate) and says so."""
+    plan = run_plan(str(HAR), 64 * 1024, str(tmp_path / "s.json"), data=str(har_q / "calib.npz"), steps=4,
+                    lr=1e6, quiet=True)
+    assert plan.notes and "no candidate improved" in plan.notes[0]
+    assert len({t for t, _, _ in next(c for _, c in plan.choices if c.updates).updates}) >= 1
+    assert sum(1 for _, c in plan.choices if c.updates) == 1
+    assert json.loads((tmp_path / "s.json").read_text()) == plan.scheme
