@@ -16,5 +16,6 @@
 #include "eg_gemm_tiled.h"
 #include "eg_int8.h"
 #include "eg_f16.h"
+#include "eg_mask.h"
 
 #endif /* EG_KERNELS_H */
