@@ -54,10 +54,6 @@ ZOO: dict[str, ZooEntry] = {
     "resnet8": _entry(
         "resnet8.onnx", (1, 3, 32, 32), 10,
         "MLPerf Tiny ResNet-8 (16-32-64), 32x32 RGB, BN folded; random init (seed 0)"),
-    "resnet8_pre": _entry(
-        "resnet8_pre.onnx", (1, 3, 32, 32), 10,
-        "resnet8 pretrained on Fashion-MNIST classes 0-7 resized to 32x32x3 (10-way head; 8, 9 left for "
-        "class-incremental learning)"),
     "resnet8_bn": _entry(
         "resnet8_bn.onnx", (1, 3, 32, 32), 10,
         "frontend variant: resnet8 (seed 0) with BatchNormalization nodes kept (inference form)"),

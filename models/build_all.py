@@ -89,10 +89,6 @@ RECIPES: dict[str, Recipe] = {
         _write_pretrained(lambda: mobilenetv2.pretrain(SEED), lambda p, m: mobilenetv2.export(p, 128, m)),
         pretrained=True),
     "resnet8": Recipe(lambda: resnet8.build(SEED), lambda p: (resnet8.export(p, seed=SEED), "")[1]),
-    "resnet8_pre": Recipe(
-        lambda: resnet8.build_fused(SEED),
-        _write_pretrained(lambda: resnet8.pretrain(SEED), lambda p, m: resnet8.export(p, m)),
-        pretrained=True),
     "resnet8_bn": Recipe(lambda: resnet8.build(SEED),
                          lambda p: (resnet8.export(p, seed=SEED, keep_batchnorm=True), "")[1]),
     "resnet8_constants": Recipe(lambda: resnet8.build(SEED), _write_constants),

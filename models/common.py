@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx
 import torch
+import torch.nn.utils.fusion
 from torch import nn
 
 from models.onnx_utils import rename_folded_initializers
@@ -139,17 +140,10 @@ def randomize_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
                 layer.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
-def fuse_batchnorm(module: nn.Module, pairs: tuple[tuple[str, str], ...] = ()) -> nn.Module:
-    """Fold BatchNorm2d into the Conv2d before it (eval statistics), in place: the conv gets a bias,
-    the BN becomes Identity. Pairs: adjacent (Conv2d, BatchNorm2d) in every Sequential, and the
-    attribute pairs ``pairs`` (e.g. ("conv1", "bn1")) of every submodule that has both. The
-    state_dict names are then the folded initializer names of the zoo's exports
-    (``features.1.conv.0.0.weight``, ``.bias``)."""
-    for m in list(module.modules()):
-        for conv, bn in pairs:
-            if isinstance(getattr(m, conv, None), nn.Conv2d) and isinstance(getattr(m, bn, None), nn.BatchNorm2d):
-                setattr(m, conv, torch.nn.utils.fusion.fuse_conv_bn_eval(getattr(m, conv).eval(), getattr(m, bn).eval()))
-                setattr(m, bn, nn.Identity())
+def fuse_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d into the Conv2d just before it in a Sequential (eval statistics), in
+    place: the conv gets a bias, the BN becomes Identity. The state_dict names are then the folded
+    initializer names of the zoo's exports (``features.1.conv.0.0.weight``, ``.bias``)."""
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, bn = seq[i], seq[i + 1]

@@ -119,7 +119,7 @@ def build_fused(seed: int = 0, num_classes: int = NUM_CLASSES) -> nn.Module:
     return fuse_batchnorm(build(seed, num_classes=num_classes))
 
 
-def pretrain(seed: int = 0, resolution: int = 128, per_class: int = 1500, epochs: int = 3, lr: float = 2e-3,
+def pretrain(seed: int = 0, resolution: int = 128, per_class: int = 500, epochs: int = 2, lr: float = 2e-3,
              batch: int = 64, n_test: int = 2000) -> tuple[nn.Module, dict]:
     """Adam on the first ``per_class`` Fashion-MNIST train images of each of classes 0-7, resized
     to ``resolution`` (models.datasets.to_rgb), BatchNorm in training mode; returns the BN-fused
@@ -129,6 +129,7 @@ def pretrain(seed: int = 0, resolution: int = 128, per_class: int = 1500, epochs
 
     x, y = fashion_mnist("train")
     idx = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in PRETRAIN_CLASSES]))
+    torch.set_num_threads(1)  # on a shared machine a second thread mostly spins; one is also reproducible
     seeded(seed)
     model = MobileNetV2(WIDTH, NUM_CLASSES)
     fit(model, torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), epochs=epochs, batch=batch, lr=lr, seed=seed,

@@ -3,10 +3,6 @@
 conv3x3 16 + BN + ReLU, then three residual stacks of 16, 32, 64 filters (stride 1, 2, 2),
 each conv3x3-BN-ReLU-conv3x3-BN plus a shortcut (identity in the first stack, 1x1 conv with
 stride 2 after), ReLU; 8x8 average pool, linear to 10 classes.
-
-``pretrain`` trains it on Fashion-MNIST classes 0-7 (PRETRAIN_CLASSES), resized to 32x32 and
-repeated on the 3 input channels (``models.datasets.to_rgb``), keeping the 10-way head (classes 8
-and 9 are left for class-incremental fine-tuning); exported with BN fused (``build_fused``).
 """
 
 from __future__ import annotations
@@ -15,19 +11,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 if __package__ in (None, ""):  # run as `python models/X.py`: make the `models` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.common import export_onnx, fit, fuse_batchnorm, randomize_batchnorm, seeded
+from models.common import export_onnx, randomize_batchnorm, seeded
 
 INPUT_SHAPE = (1, 3, 32, 32)
 NUM_CLASSES = 10
-PRETRAIN_CLASSES = tuple(range(8))
-BN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"))
 STACKS = (16, 32, 64)
 
 
@@ -69,35 +62,6 @@ def build(seed: int = 0, num_classes: int = NUM_CLASSES) -> nn.Module:
     model = ResNet8(num_classes)
     randomize_batchnorm(model, generator)
     return model.eval()
-
-
-def build_fused(seed: int = 0, num_classes: int = NUM_CLASSES) -> nn.Module:
-    """The architecture of the pretrained (BN-fused) export: convs with bias, no BatchNorm."""
-    return fuse_batchnorm(build(seed, num_classes), BN_PAIRS)
-
-
-def pretrain(seed: int = 0, per_class: int = 1500, epochs: int = 3, lr: float = 2e-3, batch: int = 64,
-             n_test: int = 2000) -> tuple[nn.Module, dict]:
-    """Adam on the first ``per_class`` Fashion-MNIST train images of each of classes 0-7 at 32x32x3,
-    BatchNorm in training mode; returns the BN-fused module and its accuracy on the first ``n_test``
-    test images: on classes 0-7 and on all 10 (8, 9 are never predicted before fine-tuning)."""
-    from models.datasets import fashion_mnist, to_rgb
-
-    size = INPUT_SHAPE[-1]
-    x, y = fashion_mnist("train")
-    idx = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in PRETRAIN_CLASSES]))
-    seeded(seed)
-    model = ResNet8(NUM_CLASSES)
-    fit(model, torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), epochs=epochs, batch=batch, lr=lr, seed=seed,
-        transform=lambda xb: torch.from_numpy(to_rgb(xb.numpy(), size)))
-    fuse_batchnorm(model, BN_PAIRS)
-    xs, ys = fashion_mnist("test")
-    xs, ys = xs[:n_test], ys[:n_test]
-    with torch.no_grad():
-        pred = model(torch.from_numpy(to_rgb(xs, size))).argmax(1).numpy()
-    seen = np.isin(ys, PRETRAIN_CLASSES)
-    return model, {"test_acc_classes_0_7": float((pred[seen] == ys[seen]).mean()),
-                   "test_acc_all_10": float((pred == ys).mean()), "train_images": len(idx)}
 
 
 def export(path: str | Path, module: nn.Module | None = None, seed: int = 0,

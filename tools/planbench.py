@@ -1,7 +1,6 @@
 """Planned scheme vs full fine-tuning on real data, for the zoo's MCU-sized image models inside 256 KiB.
 
     python -m edgegrad.tools.planbench --seeds 0,1 --markdown planbench.md
-    python -m edgegrad.tools.planbench --tasks resnet8 --seeds 0
 
 Tasks (class-incremental Fashion-MNIST, the demo's split ``class_incremental_split``: the model was
 pretrained on classes 0-7 only; the training stream is ``--train`` train-split images, half from the
@@ -13,21 +12,20 @@ unseen classes 8-9, half replayed from 0-7; accuracy on ``--eval`` held-out test
   calibration = ``--calib`` pretraining images of classes 0-7), and ``edgegrad plan --dtype int8
   --budget-sram 256K --data`` (the training stream as calibration data) searches the scheme, which
   is then trained in int8 with QAS on the int8 host build (bit-identical to the mcu build).
-* ``resnet8``: ``resnet8_pre`` (ResNet-8, 32x32x3), everything fp32, ``edgegrad plan
-  --budget-sram 256K --data``.
 
 Rows per task and seed: ``none`` (before fine-tuning; int8 too for mbv2), ``all`` (full fine-tuning,
 the reference), ``plan@256K`` and, as a baseline, ``last:1`` (the classifier) in the plan's dtype.
 Every row fine-tunes the same pretrained weights on the same stream, one SGD step per sample (batch
 1), same lr. "SRAM pred" is what ``compile --target mcu`` predicts and checks (compiler/memory.py).
-With ``--mcu-steps N`` (default 2) the planned scheme is also built for the mcu, flashed into QEMU and
-trained N steps on stream images there: the table below the main one gives its ELF SRAM, the
+With ``--mcu-steps N`` (default 2) the planned scheme of the first seed is also built for the mcu, run in
+QEMU and trained N steps on stream images there: the table below the main one gives its ELF SRAM, the
 stack high-water mark, instructions per step and the losses next to the host build's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -43,12 +41,16 @@ from edgegrad.run import Session, load_build
 from edgegrad.tools.bench import _csv, markdown_table
 from edgegrad.tools.runner import open_device
 
-TASKS = ("mbv2", "resnet8")
-MODEL = {"mbv2": "mobilenetv2_w035_128_pre", "resnet8": "resnet8_pre"}
-SIZE = {"mbv2": 128, "resnet8": 32}
-PLAN_DTYPE = {"mbv2": "int8", "resnet8": "fp32"}
-DEFAULT_LR = {"mbv2": 0.005, "resnet8": 0.005}
+TASKS = ("mbv2",)
+MODEL = {"mbv2": "mobilenetv2_w035_128_pre"}
+SIZE = {"mbv2": 128}
+PLAN_DTYPE = {"mbv2": "int8"}
+DEFAULT_LR = {"mbv2": 0.005}
 SCHEMES = ("none", "all", "last:1", "plan")
+# edgegrad plan --gain per task: measured contribution runs need ~250 candidates x (steps + held-back
+# forwards) numpy-interpreter steps of 0.2-0.4 s for MobileNetV2 int8 (over an hour on 2 cores), so
+# MobileNetV2 uses the first-order proxy over the calibration samples by default
+DEFAULT_GAIN = {"mbv2": "proxy"}
 COLUMNS = ("task", "scheme", "seed", "dtype", "tensors", "params updated", "SRAM pred KiB", "fits", "acc all %",
            "acc new %", "acc old %", "Δ vs all (pts)", "host s")
 
@@ -121,15 +123,16 @@ class Builds:
     """Compiled host builds and mcu predictions, reused across seeds (a fresh process starts from the
     pretrained weights every time)."""
 
-    def __init__(self, work: Path):
-        self.work, self.cache = work, {}
+    def __init__(self, work: Path, cflags: tuple[str, ...] = ()):
+        self.work, self.cflags, self.cache = work, cflags, {}
 
     def get(self, model: Path, dtype: str, update: str, lr: float, master: str):
         text = Path(update).read_text() if update.endswith(".json") else update
         key = (str(model), dtype, text, lr, master)
         if key not in self.cache:
             out = self.work / f"build{len(self.cache)}"
-            res = compile_model(model, out, _config(dtype, update, lr, master, target="host"))
+            res = compile_model(model, out, _config(dtype, update, lr, master, target="host",
+                                                    extra_cflags=self.cflags))
             mcu = compile_model(model, out.with_name(out.name + "_mcu"),
                                 _config(dtype, update, lr, master, target="mcu", build=False, sram_budget=1 << 30,
                                         flash_budget=1 << 30))
@@ -172,6 +175,7 @@ def fine_tune(task: str, seed: int, model: Path, dtype: str, update: str, label:
                        time.time() - t0)
 
 
+@functools.cache
 def n_params(model: Path) -> int:
     """Weights and biases of the model (fp32 or int8: the same count)."""
     from edgegrad.pipeline import frontend_graph
@@ -188,26 +192,36 @@ def quantize(model: Path, calib: np.ndarray, work: Path) -> Path:
     return out
 
 
-def plan_scheme(model: Path, dtype: str, budget: int, data: Data, steps: int, seed: int, lr: float, master: str,
+@dataclass
+class PlanOpts:
+    gain: str | None = None  # edgegrad plan --gain (None: DEFAULT_GAIN of the task)
+    steps: int = 8  # --steps
+    repeats: int = 1  # --repeats
+    holdout: int | None = None  # --holdout (default 4 x steps)
+
+
+def plan_scheme(model: Path, dtype: str, budget: int, data: Data, opts: PlanOpts, seed: int, lr: float, master: str,
                 work: Path, log) -> tuple[Path, str]:
     """``edgegrad plan --dtype D --budget-sram B --data`` with the training stream as calibration data."""
     from edgegrad import plan as planner
     x, y = data.train
     calib = work / f"{model.stem}_stream{seed}.npz"
-    n = min(len(y), max(256, 2 * steps))
+    n = min(len(y), 256)
     np.savez(calib, x=x[:n], y=y[:n])
     path = work / f"{model.stem}_plan_{budget // 1024}K_seed{seed}.json"
-    kw = {"dtype": dtype, "int8_master": master} if dtype != "fp32" else {}
     t0 = time.time()
-    p = planner.search(model, budget, calib, steps=steps, seed=seed, lr=lr, log=log, **kw)
+    p = planner.search(model, budget, calib, steps=opts.steps, seed=seed, lr=lr, log=log, gain=opts.gain,
+                       dtype=dtype, int8_master=master, repeats=opts.repeats, holdout=opts.holdout)
     planner.write_scheme(p.scheme, path)
-    note = (f"{time.time() - t0:.0f} s to plan ({p.gain} gain, {p.evaluations} schemes): "
-            + json.dumps(p.scheme, separators=(",", ":")))
+    how = (f"{opts.repeats} run(s) of {opts.steps} steps per candidate" if p.gain == "measured"
+           else f"first-order proxy over {opts.steps} samples")
+    note = (f"`edgegrad plan --dtype {dtype} --budget-sram {budget // 1024}K --gain {p.gain}` ({how}; "
+            f"{time.time() - t0:.0f} s, {p.evaluations} schemes): " + json.dumps(p.scheme, separators=(",", ":")))
     return path, note
 
 
 def mcu_run(task: str, seed: int, model: Path, dtype: str, scheme: Path, data: Data, lr: float, master: str,
-            steps: int, work: Path) -> McuRun:
+            steps: int, work: Path, builds: Builds) -> McuRun:
     """Build the scheme for the mcu (256 KiB SRAM budget enforced), train ``steps`` stream samples in QEMU,
     and the same steps on a fresh host build (the losses must agree)."""
     cfg = _config(dtype, str(scheme), lr, master, target="mcu")
@@ -221,7 +235,7 @@ def mcu_run(task: str, seed: int, model: Path, dtype: str, scheme: Path, data: D
             losses.append(s.train(x[i][None], int(y[i]), timeout=3600.0))
             instret.append(dev.last_instret)
         stats = dev.stats()
-    h = compile_model(model, work / f"{task}_{seed}_mcu_host", _config(dtype, str(scheme), lr, master, target="host"))
+    h, _ = builds.get(model, dtype, str(scheme), lr, master)
     with open_device(h.binary, "host", timeout=60.0) as dev:
         s = Session(dev, load_build(h.out_dir))
         host = [s.train(x[i][None], int(y[i])) for i in range(steps)]
@@ -231,12 +245,12 @@ def mcu_run(task: str, seed: int, model: Path, dtype: str, scheme: Path, data: D
 
 
 def run(tasks: list[str], seeds: list[int], schemes: list[str], budget: int, lrs: dict[str, float], n_train: int,
-        n_eval: int, n_calib: int, plan_steps: int, master: str, mcu_steps: int, work: Path, given: str | None = None,
-        log=print) -> tuple[list[Row], list[McuRun], list[str]]:
+        n_eval: int, n_calib: int, plan: PlanOpts, master: str, mcu_steps: int, work: Path, given: str | None = None,
+        log=print, cflags: tuple[str, ...] = ()) -> tuple[list[Row], list[McuRun], list[str]]:
     sys.path.insert(0, str(ROOT))
     from models import ZOO
     rows, mcus, notes = [], [], []
-    builds = Builds(work)
+    builds = Builds(work, cflags)
     for task in tasks:
         fp32_model = ZOO[MODEL[task]].path
         dtype, lr = PLAN_DTYPE[task], lrs[task]
@@ -257,7 +271,8 @@ def run(tasks: list[str], seeds: list[int], schemes: list[str], budget: int, lrs
                     if given:
                         plan_path, note, label = Path(given), f"given scheme {given}", "given"
                     else:
-                        plan_path, note = plan_scheme(model, dtype, budget, data, plan_steps, seed, lr, master, work,
+                        opts = PlanOpts(plan.gain or DEFAULT_GAIN[task], plan.steps, plan.repeats, plan.holdout)
+                        plan_path, note = plan_scheme(model, dtype, budget, data, opts, seed, lr, master, work,
                                                       lambda *a: log(*a))
                         label = f"plan@{budget // 1024}K"
                     notes.append(f"{task} seed {seed} `{label}`: {note}")
@@ -280,9 +295,9 @@ def run(tasks: list[str], seeds: list[int], schemes: list[str], budget: int, lrs
             for r in task_rows:
                 r.ref = ref
             rows += task_rows
-            if mcu_steps and plan_path is not None:
+            if mcu_steps and plan_path is not None and seed == seeds[0]:  # one QEMU run per task
                 t1 = time.time()
-                mr = mcu_run(task, seed, model, dtype, plan_path, data, lr, master, mcu_steps, work / f"{task}_{seed}")
+                mr = mcu_run(task, seed, model, dtype, plan_path, data, lr, master, mcu_steps, work, builds)
                 mcus.append(mr)
                 log(f"[planbench] {task} seed {seed} QEMU: SRAM ELF {mr.sram_elf / 1024:.1f} KiB, losses "
                     f"{mr.losses} (host {mr.host_losses}), {time.time() - t1:.1f} s")
@@ -305,7 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m edgegrad.tools.planbench",
         description="Accuracy of the scheme `edgegrad plan` finds for a 256 KiB MCU vs full fine-tuning, on "
-                    "Fashion-MNIST classes held out from pretraining (MobileNetV2-w0.35@128 int8, ResNet-8 fp32; "
+                    "Fashion-MNIST classes held out from pretraining (MobileNetV2-w0.35@128 int8; "
                     "compiled host builds, batch-1 SGD), plus a QEMU run of the planned scheme.",
         epilog="example: python -m edgegrad.tools.planbench --tasks mbv2 --seeds 0,1 --markdown planbench.md")
     p.add_argument("--tasks", type=_csv, default=list(TASKS), help=f"comma-separated (default: {','.join(TASKS)})")
@@ -318,7 +333,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=1000, help="training stream length (default 1000)")
     p.add_argument("--eval", type=int, default=1000, help="held-out test images (default 1000)")
     p.add_argument("--calib", type=int, default=128, help="quantization calibration images (default 128)")
-    p.add_argument("--plan-steps", type=int, default=32, help="calibration samples for edgegrad plan (default 32)")
+    p.add_argument("--plan-gain", choices=["measured", "proxy"],
+                   help="edgegrad plan --gain (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_GAIN.items())
+                   + "; measured = short fine-tuning runs per candidate)")
+    p.add_argument("--plan-steps", type=int, default=8, help="edgegrad plan --steps (default 8)")
+    p.add_argument("--plan-repeats", type=int, default=1, help="edgegrad plan --repeats (default 1)")
+    p.add_argument("--plan-holdout", type=int, help="edgegrad plan --holdout (default 4 x --plan-steps)")
     p.add_argument("--int8-master", default="none", choices=["fp32", "none"],
                    help="int8 weight update (as compile --int8-master; default none: no fp32 copy in SRAM)")
     p.add_argument("--mcu-steps", type=int, default=2, help="training steps of the planned scheme in QEMU (0: skip)")
@@ -338,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"planbench: unknown task(s) {', '.join(unknown)} (known: {', '.join(TASKS)})")
     with tempfile.TemporaryDirectory(prefix="eg-planbench-") as work:
         rows, mcus, notes = run(a.tasks, [int(s) for s in a.seeds], a.schemes, a.budget_sram, lrs, a.train, a.eval,
-                                a.calib, a.plan_steps, a.int8_master, a.mcu_steps, Path(work), a.scheme_file)
+                                a.calib, PlanOpts(a.plan_gain, a.plan_steps, a.plan_repeats, a.plan_holdout),
+                                a.int8_master, a.mcu_steps, Path(work), a.scheme_file)
     parts = [markdown_table(rows, COLUMNS), ""]
     if mcus:
         parts += [mcu_table(mcus), ""]
