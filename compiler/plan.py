@@ -79,6 +79,7 @@ from .interp import Interpreter
 from .ir import Graph
 from .memory import _kib, predict
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
 from .passes.select_kernels import select_kernels
@@ -148,14 +149,14 @@ def forward_graph(model: str | Path, dtype: str = "fp32", input_shapes: dict | N
 def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, target: str = "mcu",
                    dtype: str = "fp32", interpret: bool = False, int8_master: str = "fp32") -> Graph:
     """The pipeline's training graph for ``updates`` and dtype (a fresh copy of the forward graph g0):
-    compile_model's own passes (pipeline.training_steps), then select_kernels. ``interpret``: without
+    compile_model's own passes (pipeline.training_steps), then select_kernels and fuse_eltwise. ``interpret``: without
     the int8 passes that only move memory (MEMORY_ONLY), for the numpy interpreter."""
     from .pipeline import training_steps
     g = copy.deepcopy(g0)
     for name, step in training_steps(updates, tcfg, _config(tcfg, target, dtype, int8_master)):
         if not (interpret and name in MEMORY_ONLY):
             g = step(g)
-    return select_kernels(g, target)
+    return fuse_eltwise(select_kernels(g, target), target)
 
 
 class StepInterpreter(Interpreter):
