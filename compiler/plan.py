@@ -79,6 +79,7 @@ from .interp import Interpreter
 from .ir import Graph
 from .memory import _kib, predict
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fuse_pointwise_depthwise, int8_input
 from .passes.plan_memory import plan_memory
 from .passes.select_kernels import select_kernels
@@ -148,20 +149,21 @@ def forward_graph(model: str | Path, dtype: str = "fp32", input_shapes: dict | N
 def training_graph(g0: Graph, updates: dict[str, Update], tcfg: TrainConfig, target: str = "mcu",
                    dtype: str = "fp32", interpret: bool = False, int8_master: str = "fp32") -> Graph:
     """The pipeline's training graph for ``updates`` and dtype (a fresh copy of the forward graph g0):
-    compile_model's own passes (pipeline.training_steps), then select_kernels. ``interpret``: without
+    compile_model's own passes (pipeline.training_steps), then select_kernels and fuse_eltwise. ``interpret``: without
     the int8 passes that only move memory (MEMORY_ONLY), for the numpy interpreter."""
     from .pipeline import training_steps
     g = copy.deepcopy(g0)
     for name, step in training_steps(updates, tcfg, _config(tcfg, target, dtype, int8_master)):
         if not (interpret and name in MEMORY_ONLY):
             g = step(g)
-    return select_kernels(g, target)
+    return fuse_eltwise(select_kernels(g, target), target)
 
 
 class StepInterpreter(Interpreter):
     """The numpy Interpreter plus the nodes the fp16 and int8 training graphs add, with the
-    generated C's semantics (runtime_c/eg_f16.c, eg_int8.c): fp16 storage (CastF16 rounds to
-    binary16, CastF32 widens), dynamic loss scaling (updates skipped on overflow), and QUpdate
+    generated C's semantics (runtime_c/eg_f16.c, eg_int8.c): fp16 storage (CastF16 and every
+    native fp16 kernel round what they store to binary16, CastF32 widens), dynamic loss scaling
+    (LossCheckF16 / LossUnscale(F16), updates skipped on overflow), and QUpdate
     (QAS-scaled SGD/momentum in integer units, optional fp32 master, round half away from zero,
     saturate). So the measured gains of ``--dtype fp16/int8`` come from fine-tuning in that dtype."""
 
@@ -191,12 +193,21 @@ class StepInterpreter(Interpreter):
                     if ls[1] >= a["growth_interval"]:
                         ls[0] += 1.0 if a["log2_init"] + int(ls[0]) < 15 else 0.0
                         ls[1] = 0.0
+            elif n.op == "LossCheckF16":  # an fp16 parameter gradient: flag inf/NaN
+                if not np.all(np.isfinite(v[n.inputs[0]])):
+                    v[n.inputs[1]][2] = 1.0
+            elif n.op == "LossUnscaleF16":  # into a short-lived fp32 copy
+                ls = v[n.inputs[1]]
+                v[n.outputs[0]] = v[n.inputs[0]] * np.float32(2.0 ** -(n.attrs["log2_init"] + int(ls[0])))
             elif n.op == "QUpdate":
                 self._qupdate(n)
             elif n.attrs.get("skip_on_overflow") and v[n.attrs["skip_on_overflow"]][2] != 0:
                 continue  # an fp16 step that overflowed writes no parameter
             else:
                 super()._run([n])
+                for o in n.outputs:  # a native fp16 kernel rounds what it stores
+                    if o and self.g.tensors[o].dtype == "f16":
+                        v[o] = v[o].astype(np.float16).astype(np.float32)
 
     def _qupdate(self, n) -> None:
         a, v = n.attrs, self.values

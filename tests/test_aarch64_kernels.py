@@ -38,7 +38,8 @@ FW, FW_NEON, BWI, BWI_NEON, BWW, BWW_NEON, GEMM, GEMM_NEON = range(8)
 @pytest.fixture(scope="module")
 def drivers(tmp_path_factory) -> dict[int, Path]:
     out = tmp_path_factory.mktemp("neon")
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
+    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c",
+               RUNTIME / "eg_gemm_tiled.c",
                *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
     exes = {}
     for threads in (1, 4):

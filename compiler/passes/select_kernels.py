@@ -12,12 +12,20 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``rvv``: RISC-V vector (zve32f) variants of the convolutions and GEMM (runtime_c/rvv/), for an
   mcu build whose extensions include zve32f. No scratch and no shape constraints: every call
   the reference takes, the variant takes.
-- ``zvfh``: the fp16 casts of `--dtype fp16` (runtime_c/rvv/eg_f16_zvfh.c) with vfncvt/vfwcvt, for
-  an mcu build with zvfh.
+- ``zvfh``: the native fp16 conv/GEMM kernels of `--dtype fp16` (nodes marked ``f16`` by
+  lower_fp16; vle16 + widening vfwmacc into fp32 accumulators) and the fp16 casts (vfncvt/vfwcvt),
+  runtime_c/rvv/eg_*_zvfh.c, for an mcu build with zve32f and zvfh. Without zvfh an ``f16`` node
+  keeps the portable fp16 kernel (scalar Zfh where the board has zfh); other targets too.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
+- ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
+  for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
 - ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
   GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
+- ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
+  layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
+  gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
+  for shapes these are not.
 """
 
 from __future__ import annotations
@@ -62,10 +70,24 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
-def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = ()) -> Graph:
+def gemv_shaped(g: Graph, n) -> bool:
+    """A 2-D product with one output row or one contracted term (the ``gemv`` variant's shapes)."""
+    ys = g.tensors[n.outputs[0]].shape
+    if len(ys) != 2 or any(len(g.tensors[i].shape) != 2 for i in n.inputs[:2]):
+        return False
+    ta = n.attrs.get("transA", 0) if n.op in ("Gemm", "MatMulT") else 0
+    sa = g.tensors[n.inputs[0]].shape
+    return ys[0] == 1 or (sa[0] if ta else sa[1]) == 1
+
+
+def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
+                   board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
         for n in g.nodes:
-            if n.op in CONV_KINDS or n.op in GEMM_OPS:
+            if n.attrs.get("f16"):
+                if "zvfh" in extensions and (n.op in CONV_KINDS or n.op in GEMM_OPS):
+                    n.attrs["kernel"] = "zvfh"
+            elif n.op in CONV_KINDS or n.op in GEMM_OPS:
                 n.attrs["kernel"] = "rvv"
             elif n.op in ("CastF16", "CastF32") and "zvfh" in extensions:
                 n.attrs["kernel"] = "zvfh"
@@ -74,8 +96,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     for n in g.nodes:
+        if n.attrs.get("f16"):  # the fp16 kernels have no _tiled/_neon variant yet
+            continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
-            n.attrs["kernel"] = "tiled"
+            n.attrs["kernel"] = "gemv" if target not in NEON_TARGETS and gemv_shaped(g, n) else "tiled"
         kind = CONV_KINDS.get(n.op)
         if kind is None:
             continue
@@ -94,4 +118,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
             if n.attrs.get("kernel") == "tiled":
                 n.attrs["kernel"] = "neon"
+        if backend != "ours":  # --backend tvm|auto: some NEON kernels may become TVM's (compiler/tvm_backend.py)
+            from ..tvm_backend import assign
+            assign(g, target, board, backend, log)
     return g
