@@ -82,7 +82,7 @@ def cmd_plan(a) -> int:
     from .plan import run_plan
     run_plan(a.model, a.budget_sram, a.output, data=a.data, target=a.target, optimizer=a.optimizer,
              flash_budget=a.budget_flash, steps=a.steps, seed=a.seed, input_shapes=_shapes(a.input_shape),
-             gain=a.gain, lr=a.lr)
+             gain=a.gain, lr=a.lr, dtype=a.dtype, int8_master=a.int8_master, repeats=a.repeats, holdout=a.holdout)
     return 0
 
 
@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="search the sparse update scheme with the most expected gain for an SRAM budget",
                         description="Score every layer's candidates (frozen, bias, leading 1/8..1 of the output "
                                     "channels, or 1/8..1/2 of the input channels): with --data, by a short "
-                                    "fine-tuning run of each candidate with the numpy interpreter and the loss "
-                                    "decrease on held-back samples (TTE's contribution analysis); without, by the "
+                                    "fine-tuning runs of each candidate with the numpy interpreter and the accuracy "
+                                    "(then loss) gained on held-back samples (TTE's contribution analysis); "
+                                    "without, by the "
                                     "first-order proxy ||mean grad||^2. Predict each scheme's mcu SRAM exactly as "
                                     "compile does, pick greedily by gain per byte (from several starts), and write "
                                     "the scheme as JSON for compile --update.",
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "  edgegrad plan model.onnx --budget-sram 512K --data calib.npz -o scheme.json\n"
                                "  edgegrad plan models/onnx/cnn_fashion_pre.onnx --budget-sram 96K --data calib.npz --gain "
                                "measured --steps 32 --lr 0.005 -o scheme.json\n"
+                               "  edgegrad quantize m.onnx --calib calib.npz -o m_q.onnx\n"
+                               "  edgegrad plan m_q.onnx --dtype int8 --budget-sram 256K --data calib.npz -o scheme.json\n"
                                "  edgegrad compile model.onnx --target mcu --update scheme.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     pl.add_argument("model", help="the ONNX model")
@@ -311,15 +314,31 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--data", help=".npz with x [N, ...] and y [N] calibration samples (default: random inputs, "
                                    "and the gains are only a proxy)")
     pl.add_argument("--target", default="mcu", choices=["mcu"])
+    pl.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"],
+                    help="the dtype the scheme will be compiled with: each candidate's SRAM is that of "
+                         "compile --target mcu --dtype D, and the --data fine-tuning runs train in D (fp16 storage "
+                         "with loss scaling; int8 needs a quantized model from edgegrad quantize; int8 schemes "
+                         "take leading output-channel shares only). Default fp32")
+    pl.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],
+                    help="with --dtype int8: plan for compile's --int8-master (fp32: an fp32 copy of the updated rows, "
+                         "counted in SRAM; none: round the int8 weight each step). Default fp32")
     pl.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"],
                     help="optimizer the scheme will be compiled with (its state counts in SRAM)")
     pl.add_argument("--steps", type=int, default=16,
-                    help="calibration samples for the gradient scores, and fine-tuning steps per candidate "
-                         "with --gain measured (default 16)")
+                    help="calibration samples for the gradient proxy; with --gain measured, the batch-1 "
+                         "fine-tuning steps of each run (default 16)")
     pl.add_argument("--gain", choices=["proxy", "measured"],
                     help="measured: short fine-tuning runs per candidate on --data (default with --data); "
                          "proxy: first-order gradient score (default without)")
     pl.add_argument("--lr", type=float, default=0.01, help="lr of the measured fine-tuning runs (default 0.01)")
+    pl.add_argument("--repeats", type=int, default=3,
+                    help="--gain measured: fine-tuning runs per candidate, each on its own random split of --data "
+                         "into --steps training and --steps held-back samples; the gain is their mean held-back "
+                         "accuracy increase, ties broken by the loss, less one standard error over the runs "
+                         "(default 3)")
+    pl.add_argument("--holdout", type=int,
+                    help="--gain measured: held-back samples per run (default 4 x --steps, at most what --data has "
+                         "beyond the --steps training samples)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
     pl.add_argument("-o", "--output", required=True, help="where to write the scheme JSON")

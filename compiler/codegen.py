@@ -34,7 +34,8 @@ def _words(a: np.ndarray, per_line: int = 8) -> list[str]:
     return lines
 
 
-_INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8), "f16": ("uint16_t", 12)}
+_INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8), "f16": ("uint16_t", 12),
+               "u8": ("uint8_t", 16)}  # u8: 1-bit ReLU masks
 
 
 # eg_buffer_t.kind and .dtype (compiler/templates/model.h.j2)

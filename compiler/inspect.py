@@ -3,14 +3,14 @@ or a build (memory plan, section sizes)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
-from .autodiff import TrainConfig, build_training_graph
+from .autodiff import TrainConfig
 from .cost import graph_macs, node_macs
-from .passes.fold_frozen import fold_frozen
 from .passes.plan_memory import plan_memory
-from .pipeline import CompileConfig, frontend_graph, int8_training_steps, is_quantized
+from .pipeline import CompileConfig, frontend_graph, int8_training_steps, is_quantized, training_steps
 from .scheme import layers
 
 
@@ -24,6 +24,45 @@ def saved_activations(g) -> dict[str, int]:
             if i in fwd_out and g.tensors[i].role in ("activation", "input", "grad"):
                 out[i] = g.tensors[i].nbytes
     return out
+
+
+def _training(g, updates, cfg: CompileConfig):
+    """The fp32 training graph of the pipeline for cfg (a copy of g), as compile builds it."""
+    g = copy.deepcopy(g)
+    for _, step in training_steps(updates, TrainConfig(), cfg):
+        g = step(g)
+    return g
+
+
+def schedule_decisions(tg, plan, plain, fwd_macs: int) -> list[str]:
+    """What the relu_mask and recompute passes decided for the mcu schedule, and what it saved."""
+    base = plan_memory(plain).arena_bytes
+    lines = [f"mcu schedule: arena {plan.arena_bytes} B; {base} B without 1-bit ReLU masks and recompute "
+             f"({base - plan.arena_bytes} B saved)" if base != plan.arena_bytes else
+             f"mcu schedule: arena {plan.arena_bytes} B (1-bit ReLU masks and recompute change nothing here)"]
+    masks = tg.meta.get("relu_masks", [])
+    if masks:
+        full = sum(tg.tensors[y].nbytes for y in masks)
+        bits = sum(tg.tensors[n.outputs[0]].nbytes for n in tg.nodes if n.op == "ReluMask")
+        lines.append(f"1-bit ReLU masks: {len(masks)} ReLU/Clip outputs whose backward needs only the sign are kept "
+                     f"as bit masks, {bits} B instead of {full} B fp32:")
+        lines += [f"  {y[:60]:<60} {tg.tensors[y].nbytes:>8} B -> {(tg.tensors[y].size + 7) // 8:>6} B"
+                  for y in masks[:20]]
+        if len(masks) > 20:
+            lines.append(f"  ... {len(masks) - 20} more")
+    log = tg.meta.get("recompute_log", [])
+    if log:
+        macs = sum(d["macs"] for d in log)
+        lines.append(f"recompute: {len(log)} kept activations recomputed in the backward instead of kept, arena "
+                     f"{log[0]['arena_before']} B -> {log[-1]['arena_after']} B "
+                     f"({log[-1]['arena_after'] - log[0]['arena_before']:+d} B), +{macs} MACs "
+                     f"(+{100 * macs / max(1, fwd_macs):.1f}% of the forward)")
+        for d in log:
+            lines.append(f"  {d['tensor'][:50]:<50} {d['bytes']:>8} B  {'+'.join(d['ops'])[:28]:<28} before "
+                         f"{d['before'][:40]}: arena {d['arena_before']} -> {d['arena_after']} B, +{d['macs']} MACs")
+    else:
+        lines.append("recompute: nothing recomputed (no kept activation at the peak is worth recomputing)")
+    return lines
 
 
 def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
@@ -52,12 +91,16 @@ def inspect_model(path: Path, update: str, input_shapes: dict) -> str:
             tg = g
             for _, step in int8_training_steps(updates, TrainConfig(), cfg):
                 tg = step(tg)
-        else:
-            tg = build_training_graph(fold_frozen(g, set(updates)), updates, TrainConfig())
+            plain = None
+        else:  # the mcu schedule (1-bit ReLU masks and recompute on), and the same without them
+            tg = _training(g, updates, CompileConfig(target="mcu"))
+            plain = _training(g, updates, CompileConfig(target="mcu", relu_mask=False, recompute=False))
         plan = plan_memory(tg)
         saved = saved_activations(tg)
         lines.append(f"scheme {update!r}: {len(updates)} tensors updated; training step {graph_macs(tg)} MACs "
                      f"({len(tg.nodes)} nodes)")
+        if plain is not None:
+            lines += schedule_decisions(tg, plan, plain, fwd)
         lines.append(f"kept for backward: {len(saved)} activations, {sum(saved.values())} B")
         for k, v in list(saved.items())[:40]:
             lines.append(f"  {k[:60]:<60} {v:>8} B")

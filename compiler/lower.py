@@ -280,6 +280,17 @@ class Lowerer:
     def op_ClipGrad(self, n, dy, y):
         return self._unary(n, "clip_f32_bw", dy, y, extra=(n.attrs["lo"], n.attrs["hi"]))
 
+    def op_ReluMask(self, n, y):
+        m = self.p(n.outputs[0])
+        if self.g.tensors[y].dtype == "s8":  # int8 saturation mask (QSatGrad's)
+            return f"clip_mask_s8({m}, {self.p(y)}, {self.size(y)}, {int(n.attrs['lo'])}, {int(n.attrs['hi'])});"
+        if "hi" in n.attrs:
+            return f"clip_mask_f32({m}, {self.p(y)}, {self.size(y)}, {cfloat(n.attrs['lo'])}, {cfloat(n.attrs['hi'])});"
+        return f"relu_mask_f32({m}, {self.p(y)}, {self.size(y)});"
+
+    def op_MaskGrad(self, n, dy, m):
+        return f"mask_f32_bw({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(m)}, {self.size(dy)});"
+
     def op_LeakyRelu(self, n, x):
         return self._unary(n, "leakyrelu_f32_fw", x, extra=(n.attrs.get("alpha", 0.01),))
 

@@ -8,8 +8,11 @@ from .errors import BudgetError
 
 # Fixed parts of the mcu runtime, measured from the ELF of a minimal build (protocol buffers,
 # UART driver, startup, kernels). Code size depends on which kernels the model links: the
-# prediction uses this bound and the build reports the real figure.
-RUNTIME_SRAM_BYTES = 3 * 1024
+# prediction uses this bound and the build reports the real figure. The runtime's SRAM measured
+# 3336 B on the ResNet-8 and MobileNetV2 builds (ELF .data + .bss + stack minus arena, params,
+# optimizer state and stack); 3.5 KiB keeps the prediction an upper bound, so a scheme that
+# edgegrad plan fits to within a few bytes of the budget also links within it.
+RUNTIME_SRAM_BYTES = 3 * 1024 + 512
 CODE_BYTES_ESTIMATE = 32 * 1024
 
 

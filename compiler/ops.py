@@ -428,6 +428,22 @@ def clip_grad(node, dys, need, gb):
     return [gb.emit("ClipGrad", [dys[0], node.outputs[0]], {"lo": lo, "hi": hi}) if need[0] else None, None, None]
 
 
+@op("ReluMask")
+def relu_mask_ref(node, y):
+    """m = bit-packed mask of a Relu (y > 0) or Clip (lo < y < hi) output, bit i%8 of byte i/8
+    (passes/relu_mask.py); the backward reads it instead of y"""
+    y = y.reshape(-1)
+    bits = (y > node.attrs["lo"]) & (y < node.attrs["hi"]) if "hi" in node.attrs else y > node.attrs["lo"]
+    return np.packbits(bits, bitorder="little")
+
+
+@op("MaskGrad", inplace=True)
+def mask_grad_ref(node, dy, m):
+    """dx = dy where the mask bit is set (ReluGrad / ClipGrad from a ReluMask)"""
+    bits = np.unpackbits(m, count=dy.size, bitorder="little").reshape(dy.shape).astype(bool)
+    return _f32(np.where(bits, dy, 0))
+
+
 @op("LeakyRelu", inplace=True)
 def leaky_ref(node, x):
     return _f32(np.where(x >= 0, x, x * node.attrs.get("alpha", 0.01)))

@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels
-    -> fuse_eltwise -> plan_memory -> emit_c -> build
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> relu_mask -> recompute
+    -> select_kernels -> fuse_eltwise -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -34,6 +34,7 @@ from .passes.qoperator_to_qdq import is_qoperator, qoperator_to_qdq
 from .passes.quantize_lower import quantize_lower
 from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
+from .passes.relu_mask import relu_mask
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
 from .scheme import Update, parse_scheme
 
@@ -63,6 +64,7 @@ class CompileConfig:
     build: bool = True
     quiet: bool = False
     recompute: bool | None = None  # recompute kept activations in the backward when it lowers the peak; None: mcu only
+    relu_mask: bool | None = None  # keep 1-bit ReLU/Clip masks where the backward needs only them; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
     loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
@@ -104,10 +106,43 @@ def frontend_graph(model_path: str | Path, cfg: CompileConfig) -> tuple[Graph, d
 def int8_training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
     """The --dtype int8 passes after quantize_lower, as (name, Graph -> Graph)."""
     return [("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+            ("relu_mask", lambda g: relu_mask(g) if use_relu_mask(cfg) else g),
             ("quantize_qas", lambda g: quantize_qas(g, qas=cfg.qas, master=cfg.int8_master)),
             ("int8_input", int8_input),
             ("fuse_pointwise_depthwise", fuse_pointwise_depthwise),
             ("fold_weight_dequantize", fold_weight_dequantize)]
+
+
+def training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileConfig) -> list:
+    """The passes from the frontend's graph to the training graph (before select_kernels), as
+    (name, Graph -> Graph), for cfg.dtype: what compile_model runs and edgegrad plan predicts."""
+    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
+        return int8_training_steps(updates, tcfg, cfg)
+    trainable = set(updates)
+    steps = [
+        ("fold_frozen", lambda g: fold_frozen(g, trainable)),
+        ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
+        ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
+        ("relu_mask", lambda g: relu_mask(g) if use_relu_mask(cfg) else g),
+        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
+    ]
+    if cfg.dtype == "fp16":
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
+    return steps
+
+
+def memory_info(g: Graph, updates: dict[str, Update], plan) -> dict:
+    """The byte counts memory.predict needs, from the final training graph and its plan."""
+    masters = g.meta.get("masters", [])
+    return {
+        "arena_bytes": plan.arena_bytes,
+        "arena_lower_bound": plan.lower_bound,
+        "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
+        "trainable_bytes": sum(g.tensors[p].nbytes for p in list(updates) + masters),
+        "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
+                            if t.role in ("param", "const") and t.name not in updates and t.name not in masters
+                            and (t.dtype == "f32" or g.meta.get("dtype") == "int8")),
+    }
 
 
 def is_quantized(model_path: str | Path) -> bool:
@@ -133,16 +168,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
 
     g, updates = frontend_graph(model_path, cfg)
     trainable = set(updates)
-    steps = [
-        ("fold_frozen", lambda g: fold_frozen(g, trainable)),
-        ("fold_batchnorm", lambda g: fold_batchnorm(g, trainable)),
-        ("build_training_graph", lambda g: build_training_graph(g, updates, tcfg)),
-        ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
-    ]
-    if cfg.dtype == "fp16":
-        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
-    if cfg.dtype == "int8":  # import_onnx -> quantize_lower (in frontend_graph) -> ...
-        steps = int8_training_steps(updates, tcfg, cfg)
+    steps = training_steps(updates, tcfg, cfg)
     _after("import_onnx", g, cfg, log)
     for name, fn in steps:
         g = fn(g)
@@ -210,6 +236,13 @@ def use_recompute(cfg: CompileConfig) -> bool:
     if cfg.dtype != "fp32":
         return False
     return cfg.target == "mcu" if cfg.recompute is None else cfg.recompute
+
+
+def use_relu_mask(cfg: CompileConfig) -> bool:
+    """fp32 and int8 (fp16 keeps its own casts, untested together); mcu by default, like recompute."""
+    if cfg.dtype == "fp16":
+        return False
+    return cfg.target == "mcu" if cfg.relu_mask is None else cfg.relu_mask
 
 
 def _check_extensions(cfg: CompileConfig) -> None:
@@ -303,13 +336,6 @@ def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, 
         "target_shape": list(g.tensors["target"].shape),
         "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape),
                           "dtype": g.tensors[p].dtype} for p, u in updates.items()},
-        "arena_bytes": plan.arena_bytes,
-        "arena_lower_bound": plan.lower_bound,
-        "state_bytes": sum(g.tensors[s].nbytes for s in g.meta["state"]),
-        "trainable_bytes": sum(g.tensors[p].nbytes for p in list(updates) + g.meta.get("masters", [])),
-        "frozen_bytes": sum(t.nbytes for t in g.tensors.values()
-                            if t.role in ("param", "const") and t.name not in updates
-                            and t.name not in g.meta.get("masters", [])
-                            and (t.dtype == "f32" or g.meta.get("dtype") == "int8")),
+        **memory_info(g, updates, plan),
         "binary": None,
     }

@@ -6,7 +6,8 @@ training_graph + plan_memory). A buffer (tensors merged by views and in-place op
 at steps [start, end]; step -1 is "inputs written before the first node". Each buffer gets one
 kind: ``input`` (holds a graph input), ``scratch`` (kernel workspace), ``kept`` (a forward
 activation or activation cut that a backward node reads), ``gradient`` (made by the backward
-pass) or ``activation`` (a forward activation that dies in the forward pass). The live-bytes
+pass), ``mask`` (a 1-bit ReLU mask, passes/relu_mask.py, kept for the backward instead of the
+ReLU's output) or ``activation`` (a forward activation that dies in the forward pass). The live-bytes
 column is the plan's own liveness sum, so its maximum is the plan's arena lower bound.
 """
 
@@ -20,16 +21,17 @@ from .inspect import saved_activations
 from .passes.plan_memory import plan_memory
 from .scheme import parse_scheme
 
-KINDS = ("input", "kept", "activation", "gradient", "scratch")
-LABELS = {"input": "inputs", "kept": "activations kept for backward", "activation": "activations (forward only)",
-          "gradient": "gradients", "scratch": "scratch"}
-COLORS = {"input": "#7f7f7f", "kept": "#1f77b4", "activation": "#aec7e8", "gradient": "#d62728",
+KINDS = ("input", "kept", "mask", "activation", "gradient", "scratch")
+LABELS = {"input": "inputs", "kept": "activations kept for backward", "mask": "1-bit ReLU masks kept for backward",
+          "activation": "activations (forward only)", "gradient": "gradients", "scratch": "scratch"}
+COLORS = {"input": "#7f7f7f", "kept": "#1f77b4", "mask": "#9467bd", "activation": "#aec7e8", "gradient": "#d62728",
           "scratch": "#2ca02c"}
 
 
 def timeline(g, plan) -> dict:
     """Per step: node name, op, live bytes per kind, live total, arena top and high-water."""
     saved = set(saved_activations(g))
+    masks = {n.outputs[0] for n in g.nodes if n.op == "ReluMask"}
     n_fwd = g.meta.get("n_forward", len(g.nodes))
     made_by = {o: i for i, n in enumerate(g.nodes) for o in n.outputs}
     kind = {}
@@ -39,6 +41,8 @@ def timeline(g, plan) -> dict:
             kind[b.id] = "input"
         elif "scratch" in roles:
             kind[b.id] = "scratch"
+        elif any(t in masks for t in b.members):
+            kind[b.id] = "mask"
         elif any(t in saved for t in b.members):
             kind[b.id] = "kept"
         elif any(made_by.get(t, -1) >= n_fwd for t in b.members):
@@ -71,12 +75,12 @@ def model_timeline(path, update: str, input_shapes: dict | None = None, optimize
 def table(tl: dict, limit: int = 400) -> str:
     lines = [(f"memory timeline: peak live {tl['peak']} B (= arena lower bound {tl['lower_bound']} B), "
              f"arena {tl['arena']} B; steps 0..{tl['n_forward'] - 1} forward, then loss + backward"),
-             (f"{'step':>5} {'ph':<3} {'node':<44} {'op':<16} {'live B':>8} {'kept':>8} {'grads':>8} "
+             (f"{'step':>5} {'ph':<3} {'node':<44} {'op':<16} {'live B':>8} {'kept':>8} {'masks':>6} {'grads':>8} "
              f"{'high-water':>10}")]
     rows = tl["rows"]
     for r in rows[:limit]:
         lines.append(f"{r['step']:>5} {r['phase']:<3} {r['node'][-44:]:<44} {r['op'][:16]:<16} {r['live']:>8} "
-                     f"{r['kept']:>8} {r['gradient']:>8} {r['high_water']:>10}"
+                     f"{r['kept']:>8} {r['mask']:>6} {r['gradient']:>8} {r['high_water']:>10}"
                      + ("  <- peak" if r["live"] == tl["peak"] else ""))
     if len(rows) > limit:
         lines.append(f"... {len(rows) - limit} more steps")

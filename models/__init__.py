@@ -47,6 +47,10 @@ ZOO: dict[str, ZooEntry] = {
     "mobilenetv2_w035_128": _entry(
         "mobilenetv2_w035_128.onnx", (1, 3, 128, 128), 10,
         "MobileNetV2 width 0.35, last conv 1280, 128x128 RGB, BN folded; random init (seed 0)"),
+    "mobilenetv2_w035_128_pre": _entry(
+        "mobilenetv2_w035_128_pre.onnx", (1, 3, 128, 128), 10,
+        "mobilenetv2_w035_128 pretrained on Fashion-MNIST classes 0-7 resized to 128x128x3 (10-way head; "
+        "8, 9 left for class-incremental learning)"),
     "resnet8": _entry(
         "resnet8.onnx", (1, 3, 32, 32), 10,
         "MLPerf Tiny ResNet-8 (16-32-64), 32x32 RGB, BN folded; random init (seed 0)"),

@@ -84,6 +84,10 @@ RECIPES: dict[str, Recipe] = {
                                   lambda p: (mobilenetv2.export(p, 96, seed=SEED), "")[1]),
     "mobilenetv2_w035_128": Recipe(lambda: mobilenetv2.build(SEED),
                                    lambda p: (mobilenetv2.export(p, 128, seed=SEED), "")[1]),
+    "mobilenetv2_w035_128_pre": Recipe(
+        lambda: mobilenetv2.build_fused(SEED),
+        _write_pretrained(lambda: mobilenetv2.pretrain(SEED), lambda p, m: mobilenetv2.export(p, 128, m)),
+        pretrained=True),
     "resnet8": Recipe(lambda: resnet8.build(SEED), lambda p: (resnet8.export(p, seed=SEED), "")[1]),
     "resnet8_bn": Recipe(lambda: resnet8.build(SEED),
                          lambda p: (resnet8.export(p, seed=SEED, keep_batchnorm=True), "")[1]),

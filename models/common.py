@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx
 import torch
+import torch.nn.utils.fusion
 from torch import nn
 
 from models.onnx_utils import rename_folded_initializers
@@ -139,6 +140,19 @@ def randomize_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
                 layer.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
+def fuse_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d into the Conv2d just before it in a Sequential (eval statistics), in
+    place: the conv gets a bias, the BN becomes Identity. The state_dict names are then the folded
+    initializer names of the zoo's exports (``features.1.conv.0.0.weight``, ``.bias``)."""
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
+                seq[i + 1] = nn.Identity()
+    return module.eval()
+
+
 def seeded(seed: int) -> torch.Generator:
     """Seed torch's global RNG (used by default layer init) and return a generator for extras."""
     torch.manual_seed(seed)
@@ -146,8 +160,10 @@ def seeded(seed: int) -> torch.Generator:
 
 
 def fit(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, batch: int, lr: float,
-        seed: int) -> None:
-    """Deterministic pretraining: Adam on cross-entropy, shuffled mini-batches; leaves the model in eval mode."""
+        seed: int, transform=None) -> None:
+    """Deterministic pretraining: Adam on cross-entropy, shuffled mini-batches; leaves the model in eval mode.
+
+    transform: applied to each mini-batch of inputs (e.g. a resize, so the full-size set never exists)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -157,6 +173,7 @@ def fit(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, *, epochs: int, ba
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
             optimizer.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
+            xb = xt[idx] if transform is None else transform(xt[idx])
+            loss_fn(model(xb), yt[idx]).backward()
             optimizer.step()
     model.eval()

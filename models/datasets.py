@@ -80,6 +80,31 @@ def fashion_mnist(split: str = "train", root: Path | str = FASHION_MNIST_DIR) ->
     return x.astype(np.float32), labels.astype(np.int64)
 
 
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights of 1-D bilinear resampling, half-pixel centres (torch's
+    ``interpolate(mode="bilinear", align_corners=False)``, no antialiasing)."""
+    a = np.zeros((n_out, n_in), np.float64)
+    src = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = src - i0
+    np.add.at(a, (np.arange(n_out), i0), 1.0 - w)
+    np.add.at(a, (np.arange(n_out), i1), w)
+    return a
+
+
+def to_rgb(x: np.ndarray, size: int) -> np.ndarray:
+    """Grayscale images [N, 1, H, W] -> [N, 3, size, size]: bilinear resize, the one channel
+    repeated three times (how the zoo's RGB models see Fashion-MNIST; numpy only, so the
+    benchmarks and the torch pretraining feed identical pixels)."""
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"expected grayscale images [N, 1, H, W], got {list(x.shape)}")
+    rows = _bilinear_matrix(x.shape[2], size).astype(np.float32)
+    cols = _bilinear_matrix(x.shape[3], size).astype(np.float32)
+    out = np.einsum("ih,nhw,jw->nij", rows, x[:, 0], cols, optimize=True)
+    return np.ascontiguousarray(np.repeat(out[:, None], 3, axis=1), dtype=np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # HAR (UCI HAPT raw recordings, windowed here)
 # --------------------------------------------------------------------------------------------

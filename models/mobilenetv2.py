@@ -4,6 +4,11 @@ Standard recipe (Sandler et al. 2018, torchvision layout): stem conv3x3/2 to
 make_divisible(32*w), 17 inverted-residual blocks (t, c, n, s) below with channels scaled by
 w, last 1x1 conv to 1280 (kept at 1280 for w <= 1), global average pool, linear classifier.
 BatchNorm after every conv; the default export folds it into the convs.
+
+``pretrain`` trains the 128x128 model on Fashion-MNIST classes 0-7 (PRETRAIN_CLASSES), resized
+to 128x128 and repeated on the 3 input channels (``models.datasets.to_rgb``), keeping the
+10-way head: classes 8 (Bag) and 9 (Ankle boot) are left for class-incremental fine-tuning.
+The pretrained module is exported with its BatchNorms fused into the convs (``fuse_batchnorm``).
 """
 
 from __future__ import annotations
@@ -12,18 +17,20 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 if __package__ in (None, ""):  # run as `python models/X.py`: make the `models` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.common import export_onnx, randomize_batchnorm, seeded
+from models.common import export_onnx, fit, fuse_batchnorm, randomize_batchnorm, seeded
 
 WIDTH = 0.35
 RESOLUTIONS = (96, 128)
 NUM_CLASSES = 10
 LAST_CHANNEL = 1280
+PRETRAIN_CLASSES = tuple(range(8))
 # expansion t, output channels c, repeats n, first stride s
 INVERTED_RESIDUAL_SETTING = (
     (1, 16, 1, 1),
@@ -105,6 +112,37 @@ def build(seed: int = 0, width: float = WIDTH, num_classes: int = NUM_CLASSES) -
 
 def input_shape(resolution: int) -> tuple[int, int, int, int]:
     return (1, 3, resolution, resolution)
+
+
+def build_fused(seed: int = 0, num_classes: int = NUM_CLASSES) -> nn.Module:
+    """The architecture of the pretrained (BN-fused) export: convs with bias, no BatchNorm."""
+    return fuse_batchnorm(build(seed, num_classes=num_classes))
+
+
+def pretrain(seed: int = 0, resolution: int = 128, per_class: int = 500, epochs: int = 2, lr: float = 2e-3,
+             batch: int = 64, n_test: int = 2000) -> tuple[nn.Module, dict]:
+    """Adam on the first ``per_class`` Fashion-MNIST train images of each of classes 0-7, resized
+    to ``resolution`` (models.datasets.to_rgb), BatchNorm in training mode; returns the BN-fused
+    module and its accuracy on ``n_test`` test images of classes 0-7 and of all 10 classes (8, 9
+    are never predicted before class-incremental training)."""
+    from models.datasets import fashion_mnist, to_rgb
+
+    x, y = fashion_mnist("train")
+    idx = np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in PRETRAIN_CLASSES]))
+    torch.set_num_threads(1)  # on a shared machine a second thread mostly spins; one is also reproducible
+    seeded(seed)
+    model = MobileNetV2(WIDTH, NUM_CLASSES)
+    fit(model, torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), epochs=epochs, batch=batch, lr=lr, seed=seed,
+        transform=lambda xb: torch.from_numpy(to_rgb(xb.numpy(), resolution)))
+    fuse_batchnorm(model)
+    xs, ys = fashion_mnist("test")
+    xs, ys = xs[:n_test], ys[:n_test]
+    with torch.no_grad():
+        pred = torch.cat([model(torch.from_numpy(to_rgb(xs[i:i + 250], resolution))).argmax(1)
+                          for i in range(0, len(xs), 250)]).numpy()
+    seen = np.isin(ys, PRETRAIN_CLASSES)
+    return model, {"test_acc_classes_0_7": float((pred[seen] == ys[seen]).mean()),
+                   "test_acc_all_10": float((pred == ys).mean()), "train_images": len(idx)}
 
 
 def export(path: str | Path, resolution: int = 96, module: nn.Module | None = None, seed: int = 0,

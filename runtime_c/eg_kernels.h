@@ -21,5 +21,6 @@
 #include "eg_conv_f16.h"
 #include "eg_gemm_f16.h"
 #include "eg_eltwise_f16.h"
+#include "eg_mask.h"
 
 #endif /* EG_KERNELS_H */

@@ -17,6 +17,7 @@ from edgegrad.timeline import model_timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 RESNET8 = ROOT / "models" / "onnx" / "resnet8.onnx"
+HAR = ROOT / "models" / "onnx" / "mlp_har.onnx"
 BUDGET = 256 * 1024
 
 
@@ -134,3 +135,97 @@ def test_measured_gain_learns_new_classes(tmp_path):
                         steps=32, lr=0.005, quiet=True)
     assert measured.gain == "measured" and "7.weight" in measured.scheme
     assert measured.predicted["sram_total"] <= 96 * 1024 and measured.score > 0
+
+
+@pytest.fixture(scope="module")
+def har_q(tmp_path_factory):
+    """mlp_har quantized by edgegrad quantize (seeded normal calibration, as tests/test_int8.py), and
+    a calibration .npz with labels for edgegrad plan --data."""
+    from edgegrad.quantize import quantize_model
+    d = tmp_path_factory.mktemp("planq")
+    rng = np.random.default_rng(0)
+    g0 = import_onnx(load_onnx(HAR), {})
+    x = rng.standard_normal((32,) + tuple(g0.tensors[g0.inputs[0]].shape[1:])).astype(np.float32)
+    np.save(d / "x.npy", x[:16])
+    quantize_model(HAR, d / "x.npy", d / "q.onnx")
+    np.savez(d / "calib.npz", x=x, y=rng.integers(0, g0.tensors[g0.outputs[0]].shape[-1], 32))
+    return d
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16"])
+def test_plan_dtype_predicts_what_compile_checks(dtype, har_q, tmp_path, capsys):
+    """plan --dtype D: every candidate's SRAM is compile --target mcu --dtype D's own prediction (the
+    written scheme compiles to the same figure), int8 schemes take output-channel shares only, and
+    the --data fine-tuning runs train in D (the report says so)."""
+    model = har_q / "q.onnx" if dtype == "int8" else HAR
+    out = tmp_path / "s.json"
+    assert main(["plan", str(model), "--dtype", dtype, "--budget-sram", "48K", "--data", str(har_q / "calib.npz"),
+                 "--steps", "4", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{dtype} update plan" in text
+    scheme = json.loads(out.read_text())
+    assert scheme
+    if dtype == "int8":
+        assert all(isinstance(v, (int, float)) for v in scheme.values())
+    res = compile_model(model, tmp_path / "b", CompileConfig(target="mcu", dtype=dtype, update=str(out),
+                                                             sram_budget=48 * 1024, build=False, quiet=True))
+    pred = res.info["predicted"]["sram_total"]
+    assert f"predicted peak SRAM {pred / 1024:.1f} KiB ({pred} B)" in text
+    g0 = import_onnx(load_onnx(HAR), {})
+    fp32 = MemoryModel(g0, TrainConfig()).predict(parse_scheme(str(out), g0))["sram_total"] if dtype == "fp16" else 0
+    assert pred != fp32  # fp16: f16 arena tensors and fp32 staging buffers, not the fp32 figure
+
+
+def test_plan_dtype_errors(har_q, tmp_path):
+    from edgegrad.errors import EdgegradError
+    from edgegrad.plan import search
+    with pytest.raises(EdgegradError, match="edgegrad quantize"):
+        search(HAR, 64 * 1024, dtype="int8")
+    with pytest.raises(EdgegradError, match="--dtype int8"):
+        search(har_q / "q.onnx", 64 * 1024)
+    with pytest.raises(EdgegradError, match="sgd or momentum"):
+        search(har_q / "q.onnx", 64 * 1024, dtype="int8", optimizer="adam")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp16"])
+def test_fine_tuning_interpreter_matches_the_build(dtype, har_q, tmp_path):
+    """The measured gains of plan --dtype D fine-tune with plan.StepInterpreter: after 3 momentum
+    steps its trained tensors equal the compiled host build's in D. int8 (QUpdate with the fp32
+    master): the integer weights differ by at most 1 LSB on at most 0.1% of the elements (fp32
+    gradient sums in another order can move a master across a rounding tie);
+    fp16 (fp16 storage, loss scale 2^10): rtol 1e-3 / atol 1e-5 (one fp16 ulp is 2^-11 relative)."""
+    from edgegrad.plan import StepInterpreter, forward_graph
+    from egtest import compile_host, train_build
+    model = har_q / "q.onnx" if dtype == "int8" else HAR
+    build = compile_host(model, tmp_path / "b", dtype=dtype, update="all", optimizer="momentum", lr=0.05)
+    d = np.load(har_q / "calib.npz")
+    xs, ys = [d["x"][i][None] for i in range(3)], [int(d["y"][i]) for i in range(3)]
+    _, trained, _ = train_build(build, xs, ys)
+    g0 = forward_graph(model, dtype)
+    g = training_graph(g0, parse_scheme("all", g0), TrainConfig(optimizer="momentum", lr=0.05), "host", dtype,
+                       interpret=True)
+    it = StepInterpreter(g)
+    for x, y in zip(xs, ys):
+        it.train_step([x], np.array([y]))
+    assert trained
+    for p, got in trained.items():
+        want = it.param(p).reshape(got.shape)
+        if dtype == "int8":
+            diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+            assert diff.max() <= 1 and np.mean(diff > 0) <= 1e-3, p
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5, err_msg=p)
+    if dtype == "int8":  # the steps did move the integer weights (the comparison is not of untouched tensors)
+        assert g.meta["masters"] and any(np.any(trained[p] != g0.tensors[p].data.reshape(trained[p].shape))
+                                         for p in trained)
+
+
+def test_measured_plan_when_nothing_helps(har_q, tmp_path):
+    """At an lr that makes every fine-tuning run diverge no candidate gains anything: the planner
+    still writes a scheme that fits (the least harmful single candidate) and says so."""
+    plan = run_plan(str(HAR), 64 * 1024, str(tmp_path / "s.json"), data=str(har_q / "calib.npz"), steps=4,
+                    lr=1e6, quiet=True)
+    assert plan.notes and "no candidate improved" in plan.notes[0]
+    assert len({t for t, _, _ in next(c for _, c in plan.choices if c.updates).updates}) >= 1
+    assert sum(1 for _, c in plan.choices if c.updates) == 1
+    assert json.loads((tmp_path / "s.json").read_text()) == plan.scheme

@@ -78,3 +78,25 @@ def test_mcu_compiles_with_recompute_by_default(tmp_path):
                                                               sram_budget=1 << 30, recompute=False))
     assert on.info["arena_bytes"] < off.info["arena_bytes"]
     assert on.info["predicted"]["sram_total"] < off.info["predicted"]["sram_total"]
+
+
+def test_inspect_shows_recompute_and_mask_decisions(tmp_path, capsys):
+    """edgegrad inspect --update S prints what the mcu schedule recomputes (each tensor, its bytes, the
+    arena before and after) and which ReLU outputs it keeps as 1-bit masks; the final arena is the one
+    compile --target mcu plans."""
+    from edgegrad.cli import main
+    e = ZOO["dscnn"]
+    mcu = compile_model(e.path, tmp_path / "m", CompileConfig(target="mcu", update="all", build=False, quiet=True,
+                                                              sram_budget=1 << 30))
+    log = mcu.graph.meta["recompute_log"]
+    assert [d["tensor"] for d in log] == mcu.graph.meta["recomputed"]
+    assert main(["inspect", str(e.path), "--update", "all"]) == 0
+    out = capsys.readouterr().out
+    assert f"recompute: {len(log)} kept activations recomputed" in out
+    assert f"-> {mcu.info['arena_bytes']} B ({mcu.info['arena_bytes'] - log[0]['arena_before']:+d} B)" in out
+    for d in log:
+        assert f"{d['tensor'][:50]:<50} {d['bytes']:>8} B" in out
+    assert f"mcu schedule: arena {mcu.info['arena_bytes']} B" in out
+    assert main(["inspect", str(ZOO["resnet8"].path), "--update", "bias:all"]) == 0
+    out = capsys.readouterr().out
+    assert "1-bit ReLU masks: 7 ReLU/Clip outputs" in out and "65536 B ->   2048 B" in out

@@ -77,7 +77,8 @@ def test_onnxruntime_matches_torch(name: str) -> None:
 
 
 def test_pretrained_weights_differ_from_init() -> None:
-    for trained, init in (("mlp_har_pre", "mlp_har"), ("cnn_fashion_pre", "cnn_fashion")):
+    for trained, init in (("mlp_har_pre", "mlp_har"), ("cnn_fashion_pre", "cnn_fashion"),
+                          ("mobilenetv2_w035_128_pre", "mobilenetv2_w035_128")):
         a = {i.name: numpy_helper.to_array(i) for i in _load(trained).graph.initializer}
         b = {i.name: numpy_helper.to_array(i) for i in _load(init).graph.initializer}
         assert a.keys() == b.keys()

@@ -2,7 +2,7 @@
 
     python -m edgegrad.tools.membench                                  # ResNet-8 and MobileNetV2-w0.35@128
     python -m edgegrad.tools.membench --models resnet8 --schemes all,plan --markdown mem.md
-    python -m edgegrad.tools.membench --recompute          # the recompute pass on the zoo: arena vs lower bound
+    python -m edgegrad.tools.membench --recompute          # 1-bit ReLU masks + recompute on the zoo: arena, LB
 
 For each (model, scheme):
 
@@ -200,7 +200,8 @@ def planned(model: str, budget: int, work: Path, log) -> tuple[Path, str]:
 
 
 RC_MODELS = ("mlp_har", "cnn_fashion", "dscnn", "resnet8", "mobilenetv2_w035_96", "mobilenetv2_w035_128")
-RC_COLUMNS = ("model", "scheme", "arena KiB", "LB KiB", "arena KiB, recompute", "LB KiB, recompute", "saved",
+RC_COLUMNS = ("model", "scheme", "arena KiB", "LB KiB", "arena KiB, recompute", "arena KiB, masks",
+              "arena KiB, masks + recompute", "LB KiB, masks + recompute", "saved", "1-bit masks",
               "recomputed tensors", "extra MACs")
 
 
@@ -215,35 +216,37 @@ class RcRow:
 
 
 def recompute_table(models: list[str], schemes: list[str], log) -> str:
-    """The recompute pass on the zoo: the mcu arena and its lower bound without and with it."""
+    """The relu_mask and recompute passes on the zoo: the mcu arena and its lower bound without them,
+    with recompute alone, with the 1-bit masks alone and with both (the mcu default)."""
     import copy
 
-    from edgegrad.autodiff import TrainConfig, build_training_graph
+    from edgegrad.autodiff import TrainConfig
     from edgegrad.cost import graph_macs
-    from edgegrad.frontend import import_onnx, load_onnx
-    from edgegrad.passes.fold_batchnorm import fold_batchnorm
-    from edgegrad.passes.fold_frozen import fold_frozen
     from edgegrad.passes.plan_memory import plan_memory
-    from edgegrad.passes.recompute import recompute
-    from edgegrad.scheme import parse_scheme
+    from edgegrad.pipeline import training_steps
 
     from models import ZOO
     rows = []
     for m in models:
-        g0 = import_onnx(load_onnx(ZOO[m].path), {})
+        g0, _ = frontend_graph(ZOO[m].path, CompileConfig())
         for s in schemes:
-            ups = parse_scheme(s, g0)
-            g = build_training_graph(fold_batchnorm(fold_frozen(copy.deepcopy(g0), set(ups)), set(ups)), ups,
-                                     TrainConfig())
-            p0, macs0 = plan_memory(g), graph_macs(g)
-            r = recompute(g)
-            p1 = plan_memory(r)
-            extra = graph_macs(r) - macs0
+            _, ups = frontend_graph(ZOO[m].path, CompileConfig(update=s))
+            graphs = {}
+            for mask, rc in ((False, False), (False, True), (True, False), (True, True)):
+                g = copy.deepcopy(g0)
+                for _, step in training_steps(ups, TrainConfig(), CompileConfig(target="mcu", relu_mask=mask,
+                                                                                 recompute=rc)):
+                    g = step(g)
+                graphs[mask, rc] = (g, plan_memory(g))
+            (g_plain, p0), (_, p_rc), (_, p_m), (r, p1) = (graphs[k] for k in sorted(graphs))
+            extra = graph_macs(r) - graph_macs(g_plain)
             rows.append(RcRow(m, s, [f"{p0.arena_bytes / 1024:,.1f}", f"{p0.lower_bound / 1024:,.1f}",
+                                     f"{p_rc.arena_bytes / 1024:,.1f}", f"{p_m.arena_bytes / 1024:,.1f}",
                                      f"{p1.arena_bytes / 1024:,.1f}", f"{p1.lower_bound / 1024:,.1f}",
                                      f"{100 * (1 - p1.arena_bytes / max(1, p0.arena_bytes)):.0f}%",
+                                     str(len(r.meta.get("relu_masks", []))),
                                      str(len(r.meta.get("recomputed", []))),
-                                     f"+{100 * extra / max(1, macs0):.1f}% ({extra:,})"]))
+                                     f"+{100 * extra / max(1, graph_macs(g_plain)):.1f}% ({extra:,})"]))
             log(f"[membench] recompute {m} {s}: arena {p0.arena_bytes} -> {p1.arena_bytes} B")
     return markdown_table(rows, RC_COLUMNS)
 
@@ -263,9 +266,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default: resnet8=256K,mobilenetv2_w035_128=1536K)")
     p.add_argument("--no-elf", action="store_true", help="skip linking the mcu ELF (prediction only; faster)")
     p.add_argument("--recompute", action="store_true",
-                   help="instead: the recompute pass on the zoo (arena and lower bound without and with it, extra "
-                        "MACs of the training step), for --models (default: the whole zoo) x --schemes "
-                        "(default: all,last:2,bias:all)")
+                   help="instead: the 1-bit ReLU mask and recompute passes on the zoo (mcu arena and lower bound "
+                        "without them, with each and with both, extra MACs of the training step), for --models "
+                        "(default: the whole zoo) x --schemes (default: all,last:2,bias:all)")
     p.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     return p.parse_args(argv)
 

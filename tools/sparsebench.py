@@ -16,8 +16,9 @@ Tasks (data held out from pretraining, models/README.md):
 
 Schemes: ``all`` (full fine-tuning), ``last:1`` (last layer), ``bias:all``, ``none`` (before), and
 ``plan@B``: the scheme ``edgegrad plan --gain measured`` searches for the mcu SRAM budget B, with
-the task's training samples as its calibration data (``--data``), and ``plan-proxy@B`` the one it
-finds with the first-order gain proxy. The predicted mcu SRAM of every scheme is
+the task's training samples as its calibration data (``--data``; the planner's defaults: 3
+fine-tuning runs of ``--plan-steps`` steps per candidate, 4x as many held-back samples), and
+``plan-proxy@B`` the one it finds with the first-order gain proxy. The predicted mcu SRAM of every scheme is
 reported (compiler/memory.py, what ``compile --target mcu`` checks; "all" may not fit 256 KiB).
 
 Every scheme fine-tunes from the same pretrained weights on the same stream with the same
@@ -166,9 +167,11 @@ def run(tasks: list[str], schemes: list[str], budgets: dict[str, int], lrs: dict
                 gain = "measured" if scheme == "plan" else "proxy"
                 path = planned_scheme(task, budgets[name], plan_steps, seed, lrs[name], gain, work)
                 update, label = str(path), f"{scheme}@{budgets[name] // 1024}K"
+                calib = (f"{plan_steps} samples of the training stream" if gain == "proxy" else
+                         f"the training stream: 3 runs of {plan_steps} steps per candidate, {4 * plan_steps} "
+                         f"held-back samples each")
                 notes.append(f"{name} `{label}` ({time.time() - t0:.1f} s to plan, {gain} gain, calibration = "
-                             f"{plan_steps if gain == 'proxy' else 2 * plan_steps} samples of the training stream): "
-                             f"{path.read_text().strip()}".replace("\n", ""))
+                             f"{calib}): {path.read_text().strip()}".replace("\n", ""))
             row, _ = fine_tune(task, update, lrs[name], epochs, work / f"{name}_{len(task_rows)}")
             row.scheme = label
             if scheme == "all":

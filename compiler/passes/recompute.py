@@ -12,8 +12,10 @@ and, recursively, the producers of its inputs that are not kept themselves, are 
 (elementwise, activations, views, pooling, a convolution) whose leaves are parameters, graph
 inputs or tensors the backward keeps anyway. The rewrite copies that chain right before the
 first backward node that reads t and points the backward readers at the copy, so t dies after
-its last forward use. E.g. a bias-only MobileNetV2 keeps every ReLU6 output for its gradient
-mask; recomputing the output of a depthwise conv + ReLU6 from its (kept) input frees it for the
+its last forward use (each rewrite is recorded in ``meta["recompute_log"]``: tensor, bytes, the
+recomputed ops, the arena before and after, MACs; ``edgegrad inspect`` prints it). E.g. a
+bias-only MobileNetV2 without relu_mask keeps every ReLU6 output for its gradient mask;
+recomputing the output of a depthwise conv + ReLU6 from its (kept) input frees it for the
 whole stretch between the forward pass and that layer's backward.
 
 Greedy: at the current peak step, try the ``max_trials`` largest recomputable kept tensors live
@@ -119,10 +121,13 @@ def recompute(g: Graph, max_extra: float = 0.25, min_gain: float = 0.01, max_tri
             key = (p2.arena_bytes, p2.lower_bound, macs)
             if p2.arena_bytes <= peak.arena_bytes - min_gain * peak.arena_bytes and p2.lower_bound <= peak.lower_bound \
                     and (best is None or key < best[0]):
-                best = (key, g2, p2)
+                best = (key, g2, p2, {"tensor": t, "bytes": g.tensors[t].nbytes, "ops": [n.op for n in chain],
+                                      "before": g.nodes[at].name, "arena_before": peak.arena_bytes,
+                                      "arena_after": p2.arena_bytes, "macs": macs})
         if best is None:
             break
-        (_, _, macs), g, peak = best
+        (_, _, macs), g, peak, decision = best
+        g.meta["recompute_log"] = list(g.meta.get("recompute_log", [])) + [decision]
         spent += macs
     g.meta.pop("memory_plan", None)
     return g
