@@ -114,6 +114,7 @@ def test_f16_gemm_neon_matches_reference(driver):
     _check(calls.run(driver, cpu="cortex-a76"), jobs)
 
 
-@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3")])
+@pytest.mark.parametrize("name,scheme", [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:3"),
+                                         ("resnet8", "all"), ("mobilenetv2_w035_96", "last:3")])
 def test_fp16_pi5_matches_torch_fp32(name, scheme, tmp_path):
     _check_fp16(name, scheme, tmp_path, target="rpi", board="pi5")
