@@ -16,8 +16,9 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   an mcu build with zvfh.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
-- ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
-  GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
+- ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
+  as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
+  kernels_tiled.use_implicit says so.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if kind is None:
             continue
         sizes = conv_sizes(g, n)
-        if target not in NEON_TARGETS and kind in ("fw", "bw_input") and use_implicit(**sizes, kind=kind):
+        if target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
         else:
