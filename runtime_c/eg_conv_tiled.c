@@ -24,6 +24,7 @@
 #endif
 
 #include <stddef.h>
+#include <string.h>
 
 #include "eg_conv_tiled.h"
 #include "eg_gemm_tiled.h"
@@ -37,6 +38,15 @@ typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 #define eg_ld8(p) (*(const eg_v8u *)(p))
 #define eg_st8(p, v) (*(eg_v8u *)(p) = (v))
 #define eg_splat8(s) ((eg_v8){(s), (s), (s), (s), (s), (s), (s), (s)})
+
+/* EG_EVEN8(a, b): {a[0], a[2], a[4], a[6], b[1], b[3], b[5], b[7]} (a stride-2 gather of
+ * x[0..14] from a = x[0..7], b = x[7..14]); left undefined where neither builtin exists. */
+#if defined(__clang__)
+#define EG_EVEN8(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 9, 11, 13, 15)
+#elif defined(__GNUC__)
+typedef int eg_v8i __attribute__((vector_size(32)));
+#define EG_EVEN8(a, b) __builtin_shuffle((a), (b), (eg_v8i){0, 2, 4, 6, 9, 11, 13, 15})
+#endif
 
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
 static inline int eg_first_in(int off, int step)
@@ -791,28 +801,30 @@ static void eg_planes_fill(float *restrict dst, const float *restrict xc, const 
             if (p->slot[ph * sw + pw] < 0)
                 continue;
             float *P = dst + (ptrdiff_t)p->slot[ph * sw + pw] * p->psz;
-            const int offw = pw - pl; /* iw = i*sw + offw */
+            /* zero the plane in one go, then copy the in-image part of the in-image rows: rows
+             * are short (8-48 floats), so per-row zeroing of the padding costs more than this */
+            memset(P, 0, sizeof(float) * (size_t)p->psz);
+            const int offh = ph - pt, offw = pw - pl; /* ih = j*sh + offh, iw = i*sw + offw */
+            const int j0 = eg_first_in(offh, p->sh), j1 = eg_end_in(offh, p->sh, H, p->rows);
             const int i0 = eg_min(eg_first_in(offw, sw), Wq);
-            const int i1 = eg_max(i0, eg_end_in(offw, sw, W, Wq));
-            for (int j = 0; j < p->rows; j++) {
-                const int ih = j * p->sh + ph - pt;
-                float *row = P + (ptrdiff_t)j * Wq;
-                if (ih < 0 || ih >= H) {
-                    for (int i = 0; i < Wq; i++)
-                        row[i] = 0.0f;
-                    continue;
-                }
-                const float *xr = xc + (ptrdiff_t)ih * W + offw;
-                for (int i = 0; i < i0; i++)
-                    row[i] = 0.0f;
-                if (sw == 1)
-                    for (int i = i0; i < i1; i++)
-                        row[i] = xr[i];
-                else
-                    for (int i = i0; i < i1; i++)
+            const int i1 = eg_max(i0, eg_end_in(offw, sw, W, Wq)), n = i1 - i0;
+            for (int j = j0; j < j1; j++) {
+                float *row = P + (ptrdiff_t)j * Wq + i0;
+                const float *xr = xc + (ptrdiff_t)(j * p->sh + offh) * W + offw + (ptrdiff_t)i0 * sw;
+                if (sw == 1 && n >= 8) { /* vectors, the last one overlapping: no tail loop */
+                    for (int i = 0; i + 8 < n; i += 8)
+                        eg_st8(row + i, eg_ld8(xr + i));
+                    eg_st8(row + n - 8, eg_ld8(xr + n - 8));
+#ifdef EG_EVEN8
+                } else if (sw == 2 && n >= 8) { /* even lanes of xr[2i .. 2i+14] */
+                    for (int i = 0; i + 8 < n; i += 8)
+                        eg_st8(row + i, EG_EVEN8(eg_ld8(xr + 2 * i), eg_ld8(xr + 2 * i + 7)));
+                    eg_st8(row + n - 8, EG_EVEN8(eg_ld8(xr + 2 * (n - 8)), eg_ld8(xr + 2 * (n - 8) + 7)));
+#endif
+                } else {
+                    for (int i = 0; i < n; i++)
                         row[i] = xr[(ptrdiff_t)i * sw];
-                for (int i = i1; i < Wq; i++)
-                    row[i] = 0.0f;
+                }
             }
         }
     }
