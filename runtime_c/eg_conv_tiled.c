@@ -24,7 +24,6 @@
 #endif
 
 #include <stddef.h>
-#include <string.h>
 
 #include "eg_conv_tiled.h"
 #include "eg_gemm_tiled.h"
@@ -803,7 +802,8 @@ static void eg_planes_fill(float *restrict dst, const float *restrict xc, const 
             float *P = dst + (ptrdiff_t)p->slot[ph * sw + pw] * p->psz;
             /* zero the plane in one go, then copy the in-image part of the in-image rows: rows
              * are short (8-48 floats), so per-row zeroing of the padding costs more than this */
-            memset(P, 0, sizeof(float) * (size_t)p->psz);
+            for (int i = 0; i < p->psz; i++)
+                P[i] = 0.0f;
             const int offh = ph - pt, offw = pw - pl; /* ih = j*sh + offh, iw = i*sw + offw */
             const int j0 = eg_first_in(offh, p->sh), j1 = eg_end_in(offh, p->sh, H, p->rows);
             const int i0 = eg_min(eg_first_in(offw, sw), Wq);
