@@ -41,11 +41,51 @@ typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 /* EG_EVEN8(a, b): {a[0], a[2], a[4], a[6], b[1], b[3], b[5], b[7]} (a stride-2 gather of
  * x[0..14] from a = x[0..7], b = x[7..14]); left undefined where neither builtin exists. */
 #if defined(__clang__)
-#define EG_EVEN8(a, b) __builtin_shufflevector((a), (b), 0, 2, 4, 6, 9, 11, 13, 15)
+#define EG_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7)                                           \
+    __builtin_shufflevector((a), (b), i0, i1, i2, i3, i4, i5, i6, i7)
 #elif defined(__GNUC__)
 typedef int eg_v8i __attribute__((vector_size(32)));
-#define EG_EVEN8(a, b) __builtin_shuffle((a), (b), (eg_v8i){0, 2, 4, 6, 9, 11, 13, 15})
+#define EG_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7)                                           \
+    __builtin_shuffle((a), (b), (eg_v8i){i0, i1, i2, i3, i4, i5, i6, i7})
 #endif
+#ifdef EG_SHUF8
+#define EG_EVEN8(a, b) EG_SHUF8(a, b, 0, 2, 4, 6, 9, 11, 13, 15)
+
+/* d[j*ldd + i] = s[i*lds + j] for i, j < 8: three butterfly stages of two-vector shuffles. */
+static inline void eg_transpose8(float *restrict d, ptrdiff_t ldd, const float *restrict s,
+                                 ptrdiff_t lds)
+{
+    eg_v8 r[8], a[8], b[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = eg_ld8(s + i * lds);
+    for (int k = 0; k < 8; k += 2) {
+        a[k] = EG_SHUF8(r[k], r[k + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+        a[k + 1] = EG_SHUF8(r[k], r[k + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    }
+    for (int k = 0; k < 8; k += (k % 4 == 1 ? 3 : 1)) { /* k = 0, 1, 4, 5 */
+        b[k] = EG_SHUF8(a[k], a[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        b[k + 2] = EG_SHUF8(a[k], a[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int k = 0; k < 4; k++) {
+        eg_st8(d + k * ldd, EG_SHUF8(b[k], b[k + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+        eg_st8(d + (k + 4) * ldd, EG_SHUF8(b[k], b[k + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+#endif
+
+/* d[0..n) = s[0..n): vectors, the last one overlapping (no tail loop; rows here are 8-48 floats,
+ * where a memcpy call per row costs more than the copy). */
+static inline void eg_copy_row(float *restrict d, const float *restrict s, int n)
+{
+    if (n < 8) {
+        for (int i = 0; i < n; i++)
+            d[i] = s[i];
+        return;
+    }
+    for (int i = 0; i + 8 < n; i += 8)
+        eg_st8(d + i, eg_ld8(s + i));
+    eg_st8(d + n - 8, eg_ld8(s + n - 8));
+}
 
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
 static inline int eg_first_in(int off, int step)
@@ -811,10 +851,8 @@ static void eg_planes_fill(float *restrict dst, const float *restrict xc, const 
             for (int j = j0; j < j1; j++) {
                 float *row = P + (ptrdiff_t)j * Wq + i0;
                 const float *xr = xc + (ptrdiff_t)(j * p->sh + offh) * W + offw + (ptrdiff_t)i0 * sw;
-                if (sw == 1 && n >= 8) { /* vectors, the last one overlapping: no tail loop */
-                    for (int i = 0; i + 8 < n; i += 8)
-                        eg_st8(row + i, eg_ld8(xr + i));
-                    eg_st8(row + n - 8, eg_ld8(xr + n - 8));
+                if (sw == 1) {
+                    eg_copy_row(row, xr, n);
 #ifdef EG_EVEN8
                 } else if (sw == 2 && n >= 8) { /* even lanes of xr[2i .. 2i+14] */
                     for (int i = 0; i + 8 < n; i += 8)
@@ -873,12 +911,9 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
                 gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wq, bg, Mg, nn, Kg, LD, 1, Kg,
                                     1, (int)cs, 1, T, p.tap, 0);
                 for (int m = 0; m < Mg; m++)
-                    for (int r = 0; r < nr; r++) {
-                        const float *src = yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq;
-                        float *dst = yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW;
-                        for (int ow = 0; ow < OW; ow++)
-                            dst[ow] = src[ow];
-                    }
+                    for (int r = 0; r < nr; r++)
+                        eg_copy_row(yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW,
+                                    yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq, OW);
             }
         }
     }
@@ -967,9 +1002,19 @@ void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy
             }
             for (int oh = 0; oh < OH; oh++) {
                 float *d = dyT + (ptrdiff_t)oh * Wq * rows;
-                for (int ow = 0; ow < OW; ow++)
-                    for (int m = 0; m < rows; m++)
-                        d[ow * rows + m] = dyg[(ptrdiff_t)m * P + oh * OW + ow];
+                const float *src = dyg + (ptrdiff_t)oh * OW;
+                int m = 0;
+#ifdef EG_SHUF8
+                if (OW >= 8) /* 8 x 8 blocks, the last one of a row overlapping */
+                    for (; m + 8 <= rows; m += 8)
+                        for (int ow0 = 0; ow0 < OW; ow0 += 8) {
+                            const int o = eg_min(ow0, OW - 8);
+                            eg_transpose8(d + o * rows + m, rows, src + (ptrdiff_t)m * P + o, P);
+                        }
+#endif
+                for (; m < rows; m++)
+                    for (int ow = 0; ow < OW; ow++)
+                        d[ow * rows + m] = src[(ptrdiff_t)m * P + ow];
                 if (oh + 1 < OH)
                     for (int i = OW * rows; i < Wq * rows; i++)
                         d[i] = 0.0f;
