@@ -965,11 +965,13 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
  * gemm_f32_tiled_ataps reads the patch rows in place as its a operand (broadcast), dyT is its
  * contiguous b panel, and the result is written transposed into dW[m, (c, t)]. A pointwise layer
  * reads x itself (its one plane). */
-void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
-                                   const float *restrict x, int N, int C, int H, int W, int M,
-                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
-                                   int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
-                                   float *restrict scratch)
+/* The core: out[m*ldw + (c, t)] (+)= alpha * dW[m, (c, t)]; sgd: out is the weight (always
+ * accumulated, nothing when there are no terms), else the gradient itself (ldw = Ku, alpha 1). */
+static void eg_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
+                                  const float *restrict x, int N, int C, int H, int W, int M,
+                                  int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                  int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                  int ldw, float alpha, int sgd, float *restrict scratch)
 {
     eg_planes p;
     if (M_upd <= 0 || Cg_upd <= 0 ||
@@ -985,10 +987,11 @@ void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy
         const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
         if (rows <= 0)
             break;
-        float *dwg = dwt + (ptrdiff_t)m0 * Ku; /* [rows, Ku] */
-        if (N <= 0) {                          /* no terms: the gradient is zero */
-            for (ptrdiff_t i = 0; i < (ptrdiff_t)rows * Ku; i++)
-                dwg[i] = 0.0f;
+        float *dwg = dwt + (ptrdiff_t)m0 * ldw; /* [rows, Ku], rows ldw apart */
+        if (N <= 0) {                           /* no terms: the gradient is zero */
+            for (int m = 0; m < rows && !sgd; m++)
+                for (int i = 0; i < Ku; i++)
+                    dwg[(ptrdiff_t)m * ldw + i] = 0.0f;
             continue;
         }
         for (int n = 0; n < N; n++) {
@@ -1019,8 +1022,28 @@ void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy
                     for (int i = OW * rows; i < Wq * rows; i++)
                         d[i] = 0.0f;
             }
-            gemm_f32_tiled_ataps(dwg, a, dyT, Ku, rows, F, 1, Ku, (int)cs, T, p.tap, rows,
-                                 n > 0);
+            gemm_f32_tiled_ataps(dwg, a, dyT, Ku, rows, F, 1, ldw, (int)cs, T, p.tap, rows,
+                                 alpha, sgd || n > 0);
         }
     }
+}
+
+void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
+                                   const float *restrict x, int N, int C, int H, int W, int M,
+                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                   int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                   float *restrict scratch)
+{
+    eg_bw_weight_implicit(dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
+                          G, M_upd, Cg_upd, Cx, Cg_upd * KH * KW, 1.0f, 0, scratch);
+}
+
+void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict dy,
+                                       const float *restrict x, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                       int Cx, int w_stride, float lr, float *restrict scratch)
+{
+    eg_bw_weight_implicit(w, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
+                          G, M_upd, Cg_upd, Cx, w_stride, -lr, 1, scratch);
 }

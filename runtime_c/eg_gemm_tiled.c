@@ -58,7 +58,7 @@ typedef float eg_vfu __attribute__((vector_size(4 * EG_VW), aligned(4), may_alia
 #define eg_st(p, v) (*(eg_vfu *)(p) = (v))
 #define eg_splat(s) ((float)(s) - (eg_vf){0}) /* x - 0 == x for every x (x + 0 is not: -0) */
 
-/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k] (boff not
+/* out[mr, nr] (+)= bias + alpha * a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k] (boff not
  * NULL: an implicit GEMM's taps) or bp + k*bp_rs (boff NULL); row i of a at a + aoff[i] with
  * unit column stride (aoff not NULL: the patch rows of a weight gradient) or a + i*a_rs, mr <= MR,
  * nr <= nv*VW; out element (i, j) at out[i*ldc + j*ldn].
@@ -67,7 +67,7 @@ static inline __attribute__((always_inline)) void
 eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
         const float *restrict a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp,
         ptrdiff_t bp_rs, const int *restrict boff, const int *restrict aoff, int kc,
-        const float *restrict bias, int accumulate)
+        const float *restrict bias, int accumulate, const float alpha)
 {
     eg_vf c[12][2];
     const float *ar[12]; /* aoff: row i of a at a + aoff[i] (a_cs 1) */
@@ -91,6 +91,10 @@ eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_
                 c[i][v] += av * b[v];
         }
     }
+    if (alpha != 1.0f)
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                c[i][v] *= eg_splat(alpha);
     if (nr == nv * EG_VW && ldn == 1) {
         for (int i = 0; i < mr; i++) {
             float *oi = out + i * ldc;
@@ -146,11 +150,11 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
 /* One panel of nv vectors: every block of rows, constant tile sizes for the compiler. */
 #define EG_TILE_CASE(R, NV)                                                                    \
     case R:                                                                                    \
-        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, NULL, kc, bm, acc);  \
+        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, NULL, kc, bm, acc, 1.0f);\
         break
 #define EG_TILE_CASE_A(R, NV)                                                                  \
     case R:                                                                                    \
-        eg_tile(R, NV, o, ldc, ldn, nr, a, 0, 1, panel, prs, NULL, ao, kc, NULL, acc);         \
+        eg_tile(R, NV, o, ldc, ldn, nr, a, 0, 1, panel, prs, NULL, ao, kc, NULL, acc, alpha);  \
         break
 
 static void eg_panel2(float *restrict out, const float *restrict ak, const float *restrict panel,
@@ -211,7 +215,7 @@ static inline __attribute__((always_inline)) void
 eg_panel_a(const int nv, float *restrict out, const float *restrict a,
                        const float *restrict panel, ptrdiff_t prs, int M, int nr, int kc,
                        ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, int T,
-                       const int *restrict tap, int acc)
+                       const int *restrict tap, int acc, float alpha)
 {
     const int MR = nv == 1 && EG_MR1 > 0 ? EG_MR1 : EG_MR2;
     for (int m0 = 0, q = 0, t = 0; m0 < M; m0 += MR) {
@@ -262,7 +266,7 @@ eg_panel_a(const int nv, float *restrict out, const float *restrict a,
 
 void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const float *restrict b,
                           int M, int N, int K, int ldc, int ldn, int a_rs, int T,
-                          const int *restrict tap, int b_rs, int accumulate)
+                          const int *restrict tap, int b_rs, float alpha, int accumulate)
 {
     if (M <= 0 || N <= 0)
         return;
@@ -294,9 +298,9 @@ void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const fl
             }
             float *o = out + (ptrdiff_t)n0 * ldn;
             if (nv == 1)
-                eg_panel_a(1, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc);
+                eg_panel_a(1, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc, alpha);
             else
-                eg_panel_a(2, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc);
+                eg_panel_a(2, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc, alpha);
         }
     }
 }

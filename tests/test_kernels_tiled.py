@@ -290,6 +290,30 @@ def test_conv_implicit_matches_reference(k, case):
     if G == 1 and Cg_upd < C:  # only a leading input share of x was kept: Cx == Cg_upd
         kw = {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd}
         run("bw_weight", (M, Cg_upd, KH, KW), (dy, f32(x[:, :Cg_upd])), (M, Cg_upd, Cg_upd), kw)
+    # the SGD step fused into the weight gradient (passes/fuse.py): w[:M_upd, :Cg_upd] -= lr * dW, the
+    # rest of w bit-identical; the update reaches w in parts, so the bound adds the rounding of w
+    lr = 0.03
+    for m_upd, cg_upd in ((M, Cg), (M_upd, Cg_upd)):
+        ref = np.zeros((m_upd, cg_upd, KH, KW), np.float32)
+        k.conv2d_f32_bw_weight(ref, dy, x, *sizes, m_upd, cg_upd, C)
+        mag = np.zeros_like(ref)
+        k.conv2d_f32_bw_weight(mag, np.abs(dy), np.abs(x), *sizes, m_upd, cg_upd, C)
+        w0 = f32(rng.standard_normal((M, Cg, KH, KW)))
+        expect = w0.astype(np.float64)
+        expect[:m_upd, :cg_upd] -= lr * ref.astype(np.float64)
+        s = Scratch(implicit_kind_scratch("bw_weight", *sizes, M_upd=m_upd, Cg_upd=cg_upd, Cx=C))
+        g = Guarded()
+        out = g.out(M, Cg, KH, KW)
+        out[...] = w0
+        k.conv2d_f32_bw_weight_sgd_implicit(out, dy, x, *sizes, m_upd, cg_upd, C, Cg * KH * KW, lr, s.buf)
+        g.check()
+        s.check()
+        bound = lr * (RTOL * mag + ATOL) + 4 * np.finfo(np.float32).eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * mag)
+        err = np.abs(out[:m_upd, :cg_upd] - expect[:m_upd, :cg_upd])
+        assert (err <= bound).all(), f"sgd_implicit {case[0]}: {(~(err <= bound)).sum()} elements off"
+        rest = np.ones(out.shape, bool)
+        rest[:m_upd, :cg_upd] = False
+        np.testing.assert_array_equal(out[rest], w0[rest])
 
 
 def test_implicit_selection_rule():
