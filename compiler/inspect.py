@@ -74,7 +74,26 @@ def inspect_build(build: Path) -> str:
              f"{info['trainable_bytes']} B, optimizer state {info['state_bytes']} B, frozen {info['frozen_bytes']} B")]
     if "sections" in info:
         lines.append("sections: " + ", ".join(f"{k} {v} B" for k, v in info["sections"].items()))
+    if info.get("backend"):
+        lines += backend_table(info["backend"])
     text = (build / "model.c").read_text()
     head = text.split("*/", 1)[0]
     lines += [ln[3:] for ln in head.splitlines() if ln.startswith(" *   ")]
     return "\n".join(lines)
+
+
+def backend_table(b: dict) -> list[str]:
+    """--backend tvm|auto: the kernel each conv/Gemm node got, with the instruction counts behind it."""
+    if not b.get("tvm"):
+        return [f"backend {b['mode']}: {b.get('note', 'TVM not installed')}"]
+    lines = [(f"backend {b['mode']}: TVM {b['tvm']} for {b['llvm_target']['mcpu']} (board {b['board']}); cost = "
+              f"aarch64 instructions of one call under qemu-aarch64, 1 thread"),
+             f"{'node':<40} {'op':<12} {'pass':<9} {'shape':<26} {'ours instr':>11} {'TVM instr':>11}  kernel"]
+    for c in b["choices"]:
+        num = (lambda v: f"{v:>11,}" if v is not None else f"{'-':>11}")
+        lines.append(f"{c['node'][-40:]:<40} {c['op']:<12} {c['kind']:<9} {c.get('shape', '-')[:26]:<26} "
+                     f"{num(c.get('ours_instr'))} {num(c.get('tvm_instr'))}  {c['chosen']}"
+                     + ("" if c.get("ours_instr") is not None else f" ({c['why']})"))
+    n = sum(c["chosen"] == "tvm" for c in b["choices"])
+    lines.append(f"{n} of {len(b['choices'])} kernels from TVM")
+    return lines

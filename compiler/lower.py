@@ -138,17 +138,27 @@ class Lowerer:
             return f"{base}_{kernel}", ""
         return base, ""
 
+    def _tvm(self, n, *tensors) -> str:
+        from .tvm_backend import call_text
+        return call_text(n, [self.p(n.outputs[0]), *map(self.p, tensors)])
+
     def op_Conv(self, n, x, w, b=""):
+        if n.attrs.get("kernel") == "tvm":
+            return self._tvm(n, x, w, b)
         d = self._conv_dims(self.shape(x), self.shape(w), self.shape(n.outputs[0]), n.attrs)
         fn, scratch = self._variant(n, "conv2d_f32_fw")
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwInput(self, n, dy, w):
+        if n.attrs.get("kernel") == "tvm":
+            return self._tvm(n, dy, w)
         d = self._conv_dims(n.attrs["x_shape"], self.shape(w), self.shape(dy), n.attrs)
         fn, scratch = self._variant(n, "conv2d_f32_bw_input")
         return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwWeight(self, n, dy, x):
+        if n.attrs.get("kernel") == "tvm":
+            return self._tvm(n, dy, x)
         a = n.attrs
         ws = a["w_shape"]
         xs_full = list(self.shape(x))
@@ -176,6 +186,8 @@ class Lowerer:
                 f"{cfloat(alpha)}, {cfloat(beta)}, {abs_}, {bbs}, {csm}, {csn});")
 
     def op_Gemm(self, n, a, b, c=""):
+        if n.attrs.get("kernel") == "tvm":
+            return self._tvm(n, a, b, c)
         at = n.attrs
         ta, tb = at.get("transA", 0), at.get("transB", 0)
         M, N = self.shape(n.outputs[0])

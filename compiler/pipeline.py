@@ -68,6 +68,7 @@ class CompileConfig:
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
     board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
     threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
+    backend: str = "ours"  # rpi/jetson: ours | tvm | auto, where conv/Gemm kernels come from (compiler/tvm_backend.py)
     fuse: bool = True  # passes/fuse.py: fused kernels where the target has them (off: the unfused ablation)
 
 
@@ -124,6 +125,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     if cfg.dtype == "int8" and cfg.optimizer not in ("sgd", "momentum"):
         raise EdgegradError("--dtype int8 trains with --optimizer sgd or momentum (the QAS setting)")
     _check_extensions(cfg)
+    _check_backend(cfg)
     model_path = Path(model_path)
     if cfg.board is not None or cfg.threads is not None or cfg.target in AARCH64_TARGETS:
         _check_board(cfg)
@@ -146,7 +148,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     for name, fn in steps:
         g = fn(g)
         _after(name, g, cfg, log)
-    g = select_kernels(g, cfg.target, cfg.extensions)
+    g = select_kernels(g, cfg.target, cfg.extensions, backend=cfg.backend, board=cfg.board, log=log)
     _after("select_kernels", g, cfg, log)
     if cfg.fuse:
         g = fuse(g, cfg.target)
@@ -157,6 +159,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     emitted = emit_c(g, trainable | set(g.meta.get("masters", [])), model_path.stem, model_path.name, summary)
     out_dir = Path(out_dir)
     info = _build_info(g, updates, cfg, plan, model_path)
+    if g.meta.get("backend"):
+        from .tvm_backend import summary as backend_summary
+        info["backend"] = backend_summary(g)
     if cfg.target == "jetson":  # the GPU step (model.cu) next to the CPU one
         emitted.files.update(_emit_cuda(g, trainable, model_path, summary, info, log))
     if cfg.target == "mcu":
@@ -171,11 +176,18 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         for fname, text in emitted.files.items():
             (tmp / fname).write_text(text)
         shutil.copyfile(model_path, tmp / "model.onnx")
+        tvm_sources = []
+        if cfg.backend != "ours":  # the TVM kernels' objects (tvm/*.o), their C wrappers and runtime_c/tvm/eg_tvm.c
+            from .tvm_backend import emit
+            tvm_sources = emit(g, tmp)
         binary = None
         if cfg.build:
             from .build import build
             log(f"[edgegrad] build for {cfg.target}")
             kernels, includes = kernel_sources(cfg.target, cfg.extensions)
+            if tvm_sources:
+                from .tvm_backend import TVM_RUNTIME
+                kernels, includes = kernels + tvm_sources, includes + [TVM_RUNTIME]
             binary = build(cfg.target, tmp, [tmp / "model.c"] + kernels, [tmp, *includes],
                            sram_budget=cfg.sram_budget, flash_budget=cfg.flash_budget, sanitize=cfg.sanitize,
                            extra_cflags=cfg.extra_cflags, board=cfg.board, threads=cfg.threads,
@@ -212,6 +224,16 @@ def _check_extensions(cfg: CompileConfig) -> None:
         raise EdgegradError(f"--ext: unknown mcu extension {unknown[0]!r} (known: {', '.join(MCU_EXTENSIONS)})")
     if "zvfh" in cfg.extensions and "zve32f" not in cfg.extensions:
         raise EdgegradError("--ext zvfh needs zve32f (the fp16 vector extension builds on the fp32 one)")
+
+
+def _check_backend(cfg: CompileConfig) -> None:
+    from .tvm_backend import BACKENDS, require_tvm
+    if cfg.backend not in BACKENDS:
+        raise EdgegradError(f"--backend {cfg.backend}: unknown (choose from {', '.join(BACKENDS)})")
+    if cfg.backend != "ours" and cfg.target not in AARCH64_TARGETS:
+        raise EdgegradError(f"--backend {cfg.backend}: TVM kernels are for the rpi and jetson targets, not {cfg.target}")
+    if cfg.backend == "tvm":
+        require_tvm()
 
 
 def _emit_cuda(g: Graph, trainable: set[str], model_path: Path, summary: str, info: dict, log) -> dict[str, str]:

@@ -16,6 +16,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   an mcu build with zvfh.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
+- ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
+  for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
 - ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
   as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
   kernels_tiled.use_implicit says so.
@@ -63,7 +65,8 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
-def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = ()) -> Graph:
+def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
+                   board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
         for n in g.nodes:
             if n.op in CONV_KINDS or n.op in GEMM_OPS:
@@ -95,4 +98,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         for n in g.nodes:  # the _neon kernels take the _tiled kernels' arguments and scratch
             if n.attrs.get("kernel") == "tiled":
                 n.attrs["kernel"] = "neon"
+        if backend != "ours":  # --backend tvm|auto: some NEON kernels may become TVM's (compiler/tvm_backend.py)
+            from ..tvm_backend import assign
+            assign(g, target, board, backend, log)
     return g

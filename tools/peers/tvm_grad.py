@@ -1,0 +1,63 @@
+"""TVM Relax gradients of ONNX models: the second gradient oracle of tests/test_tvm_oracle.py
+(runs in build/venv-tvm: tools/setup_bench.sh tvm).
+
+    python tools/peers/tvm_grad.py JOB.json
+
+JOB.json: {"cases": [{"model": M.onnx, "input": x.npy, "label": int, "trained": [initializer names],
+                      "loss": "cross_entropy" | "mse", "out": grads.npz}]}
+
+Per case: relax.frontend.onnx.from_onnx with the parameters kept as function inputs (ReLU6 Clips rewritten with
+Relu as in tvm_train.py: Relax has no gradient for Clip), relax.training.AppendLoss (CrossEntropyLoss, mean, on
+output 0 with an int64 label; or MSELoss against a zero target), relax.transform.Gradient for the listed
+initializers, built for llvm on this CPU and run once: out.npz holds `loss` and one array per trained name.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tvm_train import clip_as_relu
+
+
+def gradients(case: dict) -> None:
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.relax.training import AppendLoss
+    from tvm.relax.training.loss import CrossEntropyLoss
+
+    model = onnx.load(case["model"])
+    clip_as_relu(model)
+    inits = [i.name for i in model.graph.initializer]
+    values = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    mod = from_onnx(model, keep_params_in_input=True)
+    mod, _ = relax.frontend.detach_params(mod)
+    main = mod["main"]
+    n_in = len(main.params) - len(inits)
+    if n_in != 1:
+        raise RuntimeError(f"expected one model input, got {n_in}")
+    batch = int(main.params[0].ty.shape[0])
+    label = relax.TensorType((batch,), "int64")
+    mod = AppendLoss("main", CrossEntropyLoss(reduction="mean")(main.ret_ty, label), 1, "main_loss")(mod)
+    loss_fn = mod["main_loss"]
+    pos = [inits.index(t) for t in case["trained"]]  # by position: from_onnx may sanitize names
+    mod = relax.transform.Gradient("main_loss", require_grads=[loss_fn.params[n_in + i] for i in pos])(mod)
+    ex = relax.build(mod, target=tvm.target.Target({"kind": "llvm"}))
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    x = np.load(case["input"]).astype(np.float32)
+    args = [tvm.runtime.tensor(x)] + [tvm.runtime.tensor(np.ascontiguousarray(values[n], np.float32)) for n in inits]
+    loss, grads = vm["main_loss_adjoint"](*args, tvm.runtime.tensor(np.full((batch,), case["label"], np.int64)))
+    out = {"loss": loss.numpy()}
+    out.update({name: grads[k].numpy() for k, name in enumerate(case["trained"])})
+    np.savez(case["out"], **out)
+
+
+if __name__ == "__main__":
+    for c in json.loads(Path(sys.argv[1]).read_text())["cases"]:
+        gradients(c)
