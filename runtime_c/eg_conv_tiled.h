@@ -77,7 +77,7 @@ void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy
 /* The SGD update fused into conv2d_f32_bw_weight_implicit (same scratch): for m < M_upd and
  * j < Cg_upd*KH*KW, w[m*w_stride + j] -= lr * dW[m, j] (w_stride: the floats between rows of w,
  * C/G*KH*KW), without a gradient buffer. The sum reaches w in parts (per image and k block of
- * 1024 wide pixels), so w agrees with the unfused update to fp32 rounding. */
+ * 4096 wide pixels), so w agrees with the unfused update to fp32 rounding. */
 void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict dy,
                                        const float *restrict x, int N, int C, int H, int W, int M,
                                        int OH, int OW, int KH, int KW, int sh, int sw, int pt,

@@ -46,7 +46,7 @@
 #endif
 #define EG_NR (2 * EG_VW)
 #ifndef EG_KCA
-#define EG_KCA 1024 /* k block of gemm_f32_tiled_ataps when b needs no packing */
+#define EG_KCA 4096 /* k block of gemm_f32_tiled_ataps when b needs no packing */
 #endif
 
 typedef float eg_vf __attribute__((vector_size(4 * EG_VW)));

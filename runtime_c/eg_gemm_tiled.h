@@ -41,7 +41,7 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
  * engine with the rows of a at tap offsets (unit column stride), b contiguous along n, no bias:
  * a weight gradient's patch rows read straight from a padded image (row m = channel m / T, tap
  * m % T; conv2d_f32_bw_weight_implicit). alpha = -lr with accumulate != 0 is an SGD step on out
- * (applied per k block: the sum is added to out in parts). */
+ * (applied per k block of 4096: the sum is added to out in parts). */
 void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const float *restrict b,
                           int M, int N, int K, int ldc, int ldn, int a_rs, int T,
                           const int *restrict tap, int b_rs, float alpha, int accumulate);
