@@ -108,14 +108,15 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
-    a pointwise weight gradient, whose im2col path needs no scratch, takes it when its dy copy is
-    at most 64 KiB)."""
+    a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
+    most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
         return False
     sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
     extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}
     floats = implicit_kind_scratch(kind, *sizes, **extra)
     im2col = conv_scratch_floats(kind, *sizes, **extra)
-    if im2col == 0:
-        return kind == "bw_weight" and floats <= 16384
+    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
+        rows = min(M // G, M if M_upd is None else M_upd)
+        return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
     return floats <= (4 if kind == "bw_weight" else 2) * im2col
