@@ -34,7 +34,7 @@ def _words(a: np.ndarray, per_line: int = 8) -> list[str]:
     return lines
 
 
-_INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8)}
+_INT_CTYPES = {"s8": ("int8_t", 16), "i32": ("int32_t", 8), "f16": ("uint16_t", 12)}
 
 
 # eg_buffer_t.kind and .dtype (compiler/templates/model.h.j2)
@@ -50,6 +50,8 @@ def _buffer(name: str, ptr: str, nbytes: int, kind: int, dtype: str) -> dict:
 
 def _ints(a: np.ndarray, dtype: str) -> list[str]:
     per_line = _INT_CTYPES[dtype][1]
+    if dtype == "f16":  # binary16 bits (a frozen fp16 weight, --dtype fp16)
+        a = np.asarray(a, np.float16).view(np.uint16)
     v = np.asarray(a).reshape(-1).astype(np.int64)
     if v.size == 0:
         return ["0"]
@@ -81,10 +83,9 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
     for name, t in g.tensors.items():
         if name in plan.tensor_offset:
             symbols[name] = f"A({plan.tensor_offset[name] // 4})"
-            if t.dtype in _INT_CTYPES:  # int8 activations share the float arena (16-byte aligned offsets)
-                symbols[name] = f"(({_INT_CTYPES[t.dtype][0]} *)A({plan.tensor_offset[name] // 4}))"
-            if t.dtype == "f16":  # binary16 bits (runtime_c/eg_f16.h); buffers are 16-byte aligned
-                symbols[name] = f"(uint16_t *){symbols[name]}"
+            if t.dtype in _INT_CTYPES:  # int8 and fp16 (binary16 bits, runtime_c/eg_f16.h) activations
+                symbols[name] = f"(({_INT_CTYPES[t.dtype][0]} *)A({plan.tensor_offset[name] // 4}))"  # share
+                # the float arena (16-byte aligned offsets)
         elif t.role in ("param", "const") and (name in used or t.role == "param") and t.dtype == "f32":
             i = ident("w_" if t.role == "param" else "c_", name)
             symbols[name] = f"{i}.f"

@@ -127,6 +127,15 @@ class Lowerer:
     def _ints(self, vals) -> str:
         return ", ".join(str(int(v)) for v in vals)
 
+    # --- native fp16 kernels (--dtype fp16: passes/lower_fp16.py marks the node "f16")
+    def _f16(self, n, base: str) -> str:
+        return base.replace("_f32", "_f16", 1) if n.attrs.get("f16") else base
+
+    def _gemm_name(self, n) -> str:
+        if not n.attrs.get("f16"):
+            return "gemm_f32"
+        return "gemm_f16" if self.g.tensors[n.outputs[0]].dtype == "f16" else "gemm_f16_y32"
+
     # --- convolution
     def _variant(self, n, base: str) -> tuple[str, str]:
         """Kernel name and trailing scratch argument for the variant select_kernels chose."""
@@ -146,14 +155,14 @@ class Lowerer:
         if n.attrs.get("kernel") == "tvm":
             return self._tvm(n, x, w, b)
         d = self._conv_dims(self.shape(x), self.shape(w), self.shape(n.outputs[0]), n.attrs)
-        fn, scratch = self._variant(n, "conv2d_f32_fw")
+        fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_fw"))
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwInput(self, n, dy, w):
         if n.attrs.get("kernel") == "tvm":
             return self._tvm(n, dy, w)
         d = self._conv_dims(n.attrs["x_shape"], self.shape(w), self.shape(dy), n.attrs)
-        fn, scratch = self._variant(n, "conv2d_f32_bw_input")
+        fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_input"))
         return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwWeight(self, n, dy, x):
@@ -165,7 +174,8 @@ class Lowerer:
         cx = xs_full[1]
         xs_full[1] = ws[1] * a["group"]
         d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
-        fn, scratch = self._variant(n, "conv2d_f32_bw_weight")
+        fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_weight") + (
+            "_y16" if self.g.tensors[n.outputs[0]].dtype == "f16" else ""))
         return (f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
@@ -197,7 +207,7 @@ class Lowerer:
             cs = bcast_strides(self.shape(c), (M, N))
             csm, csn = cs
         return self._gemm(n.outputs[0], a, b, c, 1, M, N, K, ta, tb, at.get("alpha", 1.0),
-                          at.get("beta", 1.0) if c else 0.0, 0, 0, csm, csn, fn=self._variant(n, "gemm_f32")[0])
+                          at.get("beta", 1.0) if c else 0.0, 0, 0, csm, csn, fn=self._variant(n, self._gemm_name(n))[0])
 
     def _batched(self, n, a, b, ta, tb):
         sa, sb, sy = self.shape(a), self.shape(b), self.shape(n.outputs[0])
@@ -210,7 +220,7 @@ class Lowerer:
                 raise UnsupportedModelError(f"MatMul {n.name}: partially broadcast batch dims {list(sa)} x {list(sb)}")
         return self._gemm(n.outputs[0], a, b, "", batch, M, N, K, ta, tb, 1.0, 0.0,
                           sa[-1] * sa[-2] if ba == batch and batch > 1 else 0,
-                          sb[-1] * sb[-2] if bb == batch and batch > 1 else 0, 0, 0, fn=self._variant(n, "gemm_f32")[0])
+                          sb[-1] * sb[-2] if bb == batch and batch > 1 else 0, 0, 0, fn=self._variant(n, self._gemm_name(n))[0])
 
     def op_MatMul(self, n, a, b):
         sa, sb = self.shape(a), self.shape(b)
@@ -219,12 +229,12 @@ class Lowerer:
             N = 1 if len(sb) == 1 else sb[-1]
             if len(sb) > 2:  # [K] @ [..., K, N]: one row against each batch of b
                 return self._gemm(n.outputs[0], a, b, "", int(np.prod(sb[:-2])), 1, N, sa[-1], 0, 0, 1.0, 0.0,
-                                  0, sb[-2] * sb[-1], 0, 0)
+                                  0, sb[-2] * sb[-1], 0, 0, fn=self._variant(n, self._gemm_name(n))[0])
             return self._gemm(n.outputs[0], a, b, "", 1, M, N, sa[-1], 0, 0, 1.0, 0.0, 0, 0, 0, 0,
-                              fn=self._variant(n, "gemm_f32")[0])
+                              fn=self._variant(n, self._gemm_name(n))[0])
         if len(sb) == 2 and len(sa) > 2:  # fold batch into rows: (B*M, K) x (K, N)
             return self._gemm(n.outputs[0], a, b, "", 1, int(np.prod(sa[:-1])), sb[1], sa[-1], 0, 0,
-                              1.0, 0.0, 0, 0, 0, 0, fn=self._variant(n, "gemm_f32")[0])
+                              1.0, 0.0, 0, 0, 0, 0, fn=self._variant(n, self._gemm_name(n))[0])
         return self._batched(n, a, b, 0, 0)
 
     def op_MatMulT(self, n, a, b):
@@ -235,6 +245,8 @@ class Lowerer:
         y = n.outputs[0]
         ys, sa, sb = self.shape(y), self.shape(a), self.shape(b)
         if sa == ys and sb == ys:
+            if n.attrs.get("f16"):
+                return f"{kind}_f16({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.size(y)});"
             return f"{kind}_f32({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.size(y)});"
         shape, (sta, stb) = _squeeze_dims(ys, bcast_strides(sa, ys), bcast_strides(sb, ys))
         return (f"{kind}_f32_bcast({self.p(y)}, {self.p(a)}, {self.p(b)}, {len(shape)}, {self.arr(shape)}, "
@@ -256,6 +268,7 @@ class Lowerer:
         return f"scale_f32({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {cfloat(n.attrs['alpha'])});"
 
     def _unary(self, n, fn, *ins, extra=()):
+        fn = self._f16(n, fn)
         args = ", ".join([self.p(n.outputs[0])] + [self.p(i) for i in ins] + [str(self.size(ins[0]))]
                          + [cfloat(e) for e in extra])
         return f"{fn}({args});"
@@ -338,11 +351,11 @@ class Lowerer:
 
     def op_MaxPool(self, n, x):
         d = self._pool_dims(self.shape(x), n.attrs) + list(n.attrs["dilations"])
-        return f"maxpool2d_f32_fw({self.p(n.outputs[0])}, {self.p(x)}, {self._ints(d)});"
+        return f"{self._f16(n, 'maxpool2d_f32_fw')}({self.p(n.outputs[0])}, {self.p(x)}, {self._ints(d)});"
 
     def op_MaxPoolGrad(self, n, dy, x):
         d = self._pool_dims(self.shape(x), n.attrs) + list(n.attrs["dilations"])
-        return f"maxpool2d_f32_bw({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)});"
+        return f"{self._f16(n, 'maxpool2d_f32_bw')}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)});"
 
     def op_AveragePool(self, n, x):
         a = n.attrs
@@ -364,7 +377,8 @@ class Lowerer:
                 f"{self.arr(sx2)}, {self.size(y)});")
 
     def op_ReduceSumTo(self, n, x):
-        return self._reduce(n.outputs[0], x, n.attrs["shape"])
+        text = self._reduce(n.outputs[0], x, n.attrs["shape"])
+        return text.replace("reduce_sum_f32(", "reduce_sum_f16(", 1) if n.attrs.get("f16") else text
 
     def _mean(self, n, x, axes):
         xs = self.shape(x)
@@ -499,6 +513,13 @@ class Lowerer:
 
     def op_LossUnscale(self, n, x, ls):
         return f"loss_unscale_f32({self.p(x)}, {self.size(x)}, {self.p(ls)}, {n.attrs['log2_init']});"
+
+    def op_LossCheckF16(self, n, x, ls):
+        return f"loss_check_f16({self.p(x)}, {self.size(x)}, {self.p(ls)});"
+
+    def op_LossUnscaleF16(self, n, x, ls):
+        return (f"loss_unscale_f16({self.p(n.outputs[0])}, {self.p(x)}, {self.size(x)}, {self.p(ls)}, "
+                f"{n.attrs['log2_init']});")
 
     def op_LossScaleUpdate(self, n, ls):
         return f"loss_scale_update({self.p(ls)}, {n.attrs['log2_init']}, {n.attrs['growth_interval']});"

@@ -16,5 +16,8 @@
 #include "eg_gemm_tiled.h"
 #include "eg_int8.h"
 #include "eg_f16.h"
+#include "eg_conv_f16.h"
+#include "eg_gemm_f16.h"
+#include "eg_eltwise_f16.h"
 
 #endif /* EG_KERNELS_H */

@@ -12,8 +12,10 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``rvv``: RISC-V vector (zve32f) variants of the convolutions and GEMM (runtime_c/rvv/), for an
   mcu build whose extensions include zve32f. No scratch and no shape constraints: every call
   the reference takes, the variant takes.
-- ``zvfh``: the fp16 casts of `--dtype fp16` (runtime_c/rvv/eg_f16_zvfh.c) with vfncvt/vfwcvt, for
-  an mcu build with zvfh.
+- ``zvfh``: the native fp16 conv/GEMM kernels of `--dtype fp16` (nodes marked ``f16`` by
+  lower_fp16; vle16 + widening vfwmacc into fp32 accumulators) and the fp16 casts (vfncvt/vfwcvt),
+  runtime_c/rvv/eg_*_zvfh.c, for an mcu build with zve32f and zvfh. Without zvfh an ``f16`` node
+  keeps the portable fp16 kernel (scalar Zfh where the board has zfh); other targets too.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
 - ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
@@ -69,7 +71,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
                    board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
         for n in g.nodes:
-            if n.op in CONV_KINDS or n.op in GEMM_OPS:
+            if n.attrs.get("f16"):
+                if "zvfh" in extensions and (n.op in CONV_KINDS or n.op in GEMM_OPS):
+                    n.attrs["kernel"] = "zvfh"
+            elif n.op in CONV_KINDS or n.op in GEMM_OPS:
                 n.attrs["kernel"] = "rvv"
             elif n.op in ("CastF16", "CastF32") and "zvfh" in extensions:
                 n.attrs["kernel"] = "zvfh"
@@ -78,6 +83,8 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     for n in g.nodes:
+        if n.attrs.get("f16"):  # the fp16 kernels have no _tiled/_neon variant yet
+            continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
             n.attrs["kernel"] = "tiled"
         kind = CONV_KINDS.get(n.op)
