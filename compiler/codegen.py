@@ -140,7 +140,7 @@ def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_s
         "int_arrays": lowered.int_arrays, "buffers": buffers, "infer": lowered.infer, "train": lowered.train,
         "model_hash": "{model_hash}",
         "variant_headers": [h for k, h in (("rvv", "eg_kernels_rvv.h"), ("zvfh", "eg_f16_zvfh.h"), ("neon", "eg_neon.h"),
-                                                          ("tvm", "tvm_kernels.h"))
+                                                 ("dw_neon", "eg_dw_neon.h"), ("tvm", "tvm_kernels.h"))
                          if any(n.attrs.get("kernel") == k for n in g.nodes)],
     }
     c_text = _env.get_template("model.c.j2").render(**ctx)

@@ -37,7 +37,7 @@ def cuda_kernels() -> set[str]:
     names = set(re.findall(r"^static inline void (\w+)_cuda\(", text, re.MULTILINE))
     for b in re.findall(r"^EG_BINARY\((\w+),", text, re.MULTILINE):
         names |= {b, b + "_bcast"}
-    names |= set(re.findall(r"^EG_UNARY\((\w+),", text, re.MULTILINE))
+    names |= set(re.findall(r"^EG_(?:UNARY|GRAD)\((\w+),", text, re.MULTILINE))
     return names
 
 

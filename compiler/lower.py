@@ -140,10 +140,12 @@ class Lowerer:
     def _variant(self, n, base: str) -> tuple[str, str]:
         """Kernel name and trailing scratch argument for the variant select_kernels chose."""
         kernel = n.attrs.get("kernel")
-        if kernel in ("tiled", "neon", "implicit"):  # same arguments, scratch included
+        if kernel == "neon" and n.attrs.get("f16"):  # the fp16 NEON kernels take no scratch
+            return f"{base}_neon", ""
+        if kernel in ("tiled", "neon", "implicit", "dw_neon"):  # same arguments, scratch included
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return f"{base}_{kernel}", f", {scratch}"
-        if kernel in ("rvv", "zvfh"):  # no scratch
+        if kernel in ("rvv", "zvfh", "gemv"):  # no scratch
             return f"{base}_{kernel}", ""
         return base, ""
 
@@ -155,6 +157,10 @@ class Lowerer:
         if n.attrs.get("kernel") == "tvm":
             return self._tvm(n, x, w, b)
         d = self._conv_dims(self.shape(x), self.shape(w), self.shape(n.outputs[0]), n.attrs)
+        if n.attrs.get("kernel") == "dwclip":  # depthwise + Clip (passes/fuse_eltwise.py)
+            lo, hi = n.attrs["clip"]
+            return (f"depthwise2d_f32_fw_clip({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, "
+                    f"{self._ints(d)}, {cfloat(lo)}, {cfloat(hi)});")
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_fw"))
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 

@@ -141,6 +141,8 @@ def conv_ref(node, x, w, b=None):
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     y = _f32(y)
+    if "clip" in node.attrs:  # a Clip fused into the epilogue (passes/fuse_eltwise.py)
+        y = np.minimum(np.maximum(y, node.attrs["clip"][0]), node.attrs["clip"][1]).astype(np.float32)
     return y[:, :, 0, :] if x.ndim == 3 else y
 
 

@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
-    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels -> fuse
-    -> plan_memory -> emit_c -> build
+    import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> recompute -> select_kernels
+    -> fuse_eltwise -> fuse -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -27,6 +27,7 @@ from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
 from .passes.fuse import fuse
+from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.lower_fp16 import lower_fp16
 from .passes.plan_memory import plan_memory
@@ -150,6 +151,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         _after(name, g, cfg, log)
     g = select_kernels(g, cfg.target, cfg.extensions, backend=cfg.backend, board=cfg.board, log=log)
     _after("select_kernels", g, cfg, log)
+    g = fuse_eltwise(g, cfg.target)
+    _after("fuse_eltwise", g, cfg, log)
     if cfg.fuse:
         g = fuse(g, cfg.target)
         _after("fuse", g, cfg, log)

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "eg_conv_tiled.h"
+#include "eg_dwconv_tiled.h"
 #include "eg_gemm_tiled.h"
 
 #define EG_PTILE 256
@@ -252,6 +253,7 @@ static inline int eg_implicit_rows(int OH, int Wp) { return eg_min(OH, eg_tile_r
  * sum in one register. bw_weight and bw_input use the same planes with dy laid out at f. */
 #define EG_DW_BUF 4096 /* floats of stack for planes + one band of dy / y (16 KiB) */
 #define EG_DW_TAPS 49
+#define EG_DW_INF (__builtin_inff()) /* clamp bounds of an unclamped depthwise (eg_dw_fw_fast) */
 
 typedef struct {
     int sh, sw, Wq, halo, R, psz; /* psz: floats per plane, slack included */
@@ -332,12 +334,21 @@ static void eg_dw_planes(float *restrict buf, float *restrict dxc, const float *
                 const float *xr = xc + (ptrdiff_t)ih * W + offw;
                 for (int i = 0; i < i0; i++)
                     row[i] = 0.0f;
-                if (p->sw == 1)
+                if (p->sw == 1) {
                     for (int i = i0; i < i1; i++)
                         row[i] = xr[i];
-                else
-                    for (int i = i0; i < i1; i++)
+                } else {
+                    int i = i0;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+                    if (p->sw == 2) /* deinterleave 16 floats into the 8 even ones */
+                        for (; i + 8 <= i1 && 2 * i + offw + 16 <= W; i += 8) {
+                            const eg_v8 lo = eg_ld8(xr + 2 * i), hi = eg_ld8(xr + 2 * i + 8);
+                            eg_st8(row + i, __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14));
+                        }
+#endif
+                    for (; i < i1; i++)
                         row[i] = xr[(ptrdiff_t)i * p->sw];
+                }
                 for (int i = i1; i < Wq; i++)
                     row[i] = 0.0f;
             }
@@ -369,6 +380,28 @@ static inline __attribute__((always_inline)) void
 eg_dw_fw_band(const int T, float *restrict yt, const float *restrict buf, const int *off,
               const float *restrict w, float bias, int n)
 {
+    if (T == 9) { /* 3x3: weights and tap pointers in registers, not reloaded per vector */
+        const eg_v8 w0 = eg_splat8(w[0]), w1 = eg_splat8(w[1]), w2 = eg_splat8(w[2]);
+        const eg_v8 w3 = eg_splat8(w[3]), w4 = eg_splat8(w[4]), w5 = eg_splat8(w[5]);
+        const eg_v8 w6 = eg_splat8(w[6]), w7 = eg_splat8(w[7]), w8 = eg_splat8(w[8]);
+        const float *p0 = buf + off[0], *p1 = buf + off[1], *p2 = buf + off[2];
+        const float *p3 = buf + off[3], *p4 = buf + off[4], *p5 = buf + off[5];
+        const float *p6 = buf + off[6], *p7 = buf + off[7], *p8 = buf + off[8];
+        const eg_v8 bv = eg_splat8(bias);
+        for (int f = 0; f < n; f += 8) {
+            eg_v8 acc = bv + w0 * eg_ld8(p0 + f);
+            acc += w1 * eg_ld8(p1 + f);
+            acc += w2 * eg_ld8(p2 + f);
+            acc += w3 * eg_ld8(p3 + f);
+            acc += w4 * eg_ld8(p4 + f);
+            acc += w5 * eg_ld8(p5 + f);
+            acc += w6 * eg_ld8(p6 + f);
+            acc += w7 * eg_ld8(p7 + f);
+            acc += w8 * eg_ld8(p8 + f);
+            eg_st8(yt + f, acc);
+        }
+        return;
+    }
     for (int f = 0; f < n; f += 8) {
         eg_v8 acc = eg_splat8(bias);
         for (int t = 0; t < T; t++)
@@ -570,6 +603,9 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
                          int dil_w, int G, float *restrict scratch)
 {
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_fw_fast(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt,
+                                                  pl, dil_h, dil_w, -EG_DW_INF, EG_DW_INF))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_fw_planes(y, x, w, b, N, C, H, W, OH, OW, pt, pl, &dp);
         return;

@@ -3,12 +3,16 @@
 Every conv shape of tests/test_kernels_tiled.py (zoo layers, awkward edge cases, 40 random
 shapes; forward, input gradient, full and partial weight gradients) and its GEMM cases, plus
 GEMMs that cross the NEON core's blocks (M > MC = 128 rows, K > KC = 256, ragged 8 x 12 tiles).
+The depthwise NEON kernels (runtime_c/neon/eg_dw_neon.c: forward, input and weight gradients,
+full and partial) on every depthwise shape of those tests they apply to plus 60 random ones (width
+stride 1 and 2, height stride 1-3, filters 1x1..5x5, padding 0-4, widths 1-40).
 One static driver program (tests/neon_driver.c) runs all calls of a test in one qemu-aarch64
 process. Built twice: EG_NUM_THREADS=1 and 4 (Cortex-A72).
 
 Tolerance (as the tiled kernels): |neon - ref| <= 1e-5 * ref(|inputs|) + 1e-6, ref(|inputs|) the
 reference kernel run on absolute values. Threads: 4-thread results are bit-identical to 1 thread.
-Scratch is exactly conv_scratch_floats(...) floats of NaN followed by guard words; outputs too.
+Scratch is exactly conv_scratch_floats(...) (dw_neon_scratch_floats(...)) floats of NaN followed by
+guard words; outputs too.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgegrad.kernels_neon import dw_neon_applies, dw_neon_scratch_floats
 from edgegrad.kernels_tiled import conv_scratch_floats
-from test_kernels_tiled import CASES, GEMM_CASES, sizes_of
+from test_kernels_tiled import CASES, GEMM_CASES, out_size, sizes_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime_c"
@@ -32,13 +37,14 @@ pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
     not (shutil.which("qemu-aarch64") and shutil.which("aarch64-linux-gnu-gcc")),
     reason="qemu-aarch64 / aarch64-linux-gnu-gcc missing: run tools/setup.sh")]
 
-FW, FW_NEON, BWI, BWI_NEON, BWW, BWW_NEON, GEMM, GEMM_NEON = range(8)
+FW, FW_NEON, BWI, BWI_NEON, BWW, BWW_NEON, GEMM, GEMM_NEON, FW_DW, BWI_DW, BWW_DW = range(11)
 
 
 @pytest.fixture(scope="module")
 def drivers(tmp_path_factory) -> dict[int, Path]:
     out = tmp_path_factory.mktemp("neon")
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
+    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c",
+               RUNTIME / "eg_gemm_tiled.c", RUNTIME / "eg_f16.c", RUNTIME / "eg_conv_f16.c", RUNTIME / "eg_gemm_f16.c",
                *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
     exes = {}
     for threads in (1, 4):
@@ -69,8 +75,8 @@ class Calls:
         self.outs.append(tuple(out_shape))
         return len(self.outs) - 1
 
-    def run(self, exe: Path) -> list[np.ndarray]:
-        p = subprocess.run(["qemu-aarch64", "-cpu", "cortex-a72", str(exe)], input=bytes(self.blob),
+    def run(self, exe: Path, cpu: str = "cortex-a72") -> list[np.ndarray]:
+        p = subprocess.run(["qemu-aarch64", "-cpu", cpu, str(exe)], input=bytes(self.blob),
                            capture_output=True, timeout=600, check=False)
         assert p.returncode == 0, p.stderr.decode(errors="replace")
         res, off = [], 0
@@ -88,8 +94,9 @@ def _bits(f: float) -> int:
     return struct.unpack("<i", struct.pack("<f", f))[0]
 
 
-def _conv_calls(calls: Calls, case) -> list[tuple[str, int, int, int]]:
-    """Queue ref, |ref| and neon calls for every conv kind of a case; returns (what, ref, mag, neon)."""
+def _conv_calls(calls: Calls, case, variant: str = "neon") -> list[tuple[str, int, int, int]]:
+    """Queue ref, |ref| and neon (or dw_neon) calls for every conv kind of a case; returns
+    (what, ref, mag, neon)."""
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     sizes = sizes_of(case)
     N, C, H, W, M, OH, OW, KH, KW, *_, G = sizes
@@ -108,11 +115,15 @@ def _conv_calls(calls: Calls, case) -> list[tuple[str, int, int, int]]:
         jobs.append(("bw_weight", BWW, BWW_NEON, [dy, x[:, :Cg_upd]], (M, Cg_upd, KH, KW), [M, Cg_upd, Cg_upd],
                      {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd}))
     out = []
+    dw_fn = {FW: FW_DW, BWI: BWI_DW, BWW: BWW_DW}
     for kind, ref_fn, neon_fn, args, shape, extra, kw in jobs:
         ints = [*sizes, *extra]
         r = calls.add(ref_fn, ints, args, shape)
         m = calls.add(ref_fn, ints, [np.abs(a) for a in args], shape)
-        n = calls.add(neon_fn, ints, args, shape, conv_scratch_floats(kind, *sizes, **kw))
+        if variant == "dw_neon":
+            n = calls.add(dw_fn[ref_fn], ints, args, shape, dw_neon_scratch_floats(kind, *sizes))
+        else:
+            n = calls.add(neon_fn, ints, args, shape, conv_scratch_floats(kind, *sizes, **kw))
         out.append((f"{kind} {case[0]} {sizes}", r, m, n))
     return out
 
@@ -129,6 +140,30 @@ def _check(results_1, results_4, jobs):
 def test_conv_neon_matches_reference(drivers):
     calls = Calls()
     jobs = [j for case in CASES for j in _conv_calls(calls, case)]
+    _check(calls.run(drivers[1]), calls.run(drivers[4]), jobs)
+
+
+def _random_depthwise(n: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < n:
+        C = int(rng.integers(1, 6))
+        KH, KW = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        case = ("random depthwise", int(rng.integers(1, 3)), C, int(rng.integers(1, 20)), int(rng.integers(1, 41)), C,
+                KH, KW, int(rng.integers(1, 4)), int(rng.integers(1, 3)), *[int(rng.integers(0, 5)) for _ in range(4)],
+                1, 1, C)
+        if min(out_size(case)) > 0:
+            cases.append(case)
+    return cases
+
+
+DW_CASES = [c for c in CASES if dw_neon_applies(*sizes_of(c))] + _random_depthwise(60, 5)
+
+
+def test_depthwise_neon_matches_reference(drivers):
+    assert len(DW_CASES) > 70 and {sizes_of(c)[10] for c in DW_CASES} == {1, 2}
+    calls = Calls()
+    jobs = [j for case in DW_CASES for j in _conv_calls(calls, case, "dw_neon")]
     _check(calls.run(drivers[1]), calls.run(drivers[4]), jobs)
 
 

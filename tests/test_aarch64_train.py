@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
     ("resnet8", "last:2", "pi4"),                  # threaded GEMMs (4 threads), residual adds
     ("mobilenetv2_w035_96", "last:2", "pi5"),      # depthwise + pointwise, Cortex-A76
     ("dscnn", "weights:last:1@0.5", "orin"),       # partial update, jetson CPU path (6 threads)
+    ("dscnn", "all", "pi4"),                       # NEON depthwise forward, input and weight gradients
 ])
 def test_aarch64_matches_torch(name, scheme, board, tmp_path):
     target = "jetson" if board == "orin" else "rpi"

@@ -555,7 +555,27 @@ POOL_CASES = [
     (2, 2, 10, 9, (3, 3), (1, 2), (1, 0, 1, 0), (2, 1), False),  # dilation (max only)
     (1, 3, 6, 7, (3, 3), (2, 2), (1, 0, 2, 1), (1, 1), False),   # asymmetric pads
     (1, 1, 5, 5, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), True),    # ceil_mode, window past edge
+    (1, 3, 7, 9, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), False),   # 2x2 fast path, odd: cells left over
+    (2, 4, 25, 5, (25, 5), (1, 1), (0, 0, 0, 0), (1, 1), False), # one window over the image (dscnn)
 ]
+
+
+def test_maxpool_2x2_ties(k, g, rng):
+    """The 2x2 stride-2 path (write-first backward) keeps the first-maximum rule on many ties."""
+    x = f32(rng.integers(0, 3, (2, 4, 9, 11)))
+    dy = f32(rng.standard_normal((2, 4, 4, 5)))
+    sizes = (2, 4, 9, 11, 4, 5, 2, 2, 2, 2, 0, 0, 1, 1)
+    y = g.out(2, 4, 4, 5)
+    k.maxpool2d_f32_fw(y, x, *sizes)
+    dx = g.like(x)
+    k.maxpool2d_f32_bw(dx, dy, x, *sizes)
+    ref = np.zeros_like(x)
+    for n, c, oh, ow in np.ndindex(2, 4, 4, 5):
+        win = x[n, c, 2 * oh:2 * oh + 2, 2 * ow:2 * ow + 2].ravel()
+        j = int(np.argmax(win))  # numpy's argmax: the first maximum
+        assert y[n, c, oh, ow] == win[j]
+        ref[n, c, 2 * oh + j // 2, 2 * ow + j % 2] = dy[n, c, oh, ow]
+    np.testing.assert_array_equal(dx, ref)
 
 
 def torch_pool_sym(pads):

@@ -38,7 +38,7 @@ from compiler.kernels_tiled import (
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
-FAMILIES = ["conv", "gemm", "conv_tiled", "gemm_tiled"]
+FAMILIES = ["conv", "gemm", "conv_tiled", "dwconv_tiled", "gemm_tiled", "gemv"]
 RTOL, ATOL = 1e-5, 1e-6  # relative to the reference run on |inputs| (see module docstring)
 GUARD = 64
 GUARD_BITS = np.uint32(0x7FC0DEAD)  # a NaN with a payload no kernel produces
@@ -133,6 +133,15 @@ EDGE = [
     ("depthwise 3x1 1-D", 1, 7, 1, 40, 7, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 7),
     ("depthwise wide row", 1, 3, 5, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
     ("depthwise pad beyond kernel", 1, 2, 4, 4, 2, 3, 3, 1, 1, 4, 4, 4, 4, 1, 1, 2),
+    # channel blocks (eg_dwconv_tiled.c: C >= 8; a partial last block when C % 8 or C % 16 != 0)
+    ("dw blocks 5x5 s2 asym C=20 N=2", 2, 20, 13, 11, 20, 5, 5, 2, 2, 2, 1, 1, 3, 1, 1, 20),
+    ("dw blocks dil2 s3 C=12", 1, 12, 17, 16, 12, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 12),
+    ("dw blocks 3x1 1-D C=24", 1, 24, 1, 40, 24, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 24),
+    ("dw blocks pad beyond kernel C=16", 1, 16, 4, 4, 16, 3, 3, 1, 1, 4, 4, 4, 4, 1, 1, 16),
+    ("dw blocks 7x7 s2 bands C=40", 1, 40, 40, 40, 40, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 40),
+    ("dw blocks 3x3 s1 many bands C=8 N=3", 3, 8, 30, 31, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8),
+    ("dw blocks rows too wide: planes", 1, 8, 4, 600, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 8),
+    ("dw blocks 1x1 s2 no pad C=9", 1, 9, 7, 7, 9, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 9),
     ("1-D conv H=1 k5 s2", 2, 6, 1, 50, 10, 1, 5, 1, 2, 0, 2, 0, 2, 1, 1, 1),
     ("1-D conv k3 dil3", 1, 4, 1, 33, 5, 1, 3, 1, 1, 0, 3, 0, 3, 1, 3, 1),
     ("asym pads stride 3x2", 1, 3, 14, 15, 7, 4, 3, 3, 2, 3, 0, 1, 2, 1, 1, 1),
@@ -223,6 +232,35 @@ def test_conv_tiled_matches_reference(k, case):
         xs = f32(x[:, :Cg_upd])
         run("conv2d_f32_bw_weight", "conv2d_f32_bw_weight_tiled", "bw_weight", (M, Cg_upd, KH, KW),
             (dy, xs), (M, Cg_upd, Cg_upd), {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd})
+
+
+DW_CASES = [c for c in ZOO + EDGE if c[2] == c[5] == c[16] and c[2] >= 8]
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=[c[0] for c in DW_CASES])
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-0.5, 0.25), (-np.inf, np.inf)])
+def test_depthwise_clip_matches_reference(k, case, lo, hi):
+    """depthwise2d_f32_fw_clip (the fused depthwise + Clip) = clip_f32_fw of the reference conv,
+    every element; the clamp itself is exact, so only the sums' order may differ."""
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    sizes = sizes_of(case)
+    N, C, H, W, M, OH, OW, KH, KW, *_ = sizes
+    x = f32(rng.standard_normal((N, C, H, W)))
+    w = f32(rng.standard_normal((M, 1, KH, KW)))
+    for b in (f32(rng.standard_normal(M)), None):
+        ref = np.zeros((N, M, OH, OW), np.float32)
+        k.conv2d_f32_fw(ref, x, w, b, *sizes)
+        mag = np.zeros_like(ref)
+        k.conv2d_f32_fw(mag, np.abs(x), np.abs(w), None if b is None else np.abs(b), *sizes)
+        g = Guarded()
+        out = g.out(N, M, OH, OW)
+        k.depthwise2d_f32_fw_clip(out, x, w, b, *sizes, lo, hi)
+        g.check()
+        assert_close(out, np.clip(ref, lo, hi), mag, f"depthwise2d_f32_fw_clip {case[0]} [{lo}, {hi}]")
+        # exactly clamped: nothing outside [lo, hi], and the clamped elements equal the bounds
+        assert out.min() >= lo and out.max() <= hi
+        np.testing.assert_array_equal(out[ref < lo - mag * 1e-4], np.float32(lo))
+        np.testing.assert_array_equal(out[ref > hi + mag * 1e-4], np.float32(hi))
 
 
 def implicit_case(case, kind: str = "bw_weight") -> bool:
@@ -370,8 +408,25 @@ GEMM_CASES = [  # batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs(0: bro
 ]
 
 
-@pytest.mark.parametrize("case", GEMM_CASES)
-def test_gemm_tiled_matches_reference(k, case):
+GEMV_CASES = [  # the gemv variant's shapes (M == 1 or K == 1), same fields as GEMM_CASES
+    (1, 1, 48, 768, 0, 1, 1.0, 1.0, True, True, "row"),  # mlp_har forward: dot products
+    (1, 1, 10, 1280, 0, 1, 1.0, 1.0, True, True, "row"),
+    (1, 1, 7, 21, 1, 1, 2.0, 0.5, True, True, "full"),  # ragged rows and k tails
+    (1, 1, 1, 3, 0, 1, 1.0, 0.0, True, True, None),
+    (1, 1, 784, 10, 0, 0, 1.0, 0.0, True, True, None),  # input gradient dy . W: axpy
+    (1, 1, 45, 6, 1, 0, -1.0, 0.0, True, True, None),
+    (2, 1, 33, 17, 0, 0, 1.0, 1.0, True, False, "row"),
+    (1, 48, 768, 1, 1, 0, 1.0, 0.0, True, True, None),  # weight gradient dy^T x: outer product
+    (1, 6, 13, 1, 1, 1, 0.5, 1.0, True, True, "col"),
+    (3, 5, 9, 1, 0, 0, 1.0, 1.0, False, True, "full"),
+    (1, 1, 4, 0, 0, 1, 1.0, 1.0, True, True, "row"),  # no terms
+    (1, 3, 20, 9, 0, 1, 1.0, 0.0, True, True, None),  # neither: computed row by row
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES + GEMV_CASES)
+@pytest.mark.parametrize("fn", ["gemm_f32_tiled", "gemm_f32_gemv"])
+def test_gemm_tiled_matches_reference(k, case, fn):
     batch, M, N, K, ta, tb, alpha, beta, a_per_batch, b_per_batch, ckind = case
     rng = np.random.default_rng(M * 1000 + N * 10 + K)
     a_shape = (K, M) if ta else (M, K)
@@ -395,9 +450,9 @@ def test_gemm_tiled_matches_reference(k, case):
                abs(beta), *args[8:])
     g = Guarded()
     out = g.out(batch, M, N)
-    k.gemm_f32_tiled(out, a, b, c, *args)
+    getattr(k, fn)(out, a, b, c, *args)
     g.check()
-    assert_close(out, ref, mag, f"gemm_f32_tiled {case}")
+    assert_close(out, ref, mag, f"{fn} {case}")
 
 
 @pytest.mark.parametrize("cc", [
@@ -411,6 +466,6 @@ def test_tiled_sources_compile_for_other_targets(cc, tmp_path):
     have = importlib.util.find_spec("ziglang") if cc[0] == sys.executable else shutil.which(cc[0])
     if not have:
         pytest.skip(f"{cc[0:4]} not available")
-    for fam in ("conv_tiled", "gemm_tiled"):
+    for fam in ("conv_tiled", "dwconv_tiled", "gemm_tiled", "gemv"):
         subprocess.run([*cc, f"-I{RUNTIME}", "-c", str(RUNTIME / f"eg_{fam}.c"), "-o",
                         str(tmp_path / f"{fam}.o")], check=True, capture_output=True, text=True)

@@ -1,10 +1,11 @@
 /* aarch64_bench.c — times the reference, tiled and NEON conv kernels on shapes read from stdin
  * (tools/aarch64bench.py builds this statically and runs it under qemu-aarch64).
  *
- * stdin, one layer per line: N C H W M OH OW KH KW sh sw pt pl dil_h dil_w G scratch_floats
+ * stdin, one layer per line: N C H W M OH OW KH KW sh sw pt pl dil_h dil_w G scratch_floats dw
+ * (dw = 1: a depthwise layer the _dw_neon kernels take: "NEON" is them, not _neon)
  * stdout, one line per layer and kind (fw, bw_input, bw_weight): the minimum wall time per
- * call in microseconds of the reference, _tiled and _neon kernels.
- * `aarch64_bench count VARIANT KIND REPS` (0 ref / 1 tiled / 2 neon; 0 fw / 1 bw_input /
+ * call in microseconds of the reference, _tiled and NEON kernels.
+ * `aarch64_bench count VARIANT KIND REPS` (0 ref / 1 tiled / 2 NEON; 0 fw / 1 bw_input /
  * 2 bw_weight) instead calls that one kernel REPS times on the first layer, untimed: the
  * bench counts the guest instructions of runs with REPS = 0 and 1 from QEMU's exec trace. */
 #define _POSIX_C_SOURCE 199309L
@@ -14,6 +15,7 @@
 
 #include "eg_conv.h"
 #include "eg_conv_tiled.h"
+#include "eg_dw_neon.h"
 #include "eg_neon.h"
 
 static double now_us(void)
@@ -33,7 +35,7 @@ static float *randn(size_t n, unsigned *seed)
     return p;
 }
 
-enum { REF, TILED, NEON };
+enum { REF, TILED, NEON, DW_NEON };
 
 static void call(int kind, int v, float *y, float *dx, float *dwt, const float *x, const float *w,
                  const float *b, const float *dy, const int *d, float *s)
@@ -41,6 +43,10 @@ static void call(int kind, int v, float *y, float *dx, float *dwt, const float *
     const int N = d[0], C = d[1], H = d[2], W = d[3], M = d[4], OH = d[5], OW = d[6], KH = d[7], KW = d[8];
     const int sh = d[9], sw = d[10], pt = d[11], pl = d[12], dh = d[13], dw = d[14], G = d[15];
     const int Cg = C / G;
+    if (v == NEON && d[17]) v = DW_NEON;
+    if (kind == 0 && v == DW_NEON) conv2d_f32_fw_dw_neon(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, s);
+    if (kind == 1 && v == DW_NEON) conv2d_f32_bw_input_dw_neon(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, s);
+    if (kind == 2 && v == DW_NEON) conv2d_f32_bw_weight_dw_neon(dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, M, Cg, C, s);
     if (kind == 0 && v == REF) conv2d_f32_fw(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G);
     if (kind == 0 && v == TILED) conv2d_f32_fw_tiled(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, s);
     if (kind == 0 && v == NEON) conv2d_f32_fw_neon(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, s);
@@ -56,10 +62,10 @@ int main(int argc, char **argv)
 {
     const int count = argc > 4 && argv[1][0] == 'c';
     const double budget_us = argc > 1 && !count ? atof(argv[1]) : 200000.0; /* per kernel and variant */
-    int d[17];
+    int d[18];
     unsigned seed = 1;
     while (1) {
-        for (int i = 0; i < 17; i++)
+        for (int i = 0; i < 18; i++)
             if (scanf("%d", &d[i]) != 1)
                 return 0;
         const int N = d[0], C = d[1], H = d[2], W = d[3], M = d[4], OH = d[5], OW = d[6], KH = d[7], KW = d[8];

@@ -2,14 +2,18 @@
 prints markdown tables:
 
 1. guest instructions per call of the conv kernels on zoo layers: reference vs tiled (GCC vector
-   extensions) vs NEON, 1 thread. Counted exactly from QEMU's translation/execution trace
+   extensions) vs NEON (the GEMM-core _neon kernels; the _dw_neon ones on depthwise layers), 1 thread. Counted exactly from QEMU's translation/execution trace
    (-d in_asm,exec,nochain: every executed translation block times its instruction count), as
    the difference between a run that calls the kernel once and one that does not.
 2. (--wall) wall time per call of the same kernels, NEON with 1 and 4 threads.
 3. wall time per training step of zoo models built for the Pi 4 with 1 and 4 threads.
 
-    python -m edgegrad.tools.aarch64bench                  # instructions + steps
-    python -m edgegrad.tools.aarch64bench --wall --no-steps
+4. guest instructions per training step on the Pi 5 (cortex-a76): fp32 NEON vs --dtype fp16 with
+   the portable fp16 kernels vs with their NEON variants (fp16 loads widened by fcvtl).
+
+    python -m edgegrad.tools.aarch64bench                  # instructions + steps + fp16
+    python -m edgegrad.tools.aarch64bench --wall --no-steps --fp16-models ''
+    python -m edgegrad.tools.aarch64bench --no-steps --fp16-models cnn_fashion:all
 
 EMULATED: no Raspberry Pi or Jetson here, so no real-board timing. Instruction counts are exact
 for the guest but say nothing of a Cortex-A72's issue width or memory system. QEMU emulates every
@@ -38,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
+from compiler.kernels_neon import dw_neon_applies, dw_neon_scratch_floats
 from compiler.kernels_tiled import conv_scratch_floats
 
 QEMU = ["qemu-aarch64", "-cpu", "cortex-a72"]
@@ -49,16 +54,18 @@ LAYERS = [
     ("dscnn pw 64->64 25x5", 1, 64, 25, 5, 64, 25, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1),
     ("mbv2 pw 16->96 12px", 1, 16, 12, 12, 96, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1),
     ("mbv2 dw 48 24px", 1, 48, 24, 24, 48, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 48),
+    ("mbv2 dw 48 s2 48px", 1, 48, 48, 48, 48, 24, 24, 3, 3, 2, 2, 1, 1, 1, 1, 48),
+    ("dscnn dw 64 25x5", 1, 64, 25, 5, 64, 25, 5, 3, 3, 1, 1, 1, 1, 1, 1, 64),
 ]
 KINDS = ("fw", "bw_input", "bw_weight")
 STEP_MODELS = [("cnn_fashion", "all"), ("resnet8", "all"), ("mobilenetv2_w035_96", "last:2")]
-INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"), ("resnet8", "last:2"),
-                ("mobilenetv2_w035_96", "last:2")]
+INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"), ("dscnn", "all"),
+                ("resnet8", "last:2"), ("mobilenetv2_w035_96", "last:2")]
 
 
 def build_bench(out: Path, threads: int) -> Path:
     exe = out / f"aarch64_bench_t{threads}"
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
+    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
                *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tools" / "aarch64_bench.c"]
     subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O3", "-mcpu=cortex-a72", "-fno-math-errno", "-static",
                     "-pthread", f"-DEG_NUM_THREADS={threads}", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}",
@@ -68,8 +75,9 @@ def build_bench(out: Path, threads: int) -> Path:
 
 def _layer_line(layer) -> str:
     dims = layer[1:]
-    scratch = max(conv_scratch_floats(k, *dims) for k in KINDS)
-    return " ".join(map(str, (*dims, scratch)))
+    dw = dw_neon_applies(*dims)
+    scratch = max(max(conv_scratch_floats(k, *dims), dw_neon_scratch_floats(k, *dims) if dw else 0) for k in KINDS)
+    return " ".join(map(str, (*dims, scratch, int(dw))))
 
 
 def count_trace(trace_path: Path) -> int:
@@ -151,23 +159,34 @@ def kernel_table(budget_ms: float) -> str:
 
 @contextlib.contextmanager
 def kernel_variant(variant: str) -> Iterator[None]:
-    """Benchmark only: let select_kernels pick at most `variant` (reference < tiled < neon) for rpi."""
+    """Benchmark only: let select_kernels pick at most `variant` (reference < tiled < neon-gemm <
+    neon) for rpi; neon-gemm is NEON without the depthwise kernels (_dw_neon); neon-f16ref is NEON
+    with the portable fp16 conv/GEMM kernels (no _neon fp16 variants)."""
+    from edgegrad import kernels_neon
     from edgegrad.passes import select_kernels as sk
     saved = set(sk.TILED_TARGETS), set(sk.NEON_TARGETS)
+    f16_saved = set(sk.F16_NEON_TARGETS)
+    if variant == "neon-f16ref":
+        sk.F16_NEON_TARGETS.discard("rpi")
+    applies = kernels_neon.dw_neon_applies
     if variant in ("reference", "tiled"):
         sk.NEON_TARGETS.discard("rpi")
     if variant == "reference":
         sk.TILED_TARGETS.discard("rpi")
+    if variant == "neon-gemm":
+        kernels_neon.dw_neon_applies = lambda *a, **k: False
     try:
         yield
     finally:
+        kernels_neon.dw_neon_applies = applies
+        sk.F16_NEON_TARGETS.update(f16_saved)
         sk.TILED_TARGETS.clear()
         sk.TILED_TARGETS.update(saved[0])
         sk.NEON_TARGETS.clear()
         sk.NEON_TARGETS.update(saved[1])
 
 
-def _traced_steps(build: Path, steps: int) -> int:
+def _traced_steps(build: Path, steps: int, cpu: str = "cortex-a72") -> int:
     """Guest instructions of a whole session that runs `steps` training steps (1 thread build)."""
     from edgegrad.run import Session, load_build
     from edgegrad.tools.runner import open_device
@@ -180,7 +199,7 @@ def _traced_steps(build: Path, steps: int) -> int:
         result: list[int] = []
         reader = threading.Thread(target=lambda: result.append(count_trace(fifo)))
         reader.start()
-        cmd = [QEMU[0], *TRACE_FLAGS, "-D", str(fifo), *QEMU[1:], str(build / info["binary"])]
+        cmd = [QEMU[0], *TRACE_FLAGS, "-D", str(fifo), "-cpu", cpu, str(build / info["binary"])]
         old = os.environ.get("EDGEGRAD_AARCH64_RUN")
         os.environ["EDGEGRAD_AARCH64_RUN"] = shlex.join(cmd)
         try:
@@ -204,22 +223,48 @@ def step_instruction_table(models: list[tuple[str, str]]) -> str:
     from edgegrad.pipeline import CompileConfig, compile_model
 
     from models import ZOO
-    head = ("| model | scheme | conv+GEMM MACs/step | reference instr/step | tiled instr/step | NEON instr/step "
-            "| ref / NEON | tiled / NEON |")
-    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = ("| model | scheme | conv+GEMM MACs/step | reference instr/step | tiled instr/step "
+            "| NEON w/o depthwise instr/step | NEON instr/step | ref / NEON | tiled / NEON | w/o dw / NEON |")
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, scheme in models:
             per = {}
-            for variant in ("reference", "tiled", "neon"):
-                out = Path(tmp) / f"{name}-{variant}"
+            for variant in ("reference", "tiled", "neon-gemm", "neon"):
+                out = Path(tmp) / f"{name}-{scheme}-{variant}"
                 with kernel_variant(variant):
                     res = compile_model(ZOO[name].path, out, CompileConfig(target="rpi", update=scheme, threads=1,
                                                                            quiet=True))
                 per[variant] = (_traced_steps(out, 3) - _traced_steps(out, 1)) // 2
             macs = sum(node_macs(n, res.graph) for n in res.graph.nodes)
             rows.append(f"| {name} | `{scheme}` | {macs:,} | {per['reference']:,} | {per['tiled']:,} | "
-                        f"{per['neon']:,} | {per['reference'] / per['neon']:.2f}x | "
-                        f"{per['tiled'] / per['neon']:.2f}x |")
+                        f"{per['neon-gemm']:,} | {per['neon']:,} | {per['reference'] / per['neon']:.2f}x | "
+                        f"{per['tiled'] / per['neon']:.2f}x | {per['neon-gemm'] / per['neon']:.2f}x |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    return "\n".join(rows)
+
+
+def fp16_step_table(models: list[tuple[str, str]]) -> str:
+    """Guest instructions per training step of 1-thread Pi 5 builds (-mcpu=cortex-a76+fp16, run
+    under qemu -cpu cortex-a76): fp32 with the NEON kernels vs --dtype fp16 with the portable fp16
+    kernels (eg_conv_f16.c, eg_gemm_f16.c) vs --dtype fp16 with their NEON variants."""
+    from edgegrad.pipeline import CompileConfig, compile_model
+
+    from models import ZOO
+    head = ("| model | scheme | fp32 NEON instr/step | fp16 portable instr/step | fp16 NEON instr/step "
+            "| fp32 NEON / fp16 NEON | fp16 portable / fp16 NEON |")
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, scheme in models:
+            per = {}
+            for label, dtype, variant in (("fp32", "fp32", "neon"), ("f16ref", "fp16", "neon-f16ref"),
+                                          ("f16neon", "fp16", "neon")):
+                out = Path(tmp) / f"{name}-{scheme}-{label}"
+                with kernel_variant(variant):
+                    compile_model(ZOO[name].path, out, CompileConfig(target="rpi", board="pi5", update=scheme,
+                                                                     dtype=dtype, threads=1, quiet=True))
+                per[label] = (_traced_steps(out, 3, "cortex-a76") - _traced_steps(out, 1, "cortex-a76")) // 2
+            rows.append(f"| {name} | `{scheme}` | {per['fp32']:,} | {per['f16ref']:,} | {per['f16neon']:,} | "
+                        f"{per['fp32'] / per['f16neon']:.2f}x | {per['f16ref'] / per['f16neon']:.2f}x |")
             print(rows[-1], file=sys.stderr, flush=True)
     return "\n".join(rows)
 
@@ -264,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(f"{m}:{s}" for m, s in INSTR_MODELS),
                    help="MODEL:SCHEME,... for the instructions-per-step table (default: %(default)s)")
     p.add_argument("--wall", action="store_true", help="also emulated wall time per kernel call (1 and 4 threads)")
+    p.add_argument("--fp16-models", default="mlp_har:all,cnn_fashion:all,dscnn:last:3",
+                   help="MODEL:SCHEME,... for the Pi 5 fp16 vs fp32 table ('' skips it; default: %(default)s)")
     a = p.parse_args(argv)
     print("EMULATED under qemu-aarch64 -cpu cortex-a72 (this x86-64 machine, not a Pi)\n")
     print(instruction_table())
@@ -275,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         print(step_instruction_table([tuple(ms.split(":", 1)) for ms in a.models.split(",")]))
         print()
         print(step_table(a.steps))
+    if a.fp16_models:
+        print()
+        print(fp16_step_table([tuple(ms.split(":", 1)) for ms in a.fp16_models.split(",")]))
     return 0
 
 

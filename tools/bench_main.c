@@ -21,6 +21,10 @@
  * "NAME BYTES" followed by BYTES raw bytes (the benchmark's gradient check: `bench_host 1 0 DUMP`
  * is the model after one step from its initial weights).
  * Exit status: 0, 1 on bad arguments, 2 if the loss is not finite.
+ *
+ * Built with -DEG_PROFILE against a model.c whose eg_train_step stores each call's duration in
+ * eg_prof_ns[i] (tools/hostbench.py --profile writes that copy), it also prints one line per call
+ * after the summary: "call=I median_ns=T" (the median over the timed steps).
  */
 #define _POSIX_C_SOURCE 199309L
 
@@ -36,6 +40,11 @@
 #define MAX_INPUTS 8
 
 static clockid_t step_clock = CLOCK_MONOTONIC;
+
+#ifdef EG_PROFILE
+extern uint64_t eg_prof_ns[];
+extern const uint32_t eg_prof_calls;
+#endif
 
 static uint64_t now_ns(void)
 {
@@ -143,6 +152,11 @@ int main(int argc, char **argv)
   times = malloc((size_t)steps * sizeof *times);
   if (times == NULL || prepare_inputs() != 0)
     return 1;
+#ifdef EG_PROFILE
+  uint64_t *calls = malloc((size_t)steps * eg_prof_calls * sizeof *calls);
+  if (calls == NULL)
+    return 1;
+#endif
 
   eg_init();
   for (i = 0; i < warmup; i++) {
@@ -160,12 +174,24 @@ int main(int argc, char **argv)
     total += times[i];
     if (i == 0 && warmup == 0)
       loss_first = loss;
+#ifdef EG_PROFILE
+    for (uint32_t c = 0; c < eg_prof_calls; c++)
+      calls[(size_t)c * steps + i] = eg_prof_ns[c];
+#endif
   }
   qsort(times, (size_t)steps, sizeof *times, cmp_u64);
   printf("steps=%ld median_us=%.3f min_us=%.3f mean_us=%.3f loss_first=%.6g loss_last=%.6g peak_rss_kib=%ld\n", steps,
          (steps % 2 ? (double)times[steps / 2] : 0.5 * (double)(times[steps / 2 - 1] + times[steps / 2])) / 1e3,
          (double)times[0] / 1e3, (double)total / (double)steps / 1e3, (double)loss_first, (double)loss, peak_rss_kib());
   free(times);
+#ifdef EG_PROFILE
+  for (uint32_t c = 0; c < eg_prof_calls; c++) {
+    uint64_t *t = calls + (size_t)c * steps;
+    qsort(t, (size_t)steps, sizeof *t, cmp_u64);
+    printf("call=%u median_ns=%.1f\n", c, steps % 2 ? (double)t[steps / 2] : 0.5 * (double)(t[steps / 2 - 1] + t[steps / 2]));
+  }
+  free(calls);
+#endif
   if (argc > 3 && dump_params(argv[3]) != 0)
     return 1;
   return isfinite(loss) ? 0 : 2;

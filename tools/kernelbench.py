@@ -99,7 +99,7 @@ def zoo_convs(model: str) -> dict[ConvShape, int]:
 
 def build(out_dir: Path) -> ctypes.CDLL:
     lib = out_dir / "libkb.so"
-    srcs = [str(RUNTIME / f"eg_{f}.c") for f in ("conv", "gemm", "conv_tiled", "gemm_tiled")]
+    srcs = [str(RUNTIME / f"eg_{f}.c") for f in ("conv", "gemm", "conv_tiled", "dwconv_tiled", "gemm_tiled")]
     subprocess.run(["gcc", *HOST_CFLAGS, f"-I{RUNTIME}", *srcs, "-o", str(lib)], check=True)
     return ctypes.CDLL(str(lib))
 

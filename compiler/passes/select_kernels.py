@@ -18,11 +18,21 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   keeps the portable fp16 kernel (scalar Zfh where the board has zfh); other targets too.
 - ``neon``: on the aarch64 targets (rpi, jetson) the same algorithms and scratch over an
   arm_neon.h GEMM core, threaded over the board's cores (runtime_c/neon/eg_neon.h).
+- ``dw_neon``: on rpi/jetson, depthwise convolutions as arm_neon.h loops over one zero-padded
+  plane per channel (runtime_c/neon/eg_dw_neon.h) where kernels_neon.dw_neon_applies says so
+  (width stride 1 or 2, no dilation), scratch from kernels_neon.dw_neon_scratch_floats.
+- ``neon`` on an ``f16`` node (`--dtype fp16`, rpi/jetson): the native fp16 conv/GEMM kernels with
+  fp16 loads widened by fcvtl and fp32 accumulation (runtime_c/neon/eg_f16_neon.h), no scratch
+  (chosen after the TVM assignment: TVM's kernels are fp32).
 - ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
   for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
 - ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
   as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
   kernels_tiled.use_implicit says so.
+- ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
+  layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
+  gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
+  for shapes these are not.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from ..ir import Graph
 RUNTIME = Path(__file__).resolve().parent.parent.parent / "runtime_c"
 TILED_TARGETS = {"host", "rpi", "jetson"}
 NEON_TARGETS = {"rpi", "jetson"}
+F16_NEON_TARGETS = {"rpi", "jetson"}  # the fp16 NEON kernels use base ARMv8 fcvtl/fcvtn: every board
 CONV_KINDS = {"Conv": "fw", "ConvBwInput": "bw_input", "ConvBwWeight": "bw_weight"}
 GEMM_OPS = ("Gemm", "MatMul", "MatMulT")
 # ISA extensions an mcu build may list (CompileConfig.extensions, `--ext`), beyond rv32imafc.
@@ -67,6 +78,16 @@ def conv_sizes(g: Graph, n) -> dict:
     return d
 
 
+def gemv_shaped(g: Graph, n) -> bool:
+    """A 2-D product with one output row or one contracted term (the ``gemv`` variant's shapes)."""
+    ys = g.tensors[n.outputs[0]].shape
+    if len(ys) != 2 or any(len(g.tensors[i].shape) != 2 for i in n.inputs[:2]):
+        return False
+    ta = n.attrs.get("transA", 0) if n.op in ("Gemm", "MatMulT") else 0
+    sa = g.tensors[n.inputs[0]].shape
+    return ys[0] == 1 or (sa[0] if ta else sa[1]) == 1
+
+
 def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
                    board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
@@ -81,17 +102,23 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     if target not in TILED_TARGETS or not tiled_available():
         return g
+    from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
+    dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
+    f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
-        if n.attrs.get("f16"):  # the fp16 kernels have no _tiled/_neon variant yet
+        if n.attrs.get("f16"):  # native fp16 conv/GEMM: the reference, or _neon below
             continue
         if n.op in ("Gemm", "MatMul", "MatMulT"):
-            n.attrs["kernel"] = "tiled"
+            n.attrs["kernel"] = "gemv" if target not in NEON_TARGETS and gemv_shaped(g, n) else "tiled"
         kind = CONV_KINDS.get(n.op)
         if kind is None:
             continue
         sizes = conv_sizes(g, n)
-        if target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
+        if dw_neon and dw_neon_applies(**sizes):
+            n.attrs["kernel"] = "dw_neon"
+            floats = dw_neon_scratch_floats(kind, **sizes)
+        elif target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
         else:
@@ -108,4 +135,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if backend != "ours":  # --backend tvm|auto: some NEON kernels may become TVM's (compiler/tvm_backend.py)
             from ..tvm_backend import assign
             assign(g, target, board, backend, log)
+    for n in g.nodes:  # native fp16 conv/GEMM on rpi/jetson: eg_f16_neon.h (no scratch)
+        if f16_neon and n.attrs.get("f16") and (n.op in CONV_KINDS or n.op in GEMM_OPS):
+            n.attrs["kernel"] = "neon"
     return g

@@ -4,8 +4,10 @@
  * (runtime_c/KERNELS.md is the contract); the wrapper launches it on the default stream. Pointer
  * arguments are device pointers; shape/stride arrays are host arrays, passed to the kernel by
  * value (eg_dims). Simple and correct first: one thread per output element (convolutions, GEMM,
- * elementwise, pooling forward, broadcast), one thread per (n, c) plane where the reference
- * scatters (pooling backward), one thread for the small reductions (reduce_sum, the loss).
+ * elementwise, activations, strided copies, batch norm, pooling forward, broadcast, reduce_sum:
+ * each sums its own inputs), one thread per softmax row, per batch-norm channel (parameter
+ * gradients) and per (n, c) plane where the reference scatters (pooling backward), one thread
+ * for the loss.
  * Every output element is written by exactly one thread: no atomics, deterministic results.
  *
  * Without nvcc (__CUDACC__ undefined) the same source compiles as C++ for the host: EG_FOR is a
@@ -42,6 +44,16 @@ static inline int eg_blocks(ptrdiff_t n)
 #define EG_EXPF expf
 #define EG_LOGF logf
 #define EG_SQRTF sqrtf
+#define EG_TANHF tanhf
+/* both tails keep their relative accuracy, as eg_sigmoidf (eg_math.h) */
+static inline __device__ float eg_sigmoid_dev(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    const float e = expf(x);
+    return e / (1.0f + e);
+}
+#define EG_SIGMOIDF eg_sigmoid_dev
 
 static inline void eg_cuda_check(cudaError_t e, const char *what)
 {
@@ -78,6 +90,8 @@ static inline void eg_dev_sync(void) { eg_cuda_check(cudaDeviceSynchronize(), "a
 #define EG_EXPF eg_expf
 #define EG_LOGF eg_logf
 #define EG_SQRTF eg_sqrtf
+#define EG_TANHF eg_tanhf
+#define EG_SIGMOIDF eg_sigmoidf
 static inline float *eg_dev_alloc(size_t floats)
 {
     float *p = (float *)calloc(floats + 4, 4); /* once, in eg_init: never in a step */
@@ -321,6 +335,192 @@ EG_UNARY(relu_f32_fw, , , x[i] > 0.0f ? x[i] : 0.0f)
 EG_UNARY(clip_f32_fw, EG_COMMA float lo EG_COMMA float hi, EG_COMMA lo EG_COMMA hi,
          (x[i] < lo ? lo : x[i]) > hi ? hi : (x[i] < lo ? lo : x[i]))
 
+/* activation gradients: dx = dy * f'(v), v the saved input or output (as the reference kernel) */
+#define EG_GRAD(name, params, args, expr)                                              \
+    EG_KERNEL eg_k_##name(float *dx, const float *dy, const float *v, int n params)    \
+    {                                                                                  \
+        EG_FOR(i, n) { dx[i] = expr; }                                                 \
+    }                                                                                  \
+    static inline void name##_cuda(float *dx, const float *dy, const float *v, int n params) \
+    {                                                                                  \
+        EG_LAUNCH(n, eg_k_##name, dx, dy, v, n args);                                  \
+    }
+
+static inline EG_HD float eg_hardsigmoid(float x, float alpha, float beta)
+{
+    const float v = alpha * x + beta;
+    const float r = v > 0.0f ? v : 0.0f;
+    return r < 1.0f ? r : 1.0f;
+}
+static inline EG_HD float eg_hardswish(float x)
+{
+    float r = x + 3.0f;
+    r = r > 0.0f ? r : 0.0f;
+    r = r < 6.0f ? r : 6.0f;
+    return x * r / 6.0f;
+}
+
+EG_UNARY(leakyrelu_f32_fw, EG_COMMA float alpha, EG_COMMA alpha, x[i] > 0.0f ? x[i] : alpha * x[i])
+EG_UNARY(sigmoid_f32_fw, , , EG_SIGMOIDF(x[i]))
+EG_UNARY(tanh_f32_fw, , , EG_TANHF(x[i]))
+EG_UNARY(hardsigmoid_f32_fw, EG_COMMA float alpha EG_COMMA float beta, EG_COMMA alpha EG_COMMA beta,
+         eg_hardsigmoid(x[i], alpha, beta))
+EG_UNARY(hardswish_f32_fw, , , eg_hardswish(x[i]))
+
+/* leaky: v = x;  sigmoid, tanh: v = y;  hardsigmoid, hardswish: v = x (torch's branches) */
+EG_GRAD(leakyrelu_f32_bw, EG_COMMA float alpha, EG_COMMA alpha, v[i] > 0.0f ? dy[i] : alpha * dy[i])
+EG_GRAD(sigmoid_f32_bw, , , dy[i] * v[i] * (1.0f - v[i]))
+EG_GRAD(tanh_f32_bw, , , dy[i] * (1.0f - v[i] * v[i]))
+EG_GRAD(hardsigmoid_f32_bw, EG_COMMA float alpha EG_COMMA float beta, EG_COMMA alpha EG_COMMA beta,
+        (alpha * v[i] + beta > 0.0f && alpha * v[i] + beta < 1.0f) ? alpha * dy[i] : 0.0f)
+EG_GRAD(hardswish_f32_bw, , ,
+        v[i] <= -3.0f ? 0.0f : (v[i] < 3.0f ? dy[i] * (v[i] / 3.0f + 0.5f) : dy[i]))
+/* PReLU's slope gradient terms dy * x where x < 0 (summed onto the slope by reduce_sum) */
+EG_GRAD(prelu_f32_bw_slope_terms, , , v[i] < 0.0f ? dy[i] * v[i] : 0.0f)
+
+/* offset of element i (row-major over d.shape) along the strides s */
+static inline EG_HD ptrdiff_t eg_offset(ptrdiff_t i, const eg_dims &d, const int *s)
+{
+    ptrdiff_t o = 0;
+    for (int k = d.n - 1; k >= 0; k--) {
+        o += (ptrdiff_t)(i % d.shape[k]) * s[k];
+        i /= d.shape[k];
+    }
+    return o;
+}
+
+/* PReLU, slope broadcast over x along the strides ss: y = x > 0 ? x : slope * x */
+EG_KERNEL eg_k_prelu_fw(float *y, const float *x, const float *slope, eg_dims d)
+{
+    EG_FOR(i, eg_numel(d.n, d.shape)) {
+        y[i] = x[i] > 0.0f ? x[i] : slope[eg_offset(i, d, d.s0)] * x[i];
+    }
+}
+static inline void prelu_f32_fw_cuda(float *y, const float *x, const float *slope, int ndim, const int *shape,
+                                     const int *ss)
+{
+    EG_LAUNCH(eg_numel(ndim, shape), eg_k_prelu_fw, y, x, slope, eg_make_dims(ndim, shape, ss, NULL));
+}
+
+/* dx = dy * (x > 0 ? 1 : slope) */
+EG_KERNEL eg_k_prelu_bw_input(float *dx, const float *dy, const float *x, const float *slope, eg_dims d)
+{
+    EG_FOR(i, eg_numel(d.n, d.shape)) {
+        dx[i] = x[i] > 0.0f ? dy[i] : slope[eg_offset(i, d, d.s0)] * dy[i];
+    }
+}
+static inline void prelu_f32_bw_input_cuda(float *dx, const float *dy, const float *x, const float *slope, int ndim,
+                                           const int *shape, const int *ss)
+{
+    EG_LAUNCH(eg_numel(ndim, shape), eg_k_prelu_bw_input, dx, dy, x, slope, eg_make_dims(ndim, shape, ss, NULL));
+}
+
+/* ---- softmax over the middle axis of [outer, n, inner]: one thread per (o, j) row ----------- */
+
+EG_KERNEL eg_k_softmax_fw(float *y, const float *x, int outer, int n, int inner)
+{
+    EG_FOR(r, (ptrdiff_t)outer * inner) {
+        const ptrdiff_t base = r / inner * n * inner + r % inner; /* element (o, 0, j) */
+        const float *xs = x + base;
+        float *ys = y + base;
+        float mx = xs[0];
+        for (int i = 1; i < n; i++)
+            mx = xs[(ptrdiff_t)i * inner] > mx ? xs[(ptrdiff_t)i * inner] : mx;
+        float sum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const float e = EG_EXPF(xs[(ptrdiff_t)i * inner] - mx);
+            ys[(ptrdiff_t)i * inner] = e;
+            sum += e;
+        }
+        for (int i = 0; i < n; i++)
+            ys[(ptrdiff_t)i * inner] /= sum;
+    }
+}
+static inline void softmax_f32_fw_cuda(float *y, const float *x, int outer, int n, int inner)
+{
+    EG_LAUNCH((ptrdiff_t)outer * inner, eg_k_softmax_fw, y, x, outer, n, inner);
+}
+
+/* dx_k = y_k * (dy_k - sum_i dy_i y_i) */
+EG_KERNEL eg_k_softmax_bw(float *dx, const float *dy, const float *y, int outer, int n, int inner)
+{
+    EG_FOR(r, (ptrdiff_t)outer * inner) {
+        const ptrdiff_t base = r / inner * n * inner + r % inner;
+        float dot = 0.0f;
+        for (int i = 0; i < n; i++)
+            dot += dy[base + (ptrdiff_t)i * inner] * y[base + (ptrdiff_t)i * inner];
+        for (int i = 0; i < n; i++) {
+            const ptrdiff_t k = base + (ptrdiff_t)i * inner;
+            dx[k] = y[k] * (dy[k] - dot);
+        }
+    }
+}
+static inline void softmax_f32_bw_cuda(float *dx, const float *dy, const float *y, int outer, int n, int inner)
+{
+    EG_LAUNCH((ptrdiff_t)outer * inner, eg_k_softmax_bw, dx, dy, y, outer, n, inner);
+}
+
+/* ---- batch norm with frozen statistics, x/y [N, C, HW] ------------------------------------- */
+
+/* y = (x - mean) * k + bias, k = scale / sqrt(var + eps) */
+EG_KERNEL eg_k_bn_fw(float *y, const float *x, const float *scale, const float *bias, const float *mean,
+                     const float *var, float eps, int N, int C, int HW)
+{
+    EG_FOR(i, (ptrdiff_t)N * C * HW) {
+        const int c = (int)(i / HW % C);
+        const float k = scale[c] / EG_SQRTF(var[c] + eps);
+        y[i] = (x[i] - mean[c]) * k + bias[c];
+    }
+}
+static inline void batchnorm_f32_fw_cuda(float *y, const float *x, const float *scale, const float *bias,
+                                         const float *mean, const float *var, float eps, int N, int C, int HW)
+{
+    EG_LAUNCH((ptrdiff_t)N * C * HW, eg_k_bn_fw, y, x, scale, bias, mean, var, eps, N, C, HW);
+}
+
+/* dx = dy * k */
+EG_KERNEL eg_k_bn_bw_input(float *dx, const float *dy, const float *scale, const float *var, float eps, int N,
+                           int C, int HW)
+{
+    EG_FOR(i, (ptrdiff_t)N * C * HW) {
+        const int c = (int)(i / HW % C);
+        dx[i] = dy[i] * (scale[c] / EG_SQRTF(var[c] + eps));
+    }
+}
+static inline void batchnorm_f32_bw_input_cuda(float *dx, const float *dy, const float *scale, const float *var,
+                                               float eps, int N, int C, int HW)
+{
+    EG_LAUNCH((ptrdiff_t)N * C * HW, eg_k_bn_bw_input, dx, dy, scale, var, eps, N, C, HW);
+}
+
+/* dscale[c] = inv_std * sum dy * (x - mean), dbias[c] = sum dy (either may be NULL): one
+ * thread per channel, summing in the reference's order */
+EG_KERNEL eg_k_bn_bw_params(float *dscale, float *dbias, const float *dy, const float *x, const float *mean,
+                            const float *var, float eps, int N, int C, int HW)
+{
+    EG_FOR(c, C) {
+        const float inv_std = 1.0f / EG_SQRTF(var[c] + eps), mu = mean[c];
+        float sum_dy = 0.0f, sum_dy_xc = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const ptrdiff_t o = ((ptrdiff_t)n * C + c) * HW;
+            for (int s = 0; s < HW; s++) {
+                sum_dy += dy[o + s];
+                sum_dy_xc += dy[o + s] * (x[o + s] - mu);
+            }
+        }
+        if (dscale)
+            dscale[c] = sum_dy_xc * inv_std;
+        if (dbias)
+            dbias[c] = sum_dy;
+    }
+}
+static inline void batchnorm_f32_bw_params_cuda(float *dscale, float *dbias, const float *dy, const float *x,
+                                                const float *mean, const float *var, float eps, int N, int C,
+                                                int HW)
+{
+    EG_LAUNCH(C, eg_k_bn_bw_params, dscale, dbias, dy, x, mean, var, eps, N, C, HW);
+}
+
 EG_KERNEL eg_k_fill(float *y, int n, float v) { EG_FOR(i, n) { y[i] = v; } }
 static inline void fill_f32_cuda(float *y, int n, float v) { EG_LAUNCH(n, eg_k_fill, y, n, v); }
 
@@ -367,30 +567,64 @@ static inline void broadcast_f32_cuda(float *y, const float *x, int ndim, const 
     EG_LAUNCH(eg_numel(ndim, shape), eg_k_broadcast, y, x, eg_make_dims(ndim, shape, sx, NULL), alpha);
 }
 
-/* y[idx . sy] += x[idx . sx] over every idx of shape, y zeroed first: one thread (small sums:
- * bias gradients) keeps the reference's order and needs no atomics. */
+/* y[idx . sy] = x[idx . sx] over every idx of shape (slice, transpose, concat, pad) */
+EG_KERNEL eg_k_copy_strided(float *y, const float *x, eg_dims d)
+{
+    EG_FOR(i, eg_numel(d.n, d.shape)) { y[eg_offset(i, d, d.s0)] = x[eg_offset(i, d, d.s1)]; }
+}
+static inline void copy_strided_f32_cuda(float *y, const float *x, int ndim, const int *shape, const int *sy,
+                                         const int *sx)
+{
+    EG_LAUNCH(eg_numel(ndim, shape), eg_k_copy_strided, y, x, eg_make_dims(ndim, shape, sy, sx));
+}
+
+/* y[idx . sy] += x[idx . sx] over every idx of shape, y zeroed first. The dims with sy != 0 are
+ * kept (y is row-major over them, ny elements); one thread per element of y walks the reduced
+ * dims (sy == 0) in row-major order: the reference's order of terms, no atomics. */
 EG_KERNEL eg_k_reduce_sum(float *y, const float *x, eg_dims d, int ny)
 {
-    EG_FOR(t, 1) {
-        for (int i = 0; i < ny; i++)
-            y[i] = 0.0f;
-        const ptrdiff_t total = eg_numel(d.n, d.shape);
-        for (ptrdiff_t i = 0; i < total; i++) {
-            ptrdiff_t r = i, oy = 0, ox = 0;
-            for (int k = d.n - 1; k >= 0; k--) {
-                const int ix = (int)(r % d.shape[k]);
-                r /= d.shape[k];
-                oy += (ptrdiff_t)ix * d.s0[k];
-                ox += (ptrdiff_t)ix * d.s1[k];
-            }
-            y[oy] += x[ox];
+    int kept[EG_MAX_NDIM], red[EG_MAX_NDIM], nk = 0, nr = 0;
+    ptrdiff_t nred = 1;
+    for (int k = 0; k < d.n; k++) {
+        if (d.s0[k] != 0) {
+            kept[nk++] = k;
+        } else {
+            red[nr++] = k;
+            nred *= d.shape[k];
         }
+    }
+    EG_FOR(t, ny) {
+        ptrdiff_t r = t, oy = 0, ox0 = 0;
+        for (int j = nk - 1; j >= 0; j--) {
+            const int k = kept[j], ix = (int)(r % d.shape[k]);
+            r /= d.shape[k];
+            oy += (ptrdiff_t)ix * d.s0[k];
+            ox0 += (ptrdiff_t)ix * d.s1[k];
+        }
+        float acc = 0.0f;
+        for (ptrdiff_t q = 0; q < nred; q++) {
+            ptrdiff_t rq = q, ox = ox0;
+            for (int j = nr - 1; j >= 0; j--) {
+                const int k = red[j];
+                ox += (ptrdiff_t)(rq % d.shape[k]) * d.s1[k];
+                rq /= d.shape[k];
+            }
+            acc += x[ox];
+        }
+        y[oy] = acc;
     }
 }
 static inline void reduce_sum_f32_cuda(float *y, const float *x, int ndim, const int *shape, const int *sy,
-                                const int *sx, int ny)
+                                       const int *sx, int ny)
 {
-    EG_LAUNCH(1, eg_k_reduce_sum, y, x, eg_make_dims(ndim, shape, sy, sx), ny);
+    ptrdiff_t nkept = 1;
+    for (int k = 0; k < ndim; k++)
+        nkept *= sy[k] != 0 ? shape[k] : 1;
+    if (nkept != ny) { /* not the layout compiler/lower.py emits */
+        fprintf(stderr, "edgegrad: reduce_sum_f32_cuda: %d outputs but %ld kept elements\n", ny, (long)nkept);
+        exit(1);
+    }
+    EG_LAUNCH(ny, eg_k_reduce_sum, y, x, eg_make_dims(ndim, shape, sy, sx), ny);
 }
 
 /* ---- pooling: one thread per output (forward) or per (n, c) plane (backward scatter) ------- */

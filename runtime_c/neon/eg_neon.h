@@ -10,6 +10,8 @@
 #ifndef EG_NEON_H
 #define EG_NEON_H
 
+#include "eg_f16_neon.h" /* the native fp16 conv/GEMM variants (--dtype fp16) */
+
 /* Same contract as gemm_f32 (eg_gemm.h). */
 void gemm_f32_neon(float *restrict y, const float *restrict a, const float *restrict b,
                    const float *restrict c, int batch, int M, int N, int K, int transA, int transB,
