@@ -10,9 +10,10 @@ same formulas; tests/test_kernels_tiled.py checks the kernels stay inside them):
 * otherwise an im2col tile of the patch rows (Cg * KH * KW, or Cg_upd * KH * KW for the weight
   gradient) times the pixels of a tile of whole output rows, min(OH, max(1, PTILE // OW)) * OW.
 
-``conv2d_f32_fw_implicit`` (stride-1 forward as an implicit GEMM on a zero-padded copy of the
-image, no im2col) has its own scratch: ``implicit_scratch_floats``; ``use_implicit`` is the
-compile-time rule that picks it.
+The ``_implicit`` variants (host only) read the patches straight from zero-padded phase planes of
+the image (no im2col): the forward (any stride), the stride-1 input gradient and the weight
+gradient; their scratch is ``implicit_kind_scratch``; ``use_implicit`` is the compile-time rule
+that picks them.
 
 No side effects on import.
 """
@@ -53,38 +54,69 @@ def conv_scratch_floats(kind: str, N: int, C: int, H: int, W: int, M: int, OH: i
 
 
 IMPLICIT_TAPS = 64  # EG_IMPLICIT_TAPS in runtime_c/eg_conv_tiled.c
+PHASES = 16  # EG_PHASES: at most sh * sw phase planes per channel
+
+
+def plane_geometry(OH: int, OW: int, KH: int, KW: int, sh: int, sw: int, dh: int, dw: int) -> tuple[int, int, int]:
+    """(rows, Wq, np) of the phase planes (eg_planes_make): rows x Wq floats per plane, np planes
+    per channel (the phases (qh % sh, qw % sw) some tap reads)."""
+    phases = {((kh * dh) % sh, (kw * dw) % sw) for kh in range(KH) for kw in range(KW)}
+    return OH + (KH - 1) * dh // sh, OW + (KW - 1) * dw // sw, len(phases)
 
 
 def implicit_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int,
-                     sw: int, pt: int, pl: int, G: int) -> bool:
-    """conv2d_f32_fw_implicit handles these sizes (stride 1, not depthwise, not pointwise)."""
-    return ((sh, sw) == (1, 1) and KH * KW <= IMPLICIT_TAPS and OH > 0 and OW > 0
-            and not is_depthwise(C, M, G) and not is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl))
+                     sw: int, pt: int, pl: int, G: int, kind: str = "fw") -> bool:
+    """conv2d_f32_<kind>_implicit handles these sizes: not depthwise, KH*KW <= 64 taps, sh*sw <= 16
+    phases; fw and bw_input not pointwise (a plain GEMM there); bw_input stride 1 only."""
+    if is_depthwise(C, M, G) or KH * KW > IMPLICIT_TAPS or sh * sw > PHASES or OH <= 0 or OW <= 0:
+        return False
+    if kind == "bw_weight":
+        return True
+    if kind == "bw_input" and (sh, sw) != (1, 1):
+        return False
+    return not is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)
 
 
 def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, dh: int, dw: int,
-                            G: int) -> int:
-    """Floats of scratch conv2d_f32_fw_implicit needs: the padded image group plus one band of
-    R wide output rows (runtime_c/eg_conv_tiled.h)."""
-    Hp, Wp = OH + (KH - 1) * dh, OW + (KW - 1) * dw
-    R = min(OH, max(1, PTILE // Wp))
-    return (C // G) * Hp * Wp + 16 + (M // G) * (-(-R * Wp // 16) * 16)
+                            G: int, sh: int = 1, sw: int = 1) -> int:
+    """Floats of scratch conv2d_f32_fw_implicit needs: the phase planes of an image group plus
+    one band of R wide output rows (runtime_c/eg_conv_tiled.h)."""
+    rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
+    R = min(OH, max(1, PTILE // Wq))
+    return (C // G) * np_ * rows * Wq + 16 + (M // G) * (-(-R * Wq // 16) * 16)
 
 
 def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int,
-                          KW: int, sh: int, sw: int, pt: int, pl: int, dh: int, dw: int, G: int) -> int:
-    """Floats of scratch conv2d_f32_<kind>_implicit needs (kind fw or bw_input); bw_input runs
-    the forward core on dy (roles of C/M and the image sizes swapped) after the transposed weights."""
+                          KW: int, sh: int, sw: int, pt: int, pl: int, dh: int, dw: int, G: int,
+                          M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> int:
+    """Floats of scratch conv2d_f32_<kind>_implicit needs. bw_input runs the forward core on dy
+    (roles of C/M and the image sizes swapped) after the transposed weights; bw_weight holds the
+    planes of the Cg_upd updated channels (none when pointwise: it reads x) and dy transposed."""
     if kind == "fw":
-        return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G)
-    return (C // G) * (M // G) * KH * KW + implicit_scratch_floats(M, C, H, W, KH, KW, dh, dw, G)
+        return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G, sh, sw)
+    if kind == "bw_input":
+        return (C // G) * (M // G) * KH * KW + implicit_scratch_floats(M, C, H, W, KH, KW, dh, dw, G)
+    rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
+    cg_upd = C // G if Cg_upd is None else Cg_upd
+    m_rows = min(M // G, M if M_upd is None else M_upd)
+    planes = 0 if is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl) else cg_upd * np_ * rows * Wq
+    return planes + ((OH - 1) * Wq + OW) * m_rows
 
 
 def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
-                 sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw") -> bool:
-    """Pick the implicit-GEMM variant (kind fw or bw_input) where it applies and its scratch is at
-    most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col)."""
-    if kind not in ("fw", "bw_input") or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G):
+                 sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw",
+                 M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
+    """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
+    is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
+    a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
+    most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
+    if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
         return False
     sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
-    return implicit_kind_scratch(kind, *sizes) <= 2 * conv_scratch_floats(kind, *sizes)
+    extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}
+    floats = implicit_kind_scratch(kind, *sizes, **extra)
+    im2col = conv_scratch_floats(kind, *sizes, **extra)
+    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
+        rows = min(M // G, M if M_upd is None else M_upd)
+        return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
+    return floats <= (4 if kind == "bw_weight" else 2) * im2col

@@ -185,6 +185,17 @@ class Lowerer:
         return (f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
+    def op_ConvBwWeightSGD(self, n, dy, x, w):
+        a = n.attrs
+        ws = a["w_shape"]
+        xs_full = list(self.shape(x))
+        cx = xs_full[1]
+        xs_full[1] = ws[1] * a["group"]
+        d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
+        scratch = self.p(n.outputs[0]) if n.outputs else "NULL"
+        return (f"conv2d_f32_bw_weight_sgd_{a['kernel']}({self.p(w)}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
+                f"{a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {cfloat(a['lr'])}, {scratch});")
+
     # --- products
     def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn, fn="gemm_f32"):
         return (f"{fn}({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.p(c)}, {batch}, {M}, {N}, {K}, {ta}, {tb}, "

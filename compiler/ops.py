@@ -902,6 +902,17 @@ OPS["MomentumUpdate"] = OpDef(ref=sgd_ref)
 OPS["AdamUpdate"] = OpDef(ref=sgd_ref)
 
 
+@op("ConvBwWeightSGD")
+def conv_bw_weight_sgd_ref(node, dy, x, w):
+    """passes/fuse.py: ConvBwWeight then SGDUpdate of its block, in one node; returns the updated w
+    (the generated code writes it in place)."""
+    a = node.attrs
+    dw = conv_bw_weight_ref(node, dy, x).reshape(a["m_upd"], -1)
+    out = np.array(w, np.float32).reshape(w.shape[0], -1)
+    out[:a["m_upd"], :dw.shape[1]] -= np.float32(a["lr"]) * dw
+    return out.reshape(w.shape)
+
+
 # ----------------------------------------------------------------------------- fold-only ops
 
 

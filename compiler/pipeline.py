@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
     import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> relu_mask -> recompute
-    -> select_kernels -> fuse_eltwise -> plan_memory -> emit_c -> build
+    -> select_kernels -> fuse_eltwise -> fuse -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -26,6 +26,7 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
+from .passes.fuse import fuse
 from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.lower_fp16 import lower_fp16
@@ -71,6 +72,7 @@ class CompileConfig:
     board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
     threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
     backend: str = "ours"  # rpi/jetson: ours | tvm | auto, where conv/Gemm kernels come from (compiler/tvm_backend.py)
+    fuse: bool = True  # passes/fuse.py: fused kernels where the target has them (off: the unfused ablation)
 
 
 @dataclass
@@ -177,6 +179,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
     _after("select_kernels", g, cfg, log)
     g = fuse_eltwise(g, cfg.target)
     _after("fuse_eltwise", g, cfg, log)
+    if cfg.fuse:
+        g = fuse(g, cfg.target)
+        _after("fuse", g, cfg, log)
     plan = plan_memory(g)
     _after("plan_memory", g, cfg, log)
     summary = _scheme_summary(g, updates)

@@ -39,6 +39,55 @@ typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
 #define eg_st8(p, v) (*(eg_v8u *)(p) = (v))
 #define eg_splat8(s) ((eg_v8){(s), (s), (s), (s), (s), (s), (s), (s)})
 
+/* EG_EVEN8(a, b): {a[0], a[2], a[4], a[6], b[1], b[3], b[5], b[7]} (a stride-2 gather of
+ * x[0..14] from a = x[0..7], b = x[7..14]); left undefined where neither builtin exists. */
+#if defined(__clang__)
+#define EG_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7)                                           \
+    __builtin_shufflevector((a), (b), i0, i1, i2, i3, i4, i5, i6, i7)
+#elif defined(__GNUC__)
+typedef int eg_v8i __attribute__((vector_size(32)));
+#define EG_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7)                                           \
+    __builtin_shuffle((a), (b), (eg_v8i){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+#ifdef EG_SHUF8
+#define EG_EVEN8(a, b) EG_SHUF8(a, b, 0, 2, 4, 6, 9, 11, 13, 15)
+
+/* d[j*ldd + i] = s[i*lds + j] for i, j < 8: three butterfly stages of two-vector shuffles. */
+static inline void eg_transpose8(float *restrict d, ptrdiff_t ldd, const float *restrict s,
+                                 ptrdiff_t lds)
+{
+    eg_v8 r[8], a[8], b[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = eg_ld8(s + i * lds);
+    for (int k = 0; k < 8; k += 2) {
+        a[k] = EG_SHUF8(r[k], r[k + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+        a[k + 1] = EG_SHUF8(r[k], r[k + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    }
+    for (int k = 0; k < 8; k += (k % 4 == 1 ? 3 : 1)) { /* k = 0, 1, 4, 5 */
+        b[k] = EG_SHUF8(a[k], a[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        b[k + 2] = EG_SHUF8(a[k], a[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int k = 0; k < 4; k++) {
+        eg_st8(d + k * ldd, EG_SHUF8(b[k], b[k + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+        eg_st8(d + (k + 4) * ldd, EG_SHUF8(b[k], b[k + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+#endif
+
+/* d[0..n) = s[0..n): vectors, the last one overlapping (no tail loop; rows here are 8-48 floats,
+ * where a memcpy call per row costs more than the copy). */
+static inline void eg_copy_row(float *restrict d, const float *restrict s, int n)
+{
+    if (n < 8) {
+        for (int i = 0; i < n; i++)
+            d[i] = s[i];
+        return;
+    }
+    for (int i = 0; i + 8 < n; i += 8)
+        eg_st8(d + i, eg_ld8(s + i));
+    eg_st8(d + n - 8, eg_ld8(s + n - 8));
+}
+
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
 static inline int eg_first_in(int off, int step)
 {
@@ -190,7 +239,6 @@ static void eg_patches(float *restrict col, ptrdiff_t col_rs, ptrdiff_t col_cs, 
 static inline int eg_tile_rows(int OW) { return OW <= 0 || OW >= EG_PTILE ? 1 : EG_PTILE / OW; }
 
 /* Wide output rows per band of the implicit-GEMM forward: about EG_PTILE wide pixels. */
-#define EG_IMPLICIT_TAPS 64
 static inline int eg_implicit_rows(int OH, int Wp) { return eg_min(OH, eg_tile_rows(Wp)); }
 
 /* ---- depthwise: phase planes ------------------------------------------------------------
@@ -771,16 +819,97 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     }
 }
 
-/* ---- forward, stride 1: implicit GEMM ---------------------------------------------------
- * With stride 1, patch row (c, kh, kw) of output pixel (oh, ow) is xp[c, oh + kh*dil_h,
- * ow + kw*dil_w] of the zero-padded image xp[Cg, Hp, Wp]; over a "wide" pixel index
- * f = oh*Wp + ow that is xp[c] + kh*dil_h*Wp + kw*dil_w + f, one contiguous run per patch
- * row. So the GEMM reads its b operand straight from xp (gemm_f32_tiled_taps, row k =
- * channel k / T, tap k % T) instead of an im2col copy 9x the image; the Wp - OW junk columns
- * of each wide output row are dropped when a band of R rows is copied out of yw into y. */
-/* The core, for one image group at a time: y_g[Mg, OH, OW] = sum over k = (c, t) of
- * a_g[m, k] * xp_g[c, tap t], a_g = a + g*a_gs with rows Kg apart; flip: tap t = (kh, kw) reads
- * xp at (KH-1-kh, KW-1-kw) (bw_input); prep(g) is called before group g (bw_input: the
+/* ---- phase planes: the patch walker of the implicit kernels -----------------------------
+ * Output pixel (oh, ow) reads, at tap (kh, kw) with (qh, qw) = (kh*dil_h, kw*dil_w),
+ * x[c, oh*sh + qh - pt, ow*sw + qw - pl] = plane (qh % sh, qw % sw) of channel c at row
+ * oh + qh / sh, column ow + qw / sw, where plane (ph, pw)[j, i] = x[c, j*sh + ph - pt,
+ * i*sw + pw - pl] (0 outside the image) for j < rows = OH + ((KH-1)*dil_h) / sh and
+ * i < Wq = OW + ((KW-1)*dil_w) / sw. Over the "wide" pixel index f = oh*Wq + ow, patch row
+ * (c, t) is then planes_c + tap[t] + f, one contiguous run: a GEMM reads its patch operand
+ * straight from the planes instead of an im2col copy KH*KW times the image. The Wq - OW junk
+ * columns of each wide row are dropped (forward) or meet zeros in dy (weight gradient). Only
+ * the phases some tap reads are stored (a 1x1 stride-2 layer keeps one plane of four); stride 1
+ * is one plane, the zero-padded image. */
+#define EG_IMPLICIT_TAPS 64
+#define EG_PHASES 16
+
+typedef struct {
+    int sh, sw, Wq, rows, np, psz; /* np planes per channel, psz = rows*Wq floats each */
+    int slot[EG_PHASES];           /* phase ph*sw + pw -> its plane, -1 when no tap reads it */
+    int tap[EG_IMPLICIT_TAPS];     /* tap t: slot*psz + (qh/sh)*Wq + qw/sw */
+} eg_planes;
+
+/* 0 when the layer does not fit (too many taps or phases, empty output). flip: tap (kh, kw)
+ * reads (KH-1-kh, KW-1-kw) (the flipped kernel of bw_input). */
+static int eg_planes_make(eg_planes *p, int OH, int OW, int KH, int KW, int sh, int sw,
+                          int dil_h, int dil_w, int flip)
+{
+    if (KH * KW > EG_IMPLICIT_TAPS || sh * sw > EG_PHASES || OH <= 0 || OW <= 0)
+        return 0;
+    p->sh = sh;
+    p->sw = sw;
+    p->Wq = OW + ((KW - 1) * dil_w) / sw;
+    p->rows = OH + ((KH - 1) * dil_h) / sh;
+    p->psz = p->rows * p->Wq;
+    p->np = 0;
+    for (int q = 0; q < sh * sw; q++)
+        p->slot[q] = -1;
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            const int qh = (flip ? KH - 1 - kh : kh) * dil_h, qw = (flip ? KW - 1 - kw : kw) * dil_w;
+            const int q = (qh % sh) * sw + qw % sw;
+            if (p->slot[q] < 0)
+                p->slot[q] = p->np++;
+            p->tap[kh * KW + kw] = p->slot[q] * p->psz + (qh / sh) * p->Wq + qw / sw;
+        }
+    return 1;
+}
+
+/* The planes of one channel xc[H, W] at dst (np * psz floats). pt, pl may be negative (a crop:
+ * bw_input with pads beyond the kernel). */
+static void eg_planes_fill(float *restrict dst, const float *restrict xc, const eg_planes *p,
+                           int H, int W, int pt, int pl)
+{
+    const int Wq = p->Wq, sw = p->sw;
+    for (int ph = 0; ph < p->sh; ph++) {
+        for (int pw = 0; pw < sw; pw++) {
+            if (p->slot[ph * sw + pw] < 0)
+                continue;
+            float *P = dst + (ptrdiff_t)p->slot[ph * sw + pw] * p->psz;
+            /* zero the plane in one go, then copy the in-image part of the in-image rows: rows
+             * are short (8-48 floats), so per-row zeroing of the padding costs more than this */
+            for (int i = 0; i < p->psz; i++)
+                P[i] = 0.0f;
+            const int offh = ph - pt, offw = pw - pl; /* ih = j*sh + offh, iw = i*sw + offw */
+            const int j0 = eg_first_in(offh, p->sh), j1 = eg_end_in(offh, p->sh, H, p->rows);
+            const int i0 = eg_min(eg_first_in(offw, sw), Wq);
+            const int i1 = eg_max(i0, eg_end_in(offw, sw, W, Wq)), n = i1 - i0;
+            for (int j = j0; j < j1; j++) {
+                float *row = P + (ptrdiff_t)j * Wq + i0;
+                const float *xr = xc + (ptrdiff_t)(j * p->sh + offh) * W + offw + (ptrdiff_t)i0 * sw;
+                if (sw == 1) {
+                    eg_copy_row(row, xr, n);
+#ifdef EG_EVEN8
+                } else if (sw == 2 && n >= 8) { /* even lanes of xr[2i .. 2i+14] */
+                    for (int i = 0; i + 8 < n; i += 8)
+                        eg_st8(row + i, EG_EVEN8(eg_ld8(xr + 2 * i), eg_ld8(xr + 2 * i + 7)));
+                    eg_st8(row + n - 8, EG_EVEN8(eg_ld8(xr + 2 * (n - 8)), eg_ld8(xr + 2 * (n - 8) + 7)));
+#endif
+                } else {
+                    for (int i = 0; i < n; i++)
+                        row[i] = xr[(ptrdiff_t)i * sw];
+                }
+            }
+        }
+    }
+}
+
+/* ---- forward: implicit GEMM on the phase planes ------------------------------------------
+ * y_g[Mg, f] = sum over k = (c, t) of a_g[m, k] * planes_c[tap t + f]: gemm_f32_tiled_taps (row
+ * k of b = channel k / T, tap k % T), a band of R wide output rows at a time; the junk columns
+ * of each wide row are dropped when the band is copied out of yw into y. */
+/* The core, for one image group at a time, a_g = a + g*a_gs with rows Kg apart; flip: the
+ * flipped kernel (bw_input, stride 1); prep(g) is called before group g (bw_input: the
  * transposed weights of group g into a). */
 typedef void (*eg_implicit_prep)(float *restrict wt, const float *restrict w, int g, int Cg,
                                  int Mg, int T);
@@ -788,30 +917,21 @@ typedef void (*eg_implicit_prep)(float *restrict wt, const float *restrict w, in
 static void eg_implicit(float *restrict y, const float *restrict x, float *restrict a,
                         const float *restrict w, eg_implicit_prep prep, ptrdiff_t a_gs,
                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
-                        int OW, int KH, int KW, int pt, int pl, int dil_h, int dil_w, int G,
-                        int flip, float *restrict scratch)
+                        int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                        int dil_w, int G, int flip, float *restrict scratch)
 {
     const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
-    if (OH <= 0 || OW <= 0 || T > EG_IMPLICIT_TAPS)
+    eg_planes p;
+    if (!eg_planes_make(&p, OH, OW, KH, KW, sh, sw, dil_h, dil_w, flip))
         return;
-    const int Hp = OH + (KH - 1) * dil_h, Wp = OW + (KW - 1) * dil_w;
-    const int R = eg_implicit_rows(OH, Wp);
-    const ptrdiff_t HW = (ptrdiff_t)H * W, HWp = (ptrdiff_t)Hp * Wp;
+    const int Wq = p.Wq, R = eg_implicit_rows(OH, Wq);
+    const ptrdiff_t HW = (ptrdiff_t)H * W, cs = (ptrdiff_t)p.np * p.psz;
     /* wide rows computed per band: a multiple of 16, so every GEMM panel is full and read in
-     * place (the columns past the band are junk, from the 16 slack floats after xp) */
-    const int LD = (R * Wp + 15) & ~15;
-    float *xp = scratch, *yw = scratch + (ptrdiff_t)Cg * HWp + 16;
+     * place (the columns past the band are junk, from the 16 slack floats after the planes) */
+    const int LD = (R * Wq + 15) & ~15;
+    float *xp = scratch, *yw = scratch + (ptrdiff_t)Cg * cs + 16;
     for (int i = 0; i < 16; i++)
-        xp[(ptrdiff_t)Cg * HWp + i] = 0.0f;
-    int tap[EG_IMPLICIT_TAPS];
-    for (int kh = 0; kh < KH; kh++)
-        for (int kw = 0; kw < KW; kw++) {
-            const int qh = flip ? KH - 1 - kh : kh, qw = flip ? KW - 1 - kw : kw;
-            tap[kh * KW + kw] = qh * dil_h * Wp + qw * dil_w;
-        }
-    /* columns j of a padded row hold x columns j - pl (pl < 0: a
-     * crop, bw_input with pads beyond the kernel): in the image for j in [j0, j1) */
-    const int j0 = eg_min(eg_max(pl, 0), Wp), j1 = eg_max(j0, eg_min(W + pl, Wp));
+        xp[(ptrdiff_t)Cg * cs + i] = 0.0f;
     for (int n = 0; n < N; n++) {
         for (int g = 0; g < G; g++) {
             const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
@@ -820,35 +940,16 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
                 prep(a, w, g, Mg, Cg, T);
             const float *wg = a + (ptrdiff_t)g * a_gs;
             const float *bg = b ? b + (ptrdiff_t)g * Mg : NULL;
-            for (int c = 0; c < Cg; c++) {
-                for (int i = 0; i < Hp; i++) {
-                    float *row = xp + c * HWp + (ptrdiff_t)i * Wp;
-                    const int ih = i - pt;
-                    if (ih < 0 || ih >= H) {
-                        for (int j = 0; j < Wp; j++)
-                            row[j] = 0.0f;
-                        continue;
-                    }
-                    const float *xr = xg + c * HW + (ptrdiff_t)ih * W - pl;
-                    for (int j = 0; j < j0; j++)
-                        row[j] = 0.0f;
-                    for (int j = j0; j < j1; j++)
-                        row[j] = xr[j];
-                    for (int j = j1; j < Wp; j++)
-                        row[j] = 0.0f;
-                }
-            }
+            for (int c = 0; c < Cg; c++)
+                eg_planes_fill(xp + c * cs, xg + c * HW, &p, H, W, pt, pl);
             for (int oh0 = 0; oh0 < OH; oh0 += R) {
-                const int nr = eg_min(R, OH - oh0), nn = ((nr - 1) * Wp + OW + 15) & ~15;
-                gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wp, bg, Mg, nn, Kg, LD, 1, Kg,
-                                    1, (int)HWp, 1, T, tap, 0);
+                const int nr = eg_min(R, OH - oh0), nn = ((nr - 1) * Wq + OW + 15) & ~15;
+                gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wq, bg, Mg, nn, Kg, LD, 1, Kg,
+                                    1, (int)cs, 1, T, p.tap, 0);
                 for (int m = 0; m < Mg; m++)
-                    for (int r = 0; r < nr; r++) {
-                        const float *src = yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wp;
-                        float *dst = yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW;
-                        for (int ow = 0; ow < OW; ow++)
-                            dst[ow] = src[ow];
-                    }
+                    for (int r = 0; r < nr; r++)
+                        eg_copy_row(yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW,
+                                    yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq, OW);
             }
         }
     }
@@ -859,10 +960,8 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, float *restrict scratch)
 {
-    (void)sh; /* 1 (the variant's constraint) */
-    (void)sw;
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
-                W, M, OH, OW, KH, KW, pt, pl, dil_h, dil_w, G, 0, scratch);
+                W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, scratch);
 }
 
 /* wt[c, m, t] = w[g*Mg + m, c, t] for the Cg x (Mg*T) transposed weights of group g (the
@@ -891,7 +990,96 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
     float *wt = scratch;
     /* roles swap: dy [N, M, OH, OW] is the input, dx [N, C, H, W] the output; groups read wt
      * (rewritten per group by prep), so the group stride of a is 0 */
-    eg_implicit(dx, dy, wt, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW,
+    eg_implicit(dx, dy, wt, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW, 1, 1,
                 (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1,
                 scratch + (ptrdiff_t)Cg * Mg * T);
+}
+
+/* ---- backward to the weight: implicit GEMM on the phase planes ---------------------------
+ * dW_g^T[(c, t), m] = sum over wide pixels f of planes_c[tap t + f] * dyT[f, m], with
+ * dyT[f = oh*Wq + ow, m] = dy[m, oh, ow] (0 in the junk columns ow >= OW), f < (OH-1)*Wq + OW:
+ * gemm_f32_tiled_ataps reads the patch rows in place as its a operand (broadcast), dyT is its
+ * contiguous b panel, and the result is written transposed into dW[m, (c, t)]. A pointwise layer
+ * reads x itself (its one plane). */
+/* The core: out[m*ldw + (c, t)] (+)= alpha * dW[m, (c, t)]; sgd: out is the weight (always
+ * accumulated, nothing when there are no terms), else the gradient itself (ldw = Ku, alpha 1). */
+static void eg_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
+                                  const float *restrict x, int N, int C, int H, int W, int M,
+                                  int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                  int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                  int ldw, float alpha, int sgd, float *restrict scratch)
+{
+    eg_planes p;
+    if (M_upd <= 0 || Cg_upd <= 0 ||
+        !eg_planes_make(&p, OH, OW, KH, KW, sh, sw, dil_h, dil_w, 0))
+        return;
+    const int Cg = C / G, Mg = M / G, T = KH * KW, Ku = Cg_upd * T, P = OH * OW, Wq = p.Wq;
+    const int F = (OH - 1) * Wq + OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    const int pointwise = eg_is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl);
+    const ptrdiff_t cs = pointwise ? HW : (ptrdiff_t)p.np * p.psz;
+    float *planes = scratch, *dyT = scratch + (pointwise ? 0 : (ptrdiff_t)Cg_upd * cs);
+    for (int g = 0; g < G; g++) {
+        const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
+        if (rows <= 0)
+            break;
+        float *dwg = dwt + (ptrdiff_t)m0 * ldw; /* [rows, Ku], rows ldw apart */
+        if (N <= 0) {                           /* no terms: the gradient is zero */
+            for (int m = 0; m < rows && !sgd; m++)
+                for (int i = 0; i < Ku; i++)
+                    dwg[(ptrdiff_t)m * ldw + i] = 0.0f;
+            continue;
+        }
+        for (int n = 0; n < N; n++) {
+            const float *xg = x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW;
+            const float *dyg = dy + ((ptrdiff_t)n * M + m0) * P; /* [rows, P] */
+            const float *a = xg;
+            if (!pointwise) {
+                for (int c = 0; c < Cg_upd; c++)
+                    eg_planes_fill(planes + c * cs, xg + c * HW, &p, H, W, pt, pl);
+                a = planes;
+            }
+            for (int oh = 0; oh < OH; oh++) {
+                float *d = dyT + (ptrdiff_t)oh * Wq * rows;
+                const float *src = dyg + (ptrdiff_t)oh * OW;
+                int m = 0;
+#ifdef EG_SHUF8
+                if (OW >= 8) /* 8 x 8 blocks, the last one of a row overlapping */
+                    for (; m + 8 <= rows; m += 8)
+                        for (int ow0 = 0; ow0 < OW; ow0 += 8) {
+                            const int o = eg_min(ow0, OW - 8);
+                            eg_transpose8(d + o * rows + m, rows, src + (ptrdiff_t)m * P + o, P);
+                        }
+#endif
+                for (; m < rows; m++)
+                    for (int ow = 0; ow < OW; ow++)
+                        d[ow * rows + m] = src[(ptrdiff_t)m * P + ow];
+                if (oh + 1 < OH)
+                    for (int i = OW * rows; i < Wq * rows; i++)
+                        d[i] = 0.0f;
+            }
+            gemm_f32_tiled_ataps(dwg, a, dyT, Ku, rows, F, 1, ldw, (int)cs, T, p.tap, rows,
+                                 alpha, sgd || n > 0);
+        }
+    }
+}
+
+void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
+                                   const float *restrict x, int N, int C, int H, int W, int M,
+                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                   int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                   float *restrict scratch)
+{
+    eg_bw_weight_implicit(dwt, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
+                          G, M_upd, Cg_upd, Cx, Cg_upd * KH * KW, 1.0f, 0, scratch);
+}
+
+void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict dy,
+                                       const float *restrict x, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                       int Cx, int w_stride, float lr, float *restrict scratch)
+{
+    eg_bw_weight_implicit(w, dy, x, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w,
+                          G, M_upd, Cg_upd, Cx, w_stride, -lr, 1, scratch);
 }

@@ -62,4 +62,26 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
                                   int dil_h, int dil_w, int G, float *restrict scratch);
 
+/* conv2d_f32_bw_weight (same arguments) as an implicit GEMM on the phase planes of x (no
+ * im2col), for KH*KW <= 64 and sh*sw <= 16, not depthwise. With rows = min(M/G, M_upd),
+ * Wq = OW + ((KW-1)*dil_w) / sw, F = (OH-1)*Wq + OW and np the phases (ph, pw) some tap reads
+ * (1 for stride 1), scratch floats:
+ *   pointwise ? F * rows : Cg_upd * np * (OH + ((KH-1)*dil_h) / sh) * Wq + F * rows
+ * (compiler/kernels_tiled.py: implicit_kind_scratch). */
+void conv2d_f32_bw_weight_implicit(float *restrict dwt, const float *restrict dy,
+                                   const float *restrict x, int N, int C, int H, int W, int M,
+                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                   int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                   float *restrict scratch);
+
+/* The SGD update fused into conv2d_f32_bw_weight_implicit (same scratch): for m < M_upd and
+ * j < Cg_upd*KH*KW, w[m*w_stride + j] -= lr * dW[m, j] (w_stride: the floats between rows of w,
+ * C/G*KH*KW), without a gradient buffer. The sum reaches w in parts (per image and k block of
+ * 4096 wide pixels), so w agrees with the unfused update to fp32 rounding. */
+void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict dy,
+                                       const float *restrict x, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                       int Cx, int w_stride, float lr, float *restrict scratch);
+
 #endif /* EG_CONV_TILED_H */

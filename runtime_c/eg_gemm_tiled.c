@@ -45,6 +45,9 @@
 #define EG_KC 256 /* packed panel KC x 16 floats: 16 KiB */
 #endif
 #define EG_NR (2 * EG_VW)
+#ifndef EG_KCA
+#define EG_KCA 4096 /* k block of gemm_f32_tiled_ataps when b needs no packing */
+#endif
 
 typedef float eg_vf __attribute__((vector_size(4 * EG_VW)));
 /* the same vector, loadable from any float address */
@@ -53,19 +56,24 @@ typedef float eg_vfu __attribute__((vector_size(4 * EG_VW), aligned(4), may_alia
 /* macros, not functions: a function passing vectors by value warns (-Wpsabi) without AVX */
 #define eg_ld(p) (*(const eg_vfu *)(p))
 #define eg_st(p, v) (*(eg_vfu *)(p) = (v))
-#define eg_splat(s) ((eg_vf){0} + (float)(s))
+#define eg_splat(s) ((float)(s) - (eg_vf){0}) /* x - 0 == x for every x (x + 0 is not: -0) */
 
-/* out[mr, nr] (+)= bias + a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k] (boff not
- * NULL: an implicit GEMM's taps) or bp + k*bp_rs (boff NULL), mr <= MR,
+/* out[mr, nr] (+)= bias + alpha * a[mr, kc] . bp[kc, nv*VW]; row k of bp at bp + boff[k] (boff not
+ * NULL: an implicit GEMM's taps) or bp + k*bp_rs (boff NULL); row i of a at a + aoff[i] with
+ * unit column stride (aoff not NULL: the patch rows of a weight gradient) or a + i*a_rs, mr <= MR,
  * nr <= nv*VW; out element (i, j) at out[i*ldc + j*ldn].
  * Always inlined with constant mr and nv so the accumulator arrays live in registers. */
 static inline __attribute__((always_inline)) void
 eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_t ldn, int nr,
         const float *restrict a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *restrict bp,
-        ptrdiff_t bp_rs, const int *restrict boff, int kc, const float *restrict bias,
-        int accumulate)
+        ptrdiff_t bp_rs, const int *restrict boff, const int *restrict aoff, int kc,
+        const float *restrict bias, int accumulate, const float alpha)
 {
     eg_vf c[12][2];
+    const float *ar[12]; /* aoff: row i of a at a + aoff[i] (a_cs 1) */
+    if (aoff)
+        for (int i = 0; i < mr; i++)
+            ar[i] = a + aoff[i];
     for (int i = 0; i < mr; i++) {
         const float init = !accumulate && bias ? bias[i] : 0.0f;
         for (int v = 0; v < nv; v++)
@@ -78,11 +86,15 @@ eg_tile(const int mr, const int nv, float *restrict out, ptrdiff_t ldc, ptrdiff_
             b[v] = eg_ld(bk + v * EG_VW);
         const float *ak = a + k * a_cs;
         for (int i = 0; i < mr; i++) {
-            const eg_vf av = eg_splat(ak[i * a_rs]);
+            const eg_vf av = eg_splat(aoff ? ar[i][k] : ak[i * a_rs]);
             for (int v = 0; v < nv; v++)
                 c[i][v] += av * b[v];
         }
     }
+    if (alpha != 1.0f)
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                c[i][v] *= eg_splat(alpha);
     if (nr == nv * EG_VW && ldn == 1) {
         for (int i = 0; i < mr; i++) {
             float *oi = out + i * ldc;
@@ -138,7 +150,11 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
 /* One panel of nv vectors: every block of rows, constant tile sizes for the compiler. */
 #define EG_TILE_CASE(R, NV)                                                                    \
     case R:                                                                                    \
-        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, kc, bm, acc);        \
+        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, NULL, kc, bm, acc, 1.0f);\
+        break
+#define EG_TILE_CASE_A(R, NV)                                                                  \
+    case R:                                                                                    \
+        eg_tile(R, NV, o, ldc, ldn, nr, a, 0, 1, panel, prs, NULL, ao, kc, NULL, acc, alpha);  \
         break
 
 static void eg_panel2(float *restrict out, const float *restrict ak, const float *restrict panel,
@@ -192,6 +208,102 @@ static void eg_panel1(float *restrict out, const float *restrict ak, const float
     }
 }
 #endif
+
+/* The panel loops over rows of a at tap offsets (gemm_f32_tiled_ataps): row m of the k block at
+ * a + (m / T)*a_rs + tap[m % T] + k0. */
+static inline __attribute__((always_inline)) void
+eg_panel_a(const int nv, float *restrict out, const float *restrict a,
+                       const float *restrict panel, ptrdiff_t prs, int M, int nr, int kc,
+                       ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, int T,
+                       const int *restrict tap, int acc, float alpha)
+{
+    const int MR = nv == 1 && EG_MR1 > 0 ? EG_MR1 : EG_MR2;
+    for (int m0 = 0, q = 0, t = 0; m0 < M; m0 += MR) {
+        int ao[12];
+        const int mr = M - m0 < MR ? M - m0 : MR;
+        for (int i = 0; i < mr; i++) {
+            ao[i] = (int)(q * a_rs) + tap[t];
+            if (++t == T) {
+                t = 0;
+                q++;
+            }
+        }
+        float *o = out + (ptrdiff_t)m0 * ldc;
+        if (nv == 2) {
+            switch (mr) {
+#if EG_MR2 >= 8
+            EG_TILE_CASE_A(8, 2);
+            EG_TILE_CASE_A(7, 2);
+#endif
+            EG_TILE_CASE_A(6, 2);
+            EG_TILE_CASE_A(5, 2);
+            EG_TILE_CASE_A(4, 2);
+            EG_TILE_CASE_A(3, 2);
+            EG_TILE_CASE_A(2, 2);
+            EG_TILE_CASE_A(1, 2);
+            }
+        }
+#if EG_MR1 > 0
+        else {
+            switch (mr) {
+            EG_TILE_CASE_A(12, 1);
+            EG_TILE_CASE_A(11, 1);
+            EG_TILE_CASE_A(10, 1);
+            EG_TILE_CASE_A(9, 1);
+            EG_TILE_CASE_A(8, 1);
+            EG_TILE_CASE_A(7, 1);
+            EG_TILE_CASE_A(6, 1);
+            EG_TILE_CASE_A(5, 1);
+            EG_TILE_CASE_A(4, 1);
+            EG_TILE_CASE_A(3, 1);
+            EG_TILE_CASE_A(2, 1);
+            EG_TILE_CASE_A(1, 1);
+            }
+        }
+#endif
+    }
+}
+
+void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const float *restrict b,
+                          int M, int N, int K, int ldc, int ldn, int a_rs, int T,
+                          const int *restrict tap, int b_rs, float alpha, int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++)
+                    out[(ptrdiff_t)m * ldc + (ptrdiff_t)n * ldn] = 0.0f;
+        return;
+    }
+    float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
+    /* out is usually written transposed (ldn > 1: scalar stores), once per k block: when every
+     * panel of b is read in place, blocks of EG_KCA rows of b instead of EG_KC */
+    const int KB = N % EG_VW == 0 ? EG_KCA : EG_KC;
+    for (int k0 = 0; k0 < K; k0 += KB) {
+        const int kc = K - k0 < KB ? K - k0 : KB;
+        const int acc = accumulate || k0 > 0;
+        for (int n0 = 0; n0 < N; n0 += EG_NR) {
+            const int nr = N - n0 < EG_NR ? N - n0 : EG_NR;
+            const int nv = EG_MR1 > 0 && nr <= EG_VW ? 1 : 2;
+            const float *bn = b + n0 + (ptrdiff_t)k0 * b_rs;
+            const float *panel = bp;
+            ptrdiff_t prs = nv * EG_VW;
+            if (nr == nv * EG_VW) {
+                panel = bn;
+                prs = b_rs;
+            } else {
+                eg_pack_b(bp, bn, kc, nr, nv * EG_VW, NULL, b_rs, 1);
+            }
+            float *o = out + (ptrdiff_t)n0 * ldn;
+            if (nv == 1)
+                eg_panel_a(1, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc, alpha);
+            else
+                eg_panel_a(2, o, a + k0, panel, prs, M, nr, kc, ldc, ldn, a_rs, T, tap, acc, alpha);
+        }
+    }
+}
 
 void gemm_f32_tiled_strided(float *restrict out, const float *restrict a, const float *restrict b,
                             const float *restrict bias, int M, int N, int K, int ldc, int a_rs,

@@ -37,4 +37,13 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
                          int a_rs, int a_cs, int b_rs, int b_cs, int T, const int *restrict tap,
                          int accumulate);
 
+/* out[m*ldc + n*ldn] (+)= alpha * sum_k a[(m / T)*a_rs + tap[m % T] + k] * b[k*b_rs + n]: the
+ * engine with the rows of a at tap offsets (unit column stride), b contiguous along n, no bias:
+ * a weight gradient's patch rows read straight from a padded image (row m = channel m / T, tap
+ * m % T; conv2d_f32_bw_weight_implicit). alpha = -lr with accumulate != 0 is an SGD step on out
+ * (applied per k block of 4096: the sum is added to out in parts). */
+void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const float *restrict b,
+                          int M, int N, int K, int ldc, int ldn, int a_rs, int T,
+                          const int *restrict tap, int b_rs, float alpha, int accumulate);
+
 #endif /* EG_GEMM_TILED_H */

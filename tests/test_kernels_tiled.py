@@ -33,7 +33,6 @@ from compiler.kernels_tiled import (
     conv_scratch_floats,
     implicit_applies,
     implicit_kind_scratch,
-    implicit_scratch_floats,
     use_implicit,
 )
 
@@ -155,6 +154,7 @@ EDGE = [
     ("big pointwise P=1200 K=300", 1, 300, 40, 30, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     ("dilated 3x3 d2", 2, 4, 12, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1),
     ("kernel 1 row many M", 1, 2, 5, 5, 31, 3, 3, 2, 1, 0, 1, 0, 1, 1, 1, 1),
+    ("weight gradient over 4096 wide pixels", 2, 2, 70, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
 ]
 
 
@@ -263,14 +263,14 @@ def test_depthwise_clip_matches_reference(k, case, lo, hi):
         np.testing.assert_array_equal(out[ref > hi + mag * 1e-4], np.float32(hi))
 
 
-def implicit_case(case) -> bool:
+def implicit_case(case, kind: str = "bw_weight") -> bool:
     _, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, _, _, G = sizes_of(case)
-    return implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G)
+    return implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind)
 
 
-def random_stride1_cases(n: int, seed: int) -> list[tuple]:
-    """Stride-1 convolutions of odd sizes: every tile edge of the implicit GEMM (wide rows not a
-    multiple of the vector width, bands that split the image, K across k blocks)."""
+def random_implicit_cases(n: int, seed: int, strides: tuple[int, ...]) -> list[tuple]:
+    """Convolutions of odd sizes: every tile edge of the implicit GEMMs (wide rows not a multiple
+    of the vector width, bands that split the image, K across k blocks, phase planes a tap skips)."""
     rng = np.random.default_rng(seed)
     cases = []
     while len(cases) < n:
@@ -279,47 +279,80 @@ def random_stride1_cases(n: int, seed: int) -> list[tuple]:
         KH, KW = int(rng.integers(1, 6)), int(rng.integers(1, 6))
         H, W = int(rng.integers(1, 30)), int(rng.integers(1, 40))
         dh, dwl = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        sh, sw = int(rng.choice(strides)), int(rng.choice(strides))
         pads = [int(rng.integers(0, 4)) for _ in range(4)]
-        case = ("random s1", int(rng.integers(1, 3)), Cg * G, H, W, Mg * G, KH, KW, 1, 1, *pads, dh, dwl, G)
+        case = (f"random s{sh}x{sw}", int(rng.integers(1, 3)), Cg * G, H, W, Mg * G, KH, KW, sh, sw, *pads, dh,
+                dwl, G)
         if min(out_size(case)) > 0 and implicit_case(case):
             cases.append(case)
     return cases
 
 
-IMPLICIT_CASES = [c for c in CASES if implicit_case(c)] + random_stride1_cases(30, 11)
+IMPLICIT_CASES = ([c for c in CASES if implicit_case(c)] + random_implicit_cases(30, 11, (1,))
+                  + random_implicit_cases(20, 12, (1, 2, 3)))
 
 
 @pytest.mark.parametrize("case", IMPLICIT_CASES, ids=[f"{i}-{c[0]}" for i, c in enumerate(IMPLICIT_CASES)])
 def test_conv_implicit_matches_reference(k, case):
+    """Every _implicit kernel that applies to the case, element by element against the reference,
+    with exactly implicit_kind_scratch floats of NaN-filled scratch."""
     rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
     sizes = sizes_of(case)
-    N, C, H, W, M, OH, OW, KH, KW, _, _, _, _, dh, dw, G = sizes
+    N, C, H, W, M, OH, OW, KH, KW, *_, G = sizes
     x = f32(rng.standard_normal((N, C, H, W)))
     w = f32(rng.standard_normal((M, C // G, KH, KW)))
-    for b in (f32(rng.standard_normal(M)), None):
-        ref = np.zeros((N, M, OH, OW), np.float32)
-        k.conv2d_f32_fw(ref, x, w, b, *sizes)
-        mag = np.zeros_like(ref)
-        k.conv2d_f32_fw(mag, np.abs(x), np.abs(w), None if b is None else np.abs(b), *sizes)
-        s = Scratch(implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+
+    def run(kind, out_shape, args, extra=(), scratch_kw=None):
+        ref = np.zeros(out_shape, np.float32)
+        getattr(k, f"conv2d_f32_{kind}")(ref, *args, *sizes, *extra)
+        mag = np.zeros(out_shape, np.float32)
+        getattr(k, f"conv2d_f32_{kind}")(mag, *[None if a is None else np.abs(a) for a in args], *sizes, *extra)
+        s = Scratch(implicit_kind_scratch(kind, *sizes, **(scratch_kw or {})))
         g = Guarded()
-        out = g.out(N, M, OH, OW)
-        k.conv2d_f32_fw_implicit(out, x, w, b, *sizes, s.buf)
+        out = g.out(*out_shape)
+        getattr(k, f"conv2d_f32_{kind}_implicit")(out, *args, *sizes, *extra, s.buf)
         g.check()
         s.check()
-        assert_close(out, ref, mag, f"conv2d_f32_fw_implicit {case[0]}")
-    dy = f32(rng.standard_normal((N, M, OH, OW)))
-    ref = np.zeros((N, C, H, W), np.float32)
-    k.conv2d_f32_bw_input(ref, dy, w, *sizes)
-    mag = np.zeros_like(ref)
-    k.conv2d_f32_bw_input(mag, np.abs(dy), np.abs(w), *sizes)
-    s = Scratch(implicit_kind_scratch("bw_input", *sizes))
-    g = Guarded()
-    out = g.out(N, C, H, W)
-    k.conv2d_f32_bw_input_implicit(out, dy, w, *sizes, s.buf)
-    g.check()
-    s.check()
-    assert_close(out, ref, mag, f"conv2d_f32_bw_input_implicit {case[0]}")
+        assert_close(out, ref, mag, f"conv2d_f32_{kind}_implicit {case[0]}")
+
+    if implicit_case(case, "fw"):
+        run("fw", (N, M, OH, OW), (x, w, f32(rng.standard_normal(M))))
+        run("fw", (N, M, OH, OW), (x, w, None))
+    if implicit_case(case, "bw_input"):
+        run("bw_input", (N, C, H, W), (dy, w))
+    Cg = C // G
+    run("bw_weight", (M, Cg, KH, KW), (dy, x), (M, Cg, C))
+    M_upd, Cg_upd = max(1, (M + 1) // 2), max(1, Cg - 1)
+    kw = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": C}
+    run("bw_weight", (M_upd, Cg_upd, KH, KW), (dy, x), (M_upd, Cg_upd, C), kw)
+    if G == 1 and Cg_upd < C:  # only a leading input share of x was kept: Cx == Cg_upd
+        kw = {"M_upd": M, "Cg_upd": Cg_upd, "Cx": Cg_upd}
+        run("bw_weight", (M, Cg_upd, KH, KW), (dy, f32(x[:, :Cg_upd])), (M, Cg_upd, Cg_upd), kw)
+    # the SGD step fused into the weight gradient (passes/fuse.py): w[:M_upd, :Cg_upd] -= lr * dW, the
+    # rest of w bit-identical; the update reaches w in parts, so the bound adds the rounding of w
+    lr = 0.03
+    for m_upd, cg_upd in ((M, Cg), (M_upd, Cg_upd)):
+        ref = np.zeros((m_upd, cg_upd, KH, KW), np.float32)
+        k.conv2d_f32_bw_weight(ref, dy, x, *sizes, m_upd, cg_upd, C)
+        mag = np.zeros_like(ref)
+        k.conv2d_f32_bw_weight(mag, np.abs(dy), np.abs(x), *sizes, m_upd, cg_upd, C)
+        w0 = f32(rng.standard_normal((M, Cg, KH, KW)))
+        expect = w0.astype(np.float64)
+        expect[:m_upd, :cg_upd] -= lr * ref.astype(np.float64)
+        s = Scratch(implicit_kind_scratch("bw_weight", *sizes, M_upd=m_upd, Cg_upd=cg_upd, Cx=C))
+        g = Guarded()
+        out = g.out(M, Cg, KH, KW)
+        out[...] = w0
+        k.conv2d_f32_bw_weight_sgd_implicit(out, dy, x, *sizes, m_upd, cg_upd, C, Cg * KH * KW, lr, s.buf)
+        g.check()
+        s.check()
+        bound = lr * (RTOL * mag + ATOL) + 4 * np.finfo(np.float32).eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * mag)
+        err = np.abs(out[:m_upd, :cg_upd] - expect[:m_upd, :cg_upd])
+        assert (err <= bound).all(), f"sgd_implicit {case[0]}: {(~(err <= bound)).sum()} elements off"
+        rest = np.ones(out.shape, bool)
+        rest[:m_upd, :cg_upd] = False
+        np.testing.assert_array_equal(out[rest], w0[rest])
 
 
 def test_implicit_selection_rule():
@@ -328,11 +361,26 @@ def test_implicit_selection_rule():
     assert use_implicit(1, 64, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     # an RGB stem at 96x96 keeps im2col (its padded copy would be > 2x the im2col tile)
     assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
-    assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)  # stride 2
+    # stride 2: four phase planes (16*4*17*17) + band (32*256) vs im2col 144*128
+    assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)
+    assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8)  # depthwise
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1)  # pointwise
     assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_input")
-    assert not use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_weight")
+    # weight gradient: planes + dy transposed (16*34*34 + 1022*16) within 4x the im2col tile
+    assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_weight")
+    assert implicit_kind_scratch("bw_weight", 1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1) == \
+        16 * 34 * 34 + (31 * 34 + 32) * 16
+    # a 1x1 stride-2 layer keeps one phase plane of four
+    assert implicit_kind_scratch("bw_weight", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == \
+        16 * 16 * 16 + 256 * 32
+    # pointwise stride 1 reads x itself: only dy transposed; taken for >= 144 pixels, <= 16 rows, <= 64 KiB
+    assert implicit_kind_scratch("bw_weight", 1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1) == 81 * 8
+    assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 81 pixels
+    assert use_implicit(1, 48, 24, 24, 8, 24, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
+    assert not use_implicit(1, 16, 12, 12, 96, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 96 rows
+    assert not use_implicit(1, 16, 48, 48, 16, 48, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 144 KiB
+    assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8, kind="bw_weight")  # depthwise
 
 
 def test_scratch_formula_examples():

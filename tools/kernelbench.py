@@ -120,7 +120,7 @@ def ptr(a: np.ndarray | None):
 
 def variant(s: ConvShape, kind: str) -> str:
     """The fast variant select_kernels picks for this layer: ``implicit`` or ``tiled``."""
-    return "implicit" if kind in ("fw", "bw_input") and use_implicit(*s.sizes(), kind=kind) else "tiled"
+    return "implicit" if use_implicit(*s.sizes(), kind=kind) else "tiled"
 
 
 def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:

@@ -26,8 +26,9 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   (chosen after the TVM assignment: TVM's kernels are fp32).
 - ``tvm``: on rpi/jetson with ``--backend tvm|auto``, a NEON conv/Gemm kernel replaced by one TVM generated
   for that node's shape (compiler/tvm_backend.py), per node by measured instruction counts.
-- ``implicit``: on ``host``, the stride-1 forward (and input-gradient) convolution as an implicit
-  GEMM on a zero-padded copy of the image (no im2col), where kernels_tiled.use_implicit says so.
+- ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
+  as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
+  kernels_tiled.use_implicit says so.
 - ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
   layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
   gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
@@ -117,7 +118,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if dw_neon and dw_neon_applies(**sizes):
             n.attrs["kernel"] = "dw_neon"
             floats = dw_neon_scratch_floats(kind, **sizes)
-        elif target not in NEON_TARGETS and kind in ("fw", "bw_input") and use_implicit(**sizes, kind=kind):
+        elif target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
         else:

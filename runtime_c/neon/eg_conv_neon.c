@@ -16,5 +16,7 @@
 #define conv2d_f32_bw_weight_tiled conv2d_f32_bw_weight_neon
 #define conv2d_f32_fw_implicit conv2d_f32_fw_implicit_neon /* host-only variants: unused here */
 #define conv2d_f32_bw_input_implicit conv2d_f32_bw_input_implicit_neon
+#define conv2d_f32_bw_weight_implicit conv2d_f32_bw_weight_implicit_neon
+#define conv2d_f32_bw_weight_sgd_implicit conv2d_f32_bw_weight_sgd_implicit_neon
 
 #include "../eg_conv_tiled.c"
