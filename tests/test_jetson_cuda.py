@@ -151,6 +151,7 @@ def test_cuda_cases_cover_every_op():
     ("resnet8_constants", "all", "sgd"),
     ("dscnn_pad", "all", "adam"),                        # Pad: copy_strided
     ("mobilenetv2_w035_128", "bias:all", "sgd"),
+    ("mobilenetv2_w035_128_pre", "last:2", "sgd"),        # pretrained on Fashion-MNIST (BN folded at export)
 ])
 def test_cuda_step_matches_host_c_on_the_zoo(name, scheme, optimizer, tmp_path, kernel_objects):  # noqa: F811
     """The zoo models test_cuda_step_matches_torch does not train, against the host C build."""
@@ -171,7 +172,7 @@ def test_every_zoo_model_and_reference_kernel_has_cuda():
     assert len(declared) > 40 and declared - cuda_kernels() == set()
     assert set(ZOO) - {"mlp_har", "cnn_fashion", "resnet8", "dscnn", "mobilenetv2_w035_96", "mlp_har_pre",
                        "cnn_fashion_pre", "cnn_fashion_dynamo", "resnet8_bn", "resnet8_constants", "dscnn_pad",
-                       "mobilenetv2_w035_128"} == set(), "a new zoo model: add it to a CUDA training test"
+                       "mobilenetv2_w035_128", "mobilenetv2_w035_128_pre"} == set(), "a new zoo model: add it to a CUDA training test"
 
 
 def test_op_without_cuda_kernel_keeps_cpu_build(tmp_path, monkeypatch):

@@ -449,5 +449,5 @@ def test_conv_reference_kernels_match_torch(name: str, tmp_path: Path, kernel_ob
     """The host picks tiled conv kernels; the MCU runs the direct reference ones. Bypass
     select_kernels so the host build runs the reference kernels too."""
     import edgegrad.pipeline
-    monkeypatch.setattr(edgegrad.pipeline, "select_kernels", lambda g, target, *rest: g)
+    monkeypatch.setattr(edgegrad.pipeline, "select_kernels", lambda g, target, *rest, **kw: g)
     run_case(CASES[name], tmp_path, kernel_objects)
