@@ -286,29 +286,10 @@ def _bench_source(kernels: list[Kernel]) -> str:
 
 
 def count_segments(trace_path: Path, marker: int) -> list[int]:
-    """Guest instructions between consecutive executions of the block at `marker`, from a QEMU
-    -d in_asm,exec,nochain log (as tools/aarch64bench.count_trace reads it)."""
-    sizes: dict[int, int] = {}
-    segments: list[int] = []
-    total, block = 0, None
-    with open(trace_path, "rb") as trace:
-        for line in trace:
-            if line.startswith(b"Trace "):
-                pc = int(line.split(b"/")[1], 16)
-                if pc == marker:
-                    segments.append(total)
-                    total = 0
-                total += sizes[pc]
-            elif line.startswith(b"IN:"):
-                block = -1
-            elif block is not None and line.startswith(b"0x"):
-                if block == -1:
-                    block = int(line[:line.index(b":")], 16)
-                    sizes[block] = 0
-                sizes[block] += 1
-            elif not line.strip():
-                block = None
-    return segments[1:]  # what ran before the first marker is the program's start
+    """Guest instructions between consecutive executions of the block at `marker` (what ran before
+    the first is the program's start)."""
+    from .tools.aarch64bench import count_segments as segments
+    return segments(trace_path, marker)[1:-1]
 
 
 def measure(kernels: list[Kernel], objs: dict[str, Path], mcpu: str, qemu_cpu: str, log=lambda *a: None

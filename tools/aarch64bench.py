@@ -81,14 +81,26 @@ def _layer_line(layer) -> str:
 
 
 def count_trace(trace_path: Path) -> int:
-    """Guest instructions in a QEMU -d in_asm,exec,nochain log: each `Trace` line is one executed
-    translation block, whose instructions the block's `IN:` listing gave when it was translated."""
+    """Guest instructions in a QEMU -d in_asm,exec,nochain log (all of the run)."""
+    return count_segments(trace_path)[0]
+
+
+def count_segments(trace_path: Path, marker: int | None = None) -> list[int]:
+    """Guest instructions in a QEMU -d in_asm,exec,nochain log, split where the translation block at
+    `marker` starts (segment 0 is what ran before its first execution; no marker: one segment).
+    Each `Trace` line is one executed block, whose instructions its `IN:` listing gave when it was
+    translated."""
     sizes: dict[int, int] = {}
+    segments: list[int] = []
     total, block = 0, None
     with open(trace_path, "rb") as trace:
         for line in trace:
             if line.startswith(b"Trace "):  # Trace 0: host [cpu/guest pc/flags/cflags] symbol
-                total += sizes[int(line.split(b"/")[1], 16)]
+                pc = int(line.split(b"/")[1], 16)
+                if pc == marker:
+                    segments.append(total)
+                    total = 0
+                total += sizes[pc]
             elif line.startswith(b"IN:"):
                 block = -1
             elif block is not None and line.startswith(b"0x"):
@@ -98,7 +110,7 @@ def count_trace(trace_path: Path) -> int:
                 sizes[block] += 1
             elif not line.strip():
                 block = None
-    return total
+    return [*segments, total]
 
 
 TRACE_FLAGS = ["-d", "in_asm,exec,nochain"]
