@@ -36,6 +36,15 @@ def _shapes(items: list[str]) -> dict:
     return out
 
 
+def _loss_scale(v: str):
+    if v == "off":
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r}: an integer LOG2 or 'off'") from None
+
+
 def cmd_compile(a) -> int:
     from .pipeline import CompileConfig, compile_model
     cfg = CompileConfig(target=a.target, update=a.update, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
@@ -44,7 +53,8 @@ def cmd_compile(a) -> int:
                         dump_after=a.dump_after, build=not a.no_build, qas=a.qas == "on",
                         int8_master=a.int8_master,
                         extensions=tuple(e.strip().lower() for e in (a.ext or "").split(",") if e.strip()),
-                        loss_scale_log2=a.loss_scale, board=a.board, threads=a.threads, backend=a.backend)
+                        loss_scale_log2=10 if a.loss_scale == "off" else a.loss_scale, loss_scaling=a.loss_scale != "off",
+                        board=a.board, threads=a.threads, backend=a.backend)
     out = a.output or f"build/{Path(a.model).stem}-{a.target}"
     res = compile_model(a.model, out, cfg)
     print(f"compiled {a.model} for {a.target} -> {res.out_dir}")
@@ -200,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loss on graph output 0; labels are int class indices for cross_entropy")
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "int8"],
                    help="fp16: activations and gradients stored in fp16, fp32 compute/params/loss, loss scaling")
-    c.add_argument("--loss-scale", type=int, default=10, metavar="LOG2",
-                   help="fp16: initial dynamic loss scale 2^LOG2 (default 10; halved on overflow)")
+    c.add_argument("--loss-scale", type=_loss_scale, default=10, metavar="LOG2|off",
+                   help="fp16: initial dynamic loss scale 2^LOG2 (default 10; halved on overflow, a step that "
+                        "overflows is skipped); off: no scaling and no overflow skip (an ablation: an overflow "
+                        "writes inf/NaN into the parameters)")
     c.add_argument("--qas", default="on", choices=["on", "off"],
                    help="int8: quantization-aware scaling of weight/bias gradients (default on; off = ablation)")
     c.add_argument("--int8-master", default="fp32", choices=["fp32", "none"],

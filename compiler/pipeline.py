@@ -68,6 +68,7 @@ class CompileConfig:
     relu_mask: bool | None = None  # keep 1-bit ReLU/Clip masks where the backward needs only them; None: mcu only
     extra_cflags: tuple[str, ...] = ()  # appended to the target's flags (tests pass -O0 for fast builds)
     loss_scale_log2: int = 10  # --dtype fp16: initial dynamic loss scale 2^N
+    loss_scaling: bool = True  # --dtype fp16: off = the ablation without scaling or overflow skip (--loss-scale off)
     extensions: tuple[str, ...] = ()  # mcu ISA extensions beyond rv32imafc (`--ext`): kernels and QEMU follow them
     board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
     threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
@@ -129,7 +130,7 @@ def training_steps(updates: dict[str, Update], tcfg: TrainConfig, cfg: CompileCo
         ("recompute", lambda g: recompute(g) if use_recompute(cfg) else g),
     ]
     if cfg.dtype == "fp16":
-        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2)))
+        steps.append(("lower_fp16", lambda g: lower_fp16(g, cfg.loss_scale_log2, loss_scaling=cfg.loss_scaling)))
     return steps
 
 

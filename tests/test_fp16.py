@@ -177,6 +177,33 @@ def test_fp16_overflow_skips_the_step(tmp_path):
     assert any(not np.array_equal(trained[p], after[p]) for p in after)
 
 
+def test_fp16_without_loss_scaling_the_overflow_reaches_the_parameters(tmp_path):
+    """The ablation (`--loss-scale off`: no scaling, no check, no skip) on the input that
+    test_fp16_overflow_skips_the_step survives: the overflow is written into the parameters."""
+    from edgegrad.tools.runner import open_device
+
+    name = "mlp_har"
+    build = compile_host(ZOO[name].path, tmp_path / "b", update="all", lr=LR, dtype="fp16", loss_scaling=False)
+    info = load_build(build)
+    xs, ys = _samples(name, n=1)
+    with open_device(build / info["binary"], "host") as dev:
+        s = Session(dev, info)
+        s.train(np.full_like(xs[0], 1e6), ys[0])
+        after = s.trained()
+    assert not all(np.isfinite(after[p]).all() for p in after)
+
+
+def test_fp16_loss_scale_off_cli(tmp_path):
+    from egtest import cli
+    r = cli("compile", str(ZOO["mlp_har"].path), "--dtype", "fp16", "--loss-scale", "off", "--no-build",
+            "-o", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    c = (tmp_path / "b" / "model.c").read_text()
+    assert "loss_scale" not in c and "sgd_f32" in c
+    r = cli("compile", str(ZOO["mlp_har"].path), "--dtype", "fp16", "--loss-scale", "big", "--no-build")
+    assert r.returncode != 0 and "'big': an integer LOG2 or 'off'" in r.stderr
+
+
 def test_fp16_native_kernels_no_staging(tmp_path):
     """cnn_fashion in fp16: every conv/GEMM/ReLU/max-pool call past the first layer is a native fp16
     kernel reading its fp16 tensors in place (no CastF32 feeds it), the parameter gradients are held

@@ -70,7 +70,9 @@ def _native(g: Graph, n: Node, half: set[str]) -> tuple[int, ...] | None:
     return ins
 
 
-def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Graph:
+def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000, loss_scaling: bool = True) -> Graph:
+    """loss_scaling=False is the ablation (``--loss-scale off``): no scaling, no overflow check, no
+    skipped step: an overflowing step writes inf/NaN into the parameters, which is what the default prevents."""
     if not -24 <= log2_init <= 15:
         raise EdgegradError(f"--loss-scale 2^{log2_init}: the initial loss scale must be 2^-24 .. 2^15")
     n_fwd = g.meta.get("n_forward", len(g.nodes))
@@ -82,19 +84,21 @@ def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Gr
     loss_node = loss_nodes[0]
 
     import numpy as np
-    g.add(LOSS_SCALE_STATE, (3,), "f32", role="state", data=np.zeros(3, np.float32))
-    g.meta.setdefault("state", []).append(LOSS_SCALE_STATE)
     scale_attrs = {"log2_init": log2_init, "growth_interval": growth_interval}
+    dl_scaled = loss_node.outputs[1]
+    if loss_scaling:
+        g.add(LOSS_SCALE_STATE, (3,), "f32", role="state", data=np.zeros(3, np.float32))
+        g.meta.setdefault("state", []).append(LOSS_SCALE_STATE)
 
-    # 1. loss scaling: the loss gradient is scaled in fp32, right after the loss node.
-    dl = loss_node.outputs[1]
-    dl_scaled = g.unique(f"{dl}/scaled")
-    g.add(dl_scaled, g.tensors[dl].shape, "f32", role="grad")
-    for n in nodes:
-        if n is not loss_node:
-            n.inputs = [dl_scaled if i == dl else i for i in n.inputs]
-    scale = Node("LossScale", [dl, LOSS_SCALE_STATE], [dl_scaled], dict(scale_attrs), f"{loss_node.name}/scale")
-    nodes.insert(nodes.index(loss_node) + 1, scale)
+        # 1. loss scaling: the loss gradient is scaled in fp32, right after the loss node.
+        dl = loss_node.outputs[1]
+        dl_scaled = g.unique(f"{dl}/scaled")
+        g.add(dl_scaled, g.tensors[dl].shape, "f32", role="grad")
+        for n in nodes:
+            if n is not loss_node:
+                n.inputs = [dl_scaled if i == dl else i for i in n.inputs]
+        scale = Node("LossScale", [dl, LOSS_SCALE_STATE], [dl_scaled], dict(scale_attrs), f"{loss_node.name}/scale")
+        nodes.insert(nodes.index(loss_node) + 1, scale)
 
     # 2. which tensors live in fp16: every activation and gradient but the graph's inputs and
     # outputs and the loss; the parameter gradients too (held, loss-scaled, until the updates)
@@ -128,7 +132,7 @@ def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Gr
     # is checked in place (LossCheckF16) and unscaled into a short-lived fp32 copy right before its
     # update (LossUnscaleF16); an fp32 one is unscaled and checked in place (LossUnscale)
     checks, tail = [], []
-    for u in updates:
+    for u in updates if loss_scaling else []:
         gname = u.inputs[1]
         u.attrs["skip_on_overflow"] = LOSS_SCALE_STATE
         if gname in half:
@@ -141,7 +145,10 @@ def lower_fp16(g: Graph, log2_init: int = 10, growth_interval: int = 1000) -> Gr
         else:
             checks.append(Node("LossUnscale", [gname, LOSS_SCALE_STATE], [], dict(scale_attrs), f"{u.name}/unscale"))
         tail.append(u)
-    tail.append(Node("LossScaleUpdate", [LOSS_SCALE_STATE], [], dict(scale_attrs), "fp16/loss_scale/update"))
+    if loss_scaling:
+        tail.append(Node("LossScaleUpdate", [LOSS_SCALE_STATE], [], dict(scale_attrs), "fp16/loss_scale/update"))
+    else:
+        tail = updates  # unguarded: each update widens its fp16 gradient (CastF32 below)
     nodes += checks + tail
 
     # 4. casts around every kernel that touches an fp16 tensor
