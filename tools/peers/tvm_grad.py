@@ -21,30 +21,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tvm_train import clip_as_relu
+from tvm_train import with_loss
 
 
 def gradients(case: dict) -> None:
     import onnx
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
-    from tvm.relax.training import AppendLoss
-    from tvm.relax.training.loss import CrossEntropyLoss
 
     model = onnx.load(case["model"])
-    clip_as_relu(model)
-    inits = [i.name for i in model.graph.initializer]
+    mod, inits, _, _ = with_loss(model)
     values = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    mod = from_onnx(model, keep_params_in_input=True)
-    mod, _ = relax.frontend.detach_params(mod)
-    main = mod["main"]
-    n_in = len(main.params) - len(inits)
-    if n_in != 1:
-        raise RuntimeError(f"expected one model input, got {n_in}")
-    batch = int(main.params[0].ty.shape[0])
-    label = relax.TensorType((batch,), "int64")
-    mod = AppendLoss("main", CrossEntropyLoss(reduction="mean")(main.ret_ty, label), 1, "main_loss")(mod)
+    n_in = 1
     loss_fn = mod["main_loss"]
     pos = [inits.index(t) for t in case["trained"]]  # by position: from_onnx may sanitize names
     mod = relax.transform.Gradient("main_loss", require_grads=[loss_fn.params[n_in + i] for i in pos])(mod)
@@ -52,7 +40,7 @@ def gradients(case: dict) -> None:
     vm = relax.VirtualMachine(ex, tvm.cpu())
     x = np.load(case["input"]).astype(np.float32)
     args = [tvm.runtime.tensor(x)] + [tvm.runtime.tensor(np.ascontiguousarray(values[n], np.float32)) for n in inits]
-    loss, grads = vm["main_loss_adjoint"](*args, tvm.runtime.tensor(np.full((batch,), case["label"], np.int64)))
+    loss, grads = vm["main_loss_adjoint"](*args, tvm.runtime.tensor(np.full((x.shape[0],), case["label"], np.int64)))
     out = {"loss": loss.numpy()}
     out.update({name: grads[k].numpy() for k, name in enumerate(case["trained"])})
     np.savez(case["out"], **out)

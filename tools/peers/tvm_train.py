@@ -52,28 +52,37 @@ def clip_as_relu(model) -> int:
     return count
 
 
-def prepare(spec: dict) -> None:
-    import onnx
-    import tvm
+def with_loss(model) -> tuple:
+    """The ONNX model in Relax, its parameters kept as function inputs after the one model input
+    (ReLU6 Clips rewritten by clip_as_relu), plus `main_loss`: mean cross-entropy on output 0 against an
+    int64 label. Returns (module, initializer names, the original `main`, the label's type)."""
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
     from tvm.relax.training import AppendLoss
     from tvm.relax.training.loss import CrossEntropyLoss
-    from tvm.target import codegen
 
-    model = onnx.load(spec["model"])
     clip_as_relu(model)
     inits = [i.name for i in model.graph.initializer]
     mod = from_onnx(model, keep_params_in_input=True)
     mod, _ = relax.frontend.detach_params(mod)
     main = mod["main"]
     n_in = len(main.params) - len(inits)
-    names = [p.name for p in main.params[n_in:]]
     if n_in != 1:
         raise RuntimeError(f"expected one model input, got {n_in}")
-    batch = int(main.params[0].ty.shape[0])
-    label = relax.TensorType((batch,), "int64")
+    label = relax.TensorType((int(main.params[0].ty.shape[0]),), "int64")
     mod = AppendLoss("main", CrossEntropyLoss(reduction="mean")(main.ret_ty, label), 1, "main_loss")(mod)
+    return mod, inits, main, label
+
+
+def prepare(spec: dict) -> None:
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.target import codegen
+
+    mod, inits, main, label = with_loss(onnx.load(spec["model"]))
+    n_in = 1
+    names = [p.name for p in main.params[n_in:]]
     loss_fn = mod["main_loss"]
     by_name = dict(zip(names, loss_fn.params[n_in:n_in + len(inits)]))
     trained = [inits.index(t) for t in spec["trained"]]  # positions: from_onnx may sanitize names
