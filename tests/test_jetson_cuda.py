@@ -23,8 +23,7 @@ from edgegrad.codegen_cuda import cuda_kernels
 from edgegrad.pipeline import RUNTIME, CompileConfig, compile_model, frontend_graph
 from egtest import FP32_ATOL, FP32_RTOL, export, train_build
 from test_ops_grad import CASES, DELTA_RTOL, build_model, compile_case, kernel_objects  # noqa: F401 (a fixture)
-from test_zoo_train import _samples
-from torch_ref import TorchModel
+from test_zoo_train import _samples, assert_trains_like_torch
 
 from models import ZOO
 
@@ -48,15 +47,7 @@ def test_cuda_step_matches_torch(name, scheme, optimizer, tmp_path):
     info["binary"] = build_cuda_emulation(out).name
     info["config"]["target"] = "host"  # the emulation is a host process on pipes
     (out / "build.json").write_text(json.dumps(info))
-    xs, ys = _samples(name)
-    losses, trained, _ = train_build(out, xs, ys)
-    g, updates = frontend_graph(e.path, CompileConfig(update=scheme))
-    slices = {p: (u.axis, u.rows(g.tensors[p].shape)) for p, u in updates.items() if u.fraction < 1}
-    ref_losses, ref = TorchModel(g, list(updates)).train(xs, ys, lr=LR[optimizer], optimizer=optimizer,
-                                                         slices=slices)
-    np.testing.assert_allclose(losses, ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
-    for p in updates:
-        np.testing.assert_allclose(trained[p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)
+    assert_trains_like_torch(name, out, scheme, optimizer, LR[optimizer])
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")

@@ -27,15 +27,19 @@ def _samples(name: str, n: int = 3, seed: int = 0):
 
 
 def _check(name, scheme, optimizer, target, tmp_path, **budgets):
-    e = ZOO[name]
-    build = compile_host(e.path, tmp_path / "b", update=scheme, optimizer=optimizer, lr=LR[optimizer],
+    build = compile_host(ZOO[name].path, tmp_path / "b", update=scheme, optimizer=optimizer, lr=LR[optimizer],
                          target=target, **budgets)
+    assert_trains_like_torch(name, build, scheme, optimizer, LR[optimizer])
+
+
+def assert_trains_like_torch(name, build, scheme, optimizer, lr):
+    """The build trained on the model's samples: losses and every trained tensor match PyTorch
+    (torch_ref) within the fp32 tolerance; a sub-tensor update leaves the rest bit-identical."""
     xs, ys = _samples(name)
     losses, trained, _ = train_build(build, xs, ys)
-    g, updates = frontend_graph(e.path, CompileConfig(update=scheme))
+    g, updates = frontend_graph(ZOO[name].path, CompileConfig(update=scheme))
     slices = {p: (u.axis, u.rows(g.tensors[p].shape)) for p, u in updates.items() if u.fraction < 1}
-    ref_losses, ref = TorchModel(g, list(updates)).train(xs, ys, lr=LR[optimizer], optimizer=optimizer,
-                                                         slices=slices)
+    ref_losses, ref = TorchModel(g, list(updates)).train(xs, ys, lr=lr, optimizer=optimizer, slices=slices)
     np.testing.assert_allclose(losses, ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
     for p in updates:
         np.testing.assert_allclose(trained[p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)
