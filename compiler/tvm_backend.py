@@ -312,8 +312,8 @@ def measure(kernels: list[Kernel], objs: dict[str, Path], mcpu: str, qemu_cpu: s
                 (t / name).write_text(text)
             (t / "bench.c").write_text(_bench_source(todo))
             exe = t / "bench"
-            srcs = [RUNTIME / "eg_conv.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c", RUNTIME / "eg_gemm.c",
-                    RUNTIME / "eg_gemm_tiled.c", *sorted((RUNTIME / "neon").glob("eg_*.c")), TVM_RUNTIME / "eg_tvm.c",
+            from .pipeline import kernel_sources
+            srcs = [*kernel_sources("rpi")[0], TVM_RUNTIME / "eg_tvm.c",
                     t / "tvm_kernels.c", t / "bench.c", *[objs[k.symbol] for k in todo]]
             proc = subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O3", f"-mcpu={mcpu}", "-fno-math-errno",
                                    "-static", "-pthread", "-DEG_NUM_THREADS=1", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgegrad.pipeline import kernel_sources
 from test_aarch64_kernels import Calls, _bits
 from test_fp16 import _check_fp16
 from test_kernels_tiled import CASES, sizes_of
@@ -39,12 +40,9 @@ NEON = 1
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("neon_f16") / "neon_driver_a76"
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c",
-               RUNTIME / "eg_gemm_tiled.c",
-               RUNTIME / "eg_f16.c", RUNTIME / "eg_conv_f16.c", RUNTIME / "eg_gemm_f16.c",
-               *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
+    sources = [*kernel_sources("rpi")[0], ROOT / "tests" / "neon_driver.c"]
     subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-mcpu=cortex-a76+fp16", "-Wall", "-Wextra", "-Werror",
-                    "-static", "-pthread", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}", *map(str, sources), "-o", str(exe)],
+                    "-static", "-pthread", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}", *map(str, sources), "-o", str(exe), "-lm"],
                    check=True, capture_output=True, text=True)
     return exe
 

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from edgegrad.kernels_neon import dw_neon_applies, dw_neon_scratch_floats
 from edgegrad.kernels_tiled import conv_scratch_floats
+from edgegrad.pipeline import kernel_sources
 from test_kernels_tiled import CASES, GEMM_CASES, out_size, sizes_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,15 +44,13 @@ FW, FW_NEON, BWI, BWI_NEON, BWW, BWW_NEON, GEMM, GEMM_NEON, FW_DW, BWI_DW, BWW_D
 @pytest.fixture(scope="module")
 def drivers(tmp_path_factory) -> dict[int, Path]:
     out = tmp_path_factory.mktemp("neon")
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_gemm.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c",
-               RUNTIME / "eg_gemm_tiled.c", RUNTIME / "eg_f16.c", RUNTIME / "eg_conv_f16.c", RUNTIME / "eg_gemm_f16.c",
-               *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tests" / "neon_driver.c"]
+    sources = [*kernel_sources("rpi")[0], ROOT / "tests" / "neon_driver.c"]
     exes = {}
     for threads in (1, 4):
         exe = out / f"neon_driver_t{threads}"
         subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O2", "-mcpu=cortex-a72", "-Wall", "-Wextra", "-Werror",
                         "-static", "-pthread", f"-DEG_NUM_THREADS={threads}", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}",
-                        *map(str, sources), "-o", str(exe)], check=True, capture_output=True, text=True)
+                        *map(str, sources), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
         exes[threads] = exe
     return exes
 

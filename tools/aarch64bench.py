@@ -64,12 +64,12 @@ INSTR_MODELS = [("mlp_har", "all"), ("cnn_fashion", "all"), ("dscnn", "last:2"),
 
 
 def build_bench(out: Path, threads: int) -> Path:
+    from edgegrad.pipeline import kernel_sources
     exe = out / f"aarch64_bench_t{threads}"
-    sources = [RUNTIME / "eg_conv.c", RUNTIME / "eg_conv_tiled.c", RUNTIME / "eg_dwconv_tiled.c", RUNTIME / "eg_gemm_tiled.c",
-               *sorted((RUNTIME / "neon").glob("eg_*.c")), ROOT / "tools" / "aarch64_bench.c"]
+    sources = [*kernel_sources("rpi")[0], ROOT / "tools" / "aarch64_bench.c"]
     subprocess.run(["aarch64-linux-gnu-gcc", "-std=c99", "-O3", "-mcpu=cortex-a72", "-fno-math-errno", "-static",
                     "-pthread", f"-DEG_NUM_THREADS={threads}", f"-I{RUNTIME}", f"-I{RUNTIME / 'neon'}",
-                    *map(str, sources), "-o", str(exe)], check=True)
+                    *map(str, sources), "-o", str(exe), "-lm"], check=True)
     return exe
 
 
