@@ -32,6 +32,9 @@ def c_ident(name: str) -> str:
     return s if s and not s[0].isdigit() else "_" + s
 
 
+ACT_CODES = {"relu": 1, "relu6": 2}  # the trailing int act of the fused forward convolutions
+
+
 def cfloat(v: float) -> str:
     f = np.float32(v)
     if np.isinf(f):
@@ -162,13 +165,20 @@ class Lowerer:
             return (f"depthwise2d_f32_fw_clip({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, "
                     f"{self._ints(d)}, {cfloat(lo)}, {cfloat(hi)});")
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_fw"))
+        if n.attrs.get("act"):  # conv + bias + ReLU (passes/fuse_eltwise.py): a trailing int act
+            fn = fn if n.attrs.get("kernel") == "winograd" else f"{fn}_act"
+            scratch += f", {ACT_CODES[n.attrs['act']]}"
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
-    def op_ConvBwInput(self, n, dy, w):
+    def op_ConvBwInput(self, n, dy, w, y=""):
         if n.attrs.get("kernel") == "tvm":
             return self._tvm(n, dy, w)
         d = self._conv_dims(n.attrs["x_shape"], self.shape(w), self.shape(dy), n.attrs)
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_input"))
+        if n.attrs.get("mask"):  # ReluGrad / ClipGrad of y into the store (passes/fuse_eltwise.py)
+            kind, lo, hi = n.attrs["mask"]
+            fn += "_mask"
+            scratch += f", {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)}"
         return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwWeight(self, n, dy, x):

@@ -73,7 +73,7 @@ class CompileConfig:
     board: str | None = None  # rpi: pi4 (default) | pi5; jetson: orin (targets/<target>/target.json)
     threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
     backend: str = "ours"  # rpi/jetson: ours | tvm | auto, where conv/Gemm kernels come from (compiler/tvm_backend.py)
-    fuse: bool = True  # passes/fuse.py: fused kernels where the target has them (off: the unfused ablation)
+    fuse: bool = True  # passes/fuse_eltwise.py + fuse.py: fused kernels where the target has them (off: the unfused ablation)
 
 
 @dataclass
@@ -178,9 +178,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         _after(name, g, cfg, log)
     g = select_kernels(g, cfg.target, cfg.extensions, backend=cfg.backend, board=cfg.board, log=log)
     _after("select_kernels", g, cfg, log)
-    g = fuse_eltwise(g, cfg.target)
-    _after("fuse_eltwise", g, cfg, log)
     if cfg.fuse:
+        g = fuse_eltwise(g, cfg.target)
+        _after("fuse_eltwise", g, cfg, log)
         g = fuse(g, cfg.target)
         _after("fuse", g, cfg, log)
     plan = plan_memory(g)

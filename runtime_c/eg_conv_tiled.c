@@ -88,6 +88,64 @@ static inline void eg_copy_row(float *restrict d, const float *restrict s, int n
     eg_st8(d + n - 8, eg_ld8(s + n - 8));
 }
 
+/* The epilogue of the fused variants (_act, _mask), applied where a kernel stores its result:
+ * EG_EPI_RELU:      d[i] = s[i] > 0 ? s[i] : 0           (a Relu after the forward conv)
+ * EG_EPI_RELU6:     d[i] = min(max(s[i], 0), 6)           (a Clip(0, 6) after it)
+ * EG_EPI_RELU_MASK: d[i] = y[i] > 0 ? s[i] : 0           (ReluGrad into the input gradient)
+ * EG_EPI_CLIP_MASK: d[i] = lo < y[i] < hi ? s[i] : 0     (ClipGrad into the input gradient)
+ * the same expressions as relu_f32_fw / clip_f32_fw / relu_f32_bw / clip_f32_bw (eg_eltwise.c), so the fused
+ * results are those of the separate passes. y has the output's layout (element off + i). */
+enum { EG_EPI_NONE, EG_EPI_RELU, EG_EPI_RELU6, EG_EPI_RELU_MASK, EG_EPI_CLIP_MASK };
+typedef struct {
+    int kind;
+    const float *y;
+    float lo, hi;
+} eg_epi;
+
+static void eg_epi_row(float *d, const float *s, int n, const eg_epi *e, ptrdiff_t off)
+{
+    const float *y = e->y ? e->y + off : NULL;
+    switch (e->kind) {
+    case EG_EPI_RELU:
+        for (int i = 0; i < n; i++)
+            d[i] = s[i] > 0.0f ? s[i] : 0.0f;
+        break;
+    case EG_EPI_RELU6:
+        for (int i = 0; i < n; i++) {
+            const float v = s[i] < 0.0f ? 0.0f : s[i];
+            d[i] = v > 6.0f ? 6.0f : v;
+        }
+        break;
+    case EG_EPI_RELU_MASK:
+        for (int i = 0; i < n; i++)
+            d[i] = y[i] > 0.0f ? s[i] : 0.0f;
+        break;
+    case EG_EPI_CLIP_MASK:
+        for (int i = 0; i < n; i++)
+            d[i] = (y[i] > e->lo && y[i] < e->hi) ? s[i] : 0.0f;
+        break;
+    default:
+        if (d != s)
+            for (int i = 0; i < n; i++)
+                d[i] = s[i];
+    }
+}
+
+/* mask 1: ReluGrad, 2: ClipGrad (lo, hi), the epilogue of the _mask variants. */
+static eg_epi eg_mask_epi(const float *y, int mask, float lo, float hi)
+{
+    const eg_epi e = {mask == 1 ? EG_EPI_RELU_MASK : mask == 2 ? EG_EPI_CLIP_MASK : EG_EPI_NONE, y,
+                      lo, hi};
+    return e;
+}
+
+/* The epilogue over a [rows, n] block of the output at element off, rows ld apart, in place. */
+static void eg_epi_block(float *d, int rows, int n, ptrdiff_t ld, const eg_epi *e, ptrdiff_t off)
+{
+    for (int r = 0; r < rows; r++)
+        eg_epi_row(d + r * ld, d + r * ld, n, e, off + r * ld);
+}
+
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
 static inline int eg_first_in(int off, int step)
 {
@@ -597,21 +655,28 @@ static void eg_dw_fw(float *restrict y, const float *restrict x, const float *re
     }
 }
 
-void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
-                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
-                         int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
-                         int dil_w, int G, float *restrict scratch)
+/* e: the epilogue of conv2d_f32_fw_tiled_act (NULL: none). The depthwise fast paths clamp to
+ * [0, inf) or [0, 6] in their store; the others apply it to each tile (or channel) just written. */
+static void eg_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
+                        const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                        int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                        int dil_w, int G, float *restrict scratch, const eg_epi *e)
 {
     eg_dw_plan dp;
     if (eg_is_depthwise(C, M, G) && eg_dw_fw_fast(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt,
-                                                  pl, dil_h, dil_w, -EG_DW_INF, EG_DW_INF))
+                                                  pl, dil_h, dil_w, e ? 0.0f : -EG_DW_INF,
+                                                  e && e->kind == EG_EPI_RELU6 ? 6.0f : EG_DW_INF))
         return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_fw_planes(y, x, w, b, N, C, H, W, OH, OW, pt, pl, &dp);
+        if (e)
+            eg_epi_block(y, 1, N * C * OH * OW, 0, e, 0);
         return;
     }
     if (eg_is_depthwise(C, M, G)) {
         eg_dw_fw(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
+        if (e)
+            eg_epi_block(y, 1, N * C * OH * OW, 0, e, 0);
         return;
     }
     const int Cg = C / G, Mg = M / G, Kg = Cg * KH * KW, P = OH * OW;
@@ -627,15 +692,38 @@ void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float
             const float *bg = b ? b + g * Mg : NULL;
             if (pointwise) {
                 gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
+                if (e)
+                    eg_epi_block(yg, Mg, P, P, e, yg - y);
                 continue;
             }
             for (int oh0 = 0; oh0 < OH; oh0 += tr) {
                 const int nrows = eg_min(tr, OH - oh0), p0 = oh0 * OW, np = nrows * OW;
                 eg_patches(scratch, np, 1, NULL, xg, HW, Cg, &gm, oh0, nrows, 1);
                 gemm_f32_tiled_strided(yg + p0, wg, scratch, bg, Mg, np, Kg, P, Kg, 1, np, 1, 0);
+                if (e)
+                    eg_epi_block(yg + p0, Mg, np, P, e, yg + p0 - y);
             }
         }
     }
+}
+
+void conv2d_f32_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
+                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                         int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                         int dil_w, int G, float *restrict scratch)
+{
+    eg_fw_tiled(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, scratch,
+                NULL);
+}
+
+void conv2d_f32_fw_tiled_act(float *restrict y, const float *restrict x, const float *restrict w,
+                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                             int dil_w, int G, float *restrict scratch, int act)
+{
+    const eg_epi e = {act == 2 ? EG_EPI_RELU6 : EG_EPI_RELU, NULL, 0.0f, 0.0f};
+    eg_fw_tiled(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, scratch,
+                act ? &e : NULL);
 }
 
 /* ---- backward to the input -------------------------------------------------------------- */
@@ -678,17 +766,31 @@ static void eg_dw_bw_input(float *restrict dx, const float *restrict dy, const f
     }
 }
 
-void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
-                               const float *restrict w, int N, int C, int H, int W, int M, int OH,
-                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
-                               int dil_w, int G, float *restrict scratch)
+/* e: the mask epilogue of conv2d_f32_bw_input_tiled_mask (NULL: none), applied to each group
+ * (depthwise: each channel) of dx once it is complete, while it is still in cache. */
+static void eg_bw_input_tiled(float *restrict dx, const float *restrict dy,
+                              const float *restrict w, int N, int C, int H, int W, int M, int OH,
+                              int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                              int dil_w, int G, float *restrict scratch, const eg_epi *e)
 {
     eg_dw_plan dp;
-    if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
+    const int dw = eg_is_depthwise(C, M, G);
+    if (dw && e) { /* channel by channel, each masked after it is written */
+        const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
+        for (int n = 0; n < N; n++)
+            for (int m = 0; m < C; m++) {
+                const ptrdiff_t i = (ptrdiff_t)n * C + m;
+                eg_bw_input_tiled(dx + i * HW, dy + i * OHW, w + m * KK, 1, 1, H, W, 1, OH, OW, KH,
+                                  KW, sh, sw, pt, pl, dil_h, dil_w, 1, NULL, NULL);
+                eg_epi_block(dx + i * HW, 1, (int)HW, 0, e, i * HW);
+            }
+        return;
+    }
+    if (dw && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
         return;
     }
-    if (eg_is_depthwise(C, M, G)) {
+    if (dw) {
         eg_dw_bw_input(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
         return;
     }
@@ -705,6 +807,8 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
             /* W_g^T[Kg, Mg]: element (r, m) = wg[m*Kg + r] */
             if (pointwise) {
                 gemm_f32_tiled_strided(dxg, wg, dyg, NULL, Cg, P, Mg, P, 1, Kg, P, 1, 0);
+                if (e)
+                    eg_epi_block(dxg, Cg, (int)HW, HW, e, dxg - dx);
                 continue;
             }
             for (ptrdiff_t i = 0; i < (ptrdiff_t)Cg * HW; i++)
@@ -714,8 +818,30 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
                 gemm_f32_tiled_strided(scratch, wg, dyg + p0, NULL, Kg, np, Mg, np, 1, Kg, P, 1, 0);
                 eg_patches(scratch, np, 1, dxg, NULL, HW, Cg, &gm, oh0, nrows, 0);
             }
+            if (e)
+                eg_epi_block(dxg, Cg, (int)HW, HW, e, dxg - dx);
         }
     }
+}
+
+void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
+                               const float *restrict w, int N, int C, int H, int W, int M, int OH,
+                               int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                               int dil_w, int G, float *restrict scratch)
+{
+    eg_bw_input_tiled(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                      scratch, NULL);
+}
+
+void conv2d_f32_bw_input_tiled_mask(float *restrict dx, const float *restrict dy,
+                                    const float *restrict w, int N, int C, int H, int W, int M,
+                                    int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                    int dil_h, int dil_w, int G, float *restrict scratch,
+                                    const float *restrict y, int mask, float lo, float hi)
+{
+    const eg_epi e = eg_mask_epi(y, mask, lo, hi);
+    eg_bw_input_tiled(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                      scratch, &e);
 }
 
 /* ---- backward to the weight ------------------------------------------------------------- */
@@ -918,7 +1044,7 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
                         const float *restrict w, eg_implicit_prep prep, ptrdiff_t a_gs,
                         const float *restrict b, int N, int C, int H, int W, int M, int OH,
                         int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
-                        int dil_w, int G, int flip, float *restrict scratch)
+                        int dil_w, int G, int flip, const eg_epi *e, float *restrict scratch)
 {
     const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
     eg_planes p;
@@ -947,9 +1073,13 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
                 gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wq, bg, Mg, nn, Kg, LD, 1, Kg,
                                     1, (int)cs, 1, T, p.tap, 0);
                 for (int m = 0; m < Mg; m++)
-                    for (int r = 0; r < nr; r++)
-                        eg_copy_row(yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW,
-                                    yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq, OW);
+                    for (int r = 0; r < nr; r++) {
+                        float *d = yg + (ptrdiff_t)m * P + (ptrdiff_t)(oh0 + r) * OW;
+                        if (e)
+                            eg_epi_row(d, yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq, OW, e, d - y);
+                        else
+                            eg_copy_row(d, yw + (ptrdiff_t)m * LD + (ptrdiff_t)r * Wq, OW);
+                    }
             }
         }
     }
@@ -961,7 +1091,17 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
                             int dil_w, int G, float *restrict scratch)
 {
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
-                W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, scratch);
+                W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, NULL, scratch);
+}
+
+void conv2d_f32_fw_implicit_act(float *restrict y, const float *restrict x, const float *restrict w,
+                                const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                int dil_w, int G, float *restrict scratch, int act)
+{
+    const eg_epi e = {act == 1 ? EG_EPI_RELU : act == 2 ? EG_EPI_RELU6 : EG_EPI_NONE, NULL, 0.0f, 0.0f};
+    eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
+                W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, &e, scratch);
 }
 
 /* wt[c, m, t] = w[g*Mg + m, c, t] for the Cg x (Mg*T) transposed weights of group g (the
@@ -991,7 +1131,23 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
     /* roles swap: dy [N, M, OH, OW] is the input, dx [N, C, H, W] the output; groups read wt
      * (rewritten per group by prep), so the group stride of a is 0 */
     eg_implicit(dx, dy, wt, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW, 1, 1,
-                (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1,
+                (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1, NULL,
+                scratch + (ptrdiff_t)Cg * Mg * T);
+}
+
+void conv2d_f32_bw_input_implicit_mask(float *restrict dx, const float *restrict dy,
+                                       const float *restrict w, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G,
+                                       float *restrict scratch, const float *restrict y, int mask,
+                                       float lo, float hi)
+{
+    (void)sh;
+    (void)sw;
+    const int Cg = C / G, Mg = M / G, T = KH * KW;
+    const eg_epi e = eg_mask_epi(y, mask, lo, hi);
+    eg_implicit(dx, dy, scratch, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW, 1, 1,
+                (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1, &e,
                 scratch + (ptrdiff_t)Cg * Mg * T);
 }
 

@@ -84,4 +84,32 @@ void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict 
                                        int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
                                        int Cx, int w_stride, float lr, float *restrict scratch);
 
+/* The fused variants (passes/fuse_eltwise.py), same arguments and scratch as the kernels above
+ * plus trailing ones; their results are those of the plain kernel followed by the separate pass,
+ * element for element, with the pass applied to each tile as it is stored:
+ * _act, act 1: y = relu(conv + b) as relu_f32_fw, act 2: ReLU6, clip_f32_fw(.., 0, 6) (act 0: no
+ *   activation); a depthwise layer's fast path clamps to [0, inf) for act 1, which differs from
+ *   relu_f32_fw only on NaN. (conv2d_f32_fw_winograd takes act 0 or 1.)
+ * _mask: dx = the input gradient masked by the forward output y of the activation before this
+ *   layer ([N,C,H,W], as dx): mask 1 as relu_f32_bw (y > 0), 2 as clip_f32_bw (lo < y < hi). */
+void conv2d_f32_fw_tiled_act(float *restrict y, const float *restrict x, const float *restrict w,
+                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                             int dil_w, int G, float *restrict scratch, int act);
+void conv2d_f32_fw_implicit_act(float *restrict y, const float *restrict x, const float *restrict w,
+                                const float *restrict b, int N, int C, int H, int W, int M, int OH,
+                                int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
+                                int dil_w, int G, float *restrict scratch, int act);
+void conv2d_f32_bw_input_tiled_mask(float *restrict dx, const float *restrict dy,
+                                    const float *restrict w, int N, int C, int H, int W, int M,
+                                    int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                    int dil_h, int dil_w, int G, float *restrict scratch,
+                                    const float *restrict y, int mask, float lo, float hi);
+void conv2d_f32_bw_input_implicit_mask(float *restrict dx, const float *restrict dy,
+                                       const float *restrict w, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G,
+                                       float *restrict scratch, const float *restrict y, int mask,
+                                       float lo, float hi);
+
 #endif /* EG_CONV_TILED_H */

@@ -11,6 +11,18 @@ Fusions (each chosen per target, at compile time):
   (lo, hi)``, lowered to depthwise2d_f32_fw_clip (runtime_c/eg_dwconv_tiled.c), which clamps in
   its epilogue. The backward is unchanged: ClipGrad reads the Clip's output, which the fused node
   now writes, and no gradient reads the pre-clip values (checked: nothing else reads them).
+- ``conv + bias + ReLU`` on ``host``: a Conv whose chosen kernel is in FUSE_ACT_KERNELS and whose
+  output only a Relu reads gets ``attrs["act"] = "relu"`` and writes the Relu's output
+  (conv2d_f32_fw_implicit_act / conv2d_f32_fw_tiled_act, conv2d_f32_fw_winograd: a trailing
+  ``int act``); a Clip(0, 6) (ReLU6) likewise as ``act = "relu6"`` (implicit, tiled: act 2).
+  ReluGrad reads the Relu output, which the conv now writes; the pre-activation
+  tensor is gone. A Conv whose output has another reader (an Add, a second branch) keeps its Relu.
+- ``input gradient + ReluGrad / ClipGrad`` on ``host``: the ConvBwInput that produces the dy of a
+  ReluGrad(dy, y) or ClipGrad(dy, y), where that ReluGrad/ClipGrad is dy's only reader, masks
+  its store by y (``attrs["mask"] = (kind, lo, hi)``, y a third input), lowered to
+  conv2d_f32_bw_input_{implicit,tiled}_mask. A dy that is a sum of branches (the ReLU after a
+  ResNet Add, whose output feeds the next block and its skip connection) is produced by an Add,
+  not a convolution, and is left alone, as is a dy that something else reads unmasked.
 """
 
 from __future__ import annotations
@@ -18,6 +30,9 @@ from __future__ import annotations
 from ..ir import Graph
 
 FUSE_TARGETS = {"host"}
+FUSE_ACT_KERNELS = {"implicit", "tiled", "winograd"}  # forward kernels with the trailing int act
+FUSE_RELU6_KERNELS = {"implicit", "tiled"}  # ... and act 2, ReLU6 = Clip(0, 6)
+FUSE_MASK_KERNELS = {"implicit", "tiled"}  # input-gradient kernels with the _mask variant
 
 
 def _depthwise_2d(g: Graph, n) -> bool:
@@ -49,7 +64,64 @@ def fuse_eltwise(g: Graph, target: str) -> Graph:
         n.outputs = [clip.outputs[0]]
         drop.add(id(clip))
         del g.tensors[mid]
+    drop |= _fuse_act(g, consumers)
+    drop |= _fuse_mask(g, consumers)
     if drop:
         g.meta["n_forward"] = n_fwd - sum(1 for n in g.nodes[:n_fwd] if id(n) in drop)
         g.nodes = [n for n in g.nodes if id(n) not in drop]
     return g
+
+
+def _plain_f32(g: Graph, n, kernels: set[str]) -> bool:
+    return (n.attrs.get("kernel") in kernels and not n.attrs.get("f16") and not n.attrs.get("skip_on_overflow")
+            and g.tensors[n.outputs[0]].dtype == "f32")
+
+
+def _fuse_act(g: Graph, consumers) -> set[int]:
+    """Conv -> Relu (or ReLU6): the activation moves into the conv's store."""
+    drop: set[int] = set()
+    for n in g.nodes:
+        if n.op != "Conv" or "act" in n.attrs or "clip" in n.attrs or not _plain_f32(g, n, FUSE_ACT_KERNELS):
+            continue
+        mid = n.outputs[0]
+        users = consumers.get(mid, [])
+        if len(users) != 1 or mid in g.outputs:
+            continue
+        relu = users[0]
+        if relu.inputs[0] != mid or relu.attrs.get("skip_on_overflow"):
+            continue
+        if relu.op == "Relu":
+            n.attrs["act"] = "relu"
+        elif (relu.op == "Clip" and (float(relu.attrs["lo"]), float(relu.attrs["hi"])) == (0.0, 6.0)
+              and n.attrs["kernel"] in FUSE_RELU6_KERNELS):
+            n.attrs["act"] = "relu6"
+        else:
+            continue
+        n.outputs = [relu.outputs[0], *n.outputs[1:]]
+        drop.add(id(relu))
+        del g.tensors[mid]
+    return drop
+
+
+def _fuse_mask(g: Graph, consumers) -> set[int]:
+    """ConvBwInput -> ReluGrad/ClipGrad(dy, y): the mask moves into the input gradient's store."""
+    producers = g.producers()
+    drop: set[int] = set()
+    for act in g.nodes:
+        if act.op not in ("ReluGrad", "ClipGrad") or act.attrs.get("skip_on_overflow"):
+            continue
+        dy, y = act.inputs[0], act.inputs[1]
+        conv = producers.get(dy)
+        if conv is None or conv.op != "ConvBwInput" or "mask" in conv.attrs or not _plain_f32(g, conv, FUSE_MASK_KERNELS):
+            continue
+        if len(consumers.get(dy, [])) != 1 or dy in g.outputs or g.tensors[y].dtype != "f32":
+            continue
+        if act.op == "ReluGrad":
+            conv.attrs["mask"] = ("relu", 0.0, 0.0)
+        else:
+            conv.attrs["mask"] = ("clip", float(act.attrs["lo"]), float(act.attrs["hi"]))
+        conv.inputs = [*conv.inputs, y]
+        conv.outputs = [act.outputs[0], *conv.outputs[1:]]
+        drop.add(id(act))
+        del g.tensors[dy]
+    return drop
