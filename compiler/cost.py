@@ -19,7 +19,7 @@ def node_macs(n: Node, g: Graph) -> int:
     if n.op in ("ConvBwInput", "ConvBwInputS8W"):
         w = sh(n.inputs[1])
         return prod(sh(n.inputs[0])) * prod(w[1:])
-    if n.op in ("ConvBwWeight", "ConvBwWeightSGD"):  # the fused node has no gradient tensor: its block
+    if n.op in ("ConvBwWeight", "ConvBwWeightSGD", "ConvBwWeightMomentum"):  # the fused node has no gradient tensor: its block
         dy, a = sh(n.inputs[0]), n.attrs
         return a["m_upd"] * a["cg_upd"] * prod(a["w_shape"][2:]) * prod(dy[2:]) * dy[0]
     if n.op in ("QGemm", "GemmS8W"):

@@ -206,6 +206,18 @@ class Lowerer:
         return (f"conv2d_f32_bw_weight_sgd_{a['kernel']}({self.p(w)}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {cfloat(a['lr'])}, {scratch});")
 
+    def op_ConvBwWeightMomentum(self, n, dy, x, w, v):
+        a = n.attrs
+        ws = a["w_shape"]
+        xs_full = list(self.shape(x))
+        cx = xs_full[1]
+        xs_full[1] = ws[1] * a["group"]
+        d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
+        scratch = self.p(n.outputs[0]) if n.outputs else "NULL"
+        return (f"conv2d_f32_bw_weight_momentum_{a['kernel']}({self.p(w)}, {self.p(v)}, {self.p(dy)}, {self.p(x)}, "
+                f"{self._ints(d)}, {a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {cfloat(a['lr'])}, "
+                f"{cfloat(a['mu'])}, {scratch});")
+
     # --- products
     def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn, fn="gemm_f32"):
         return (f"{fn}({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.p(c)}, {batch}, {M}, {N}, {K}, {ta}, {tb}, "
@@ -521,6 +533,17 @@ class Lowerer:
     def op_AdamUpdate(self, n, w, g, m, v):
         a = n.attrs
         return (f"adam_f32({self.p(w)}, {self.p(m)}, {self.p(v)}, {self.p(g)}, {self._block(n)}, {cfloat(a['lr'])}, "
+                f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_bt[0], "
+                f"1.0f - eg_adam_bt[1]);")
+
+    def op_ReduceSumUpdate(self, n, x, w, *state):  # passes/fuse.py: a bias gradient into its update
+        a = n.attrs
+        block = f"{self._block(n)}, {a['n']}, {cfloat(a['lr'])}"
+        if a["optimizer"] == "sgd":
+            return f"reduce_rows_sgd_f32({self.p(w)}, {self.p(x)}, {block});"
+        if a["optimizer"] == "momentum":
+            return f"reduce_rows_momentum_f32({self.p(w)}, {self.p(state[0])}, {self.p(x)}, {block}, {cfloat(a['mu'])});"
+        return (f"reduce_rows_adam_f32({self.p(w)}, {self.p(state[0])}, {self.p(state[1])}, {self.p(x)}, {block}, "
                 f"{cfloat(a['beta1'])}, {cfloat(a['beta2'])}, {cfloat(a['eps'])}, 1.0f - eg_adam_bt[0], "
                 f"1.0f - eg_adam_bt[1]);")
 

@@ -913,6 +913,9 @@ def conv_bw_weight_sgd_ref(node, dy, x, w):
     return out.reshape(w.shape)
 
 
+OPS["ConvBwWeightMomentum"] = OpDef(ref=sgd_ref)  # passes/fuse.py: only run by the generated code
+OPS["ReduceSumUpdate"] = OpDef(ref=sgd_ref)
+
 # ----------------------------------------------------------------------------- fold-only ops
 
 

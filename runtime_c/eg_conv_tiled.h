@@ -84,6 +84,16 @@ void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict 
                                        int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
                                        int Cx, int w_stride, float lr, float *restrict scratch);
 
+/* The momentum update fused likewise (same scratch): v[m*Cg_upd*KH*KW + j] = mu * v + dW[m, j],
+ * w[m*w_stride + j] -= lr * v, as momentum_f32 but with dW's parts added to mu * v one by one. */
+void conv2d_f32_bw_weight_momentum_implicit(float *restrict w, float *restrict v,
+                                            const float *restrict dy, const float *restrict x,
+                                            int N, int C, int H, int W, int M, int OH, int OW,
+                                            int KH, int KW, int sh, int sw, int pt, int pl,
+                                            int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                            int Cx, int w_stride, float lr, float mu,
+                                            float *restrict scratch);
+
 /* The fused variants (passes/fuse_eltwise.py), same arguments and scratch as the kernels above
  * plus trailing ones; their results are those of the plain kernel followed by the separate pass,
  * element for element, with the pass applied to each tile as it is stored:

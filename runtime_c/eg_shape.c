@@ -15,6 +15,7 @@
  */
 #include <stddef.h>
 
+#include "eg_math.h"
 #include "eg_shape.h"
 
 void copy_strided_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
@@ -90,6 +91,50 @@ void reduce_sum_f32(float *restrict y, const float *restrict x, int ndim, const 
         }
         eg_index_next(idx, last, shape, sy, &oy, sx, &ox);
     }
+}
+
+/* The row sums of reduce_sum_f32 (a bias gradient: dy[k] summed over its n pixels) fed
+ * straight into an optimizer update of the block (rows, inner, w_stride) of eg_optim.c: gradient
+ * element k = r*inner + i is 0 + the sum of x[k*n .. k*n + n), as reduce_sum_f32 computes it, and
+ * the update is the formula of sgd_f32 / momentum_f32 / adam_f32, so the results are theirs. */
+void reduce_rows_sgd_f32(float *restrict w, const float *restrict x, int rows, int inner,
+                         int w_stride, int n, float lr)
+{
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < inner; i++) {
+            const ptrdiff_t k = (ptrdiff_t)r * inner + i;
+            w[(ptrdiff_t)r * w_stride + i] -= lr * (0.0f + eg_row_sum(x + k * n, n));
+        }
+}
+
+void reduce_rows_momentum_f32(float *restrict w, float *restrict v, const float *restrict x,
+                              int rows, int inner, int w_stride, int n, float lr, float mu)
+{
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < inner; i++) {
+            const ptrdiff_t k = (ptrdiff_t)r * inner + i;
+            const float vi = mu * v[k] + (0.0f + eg_row_sum(x + k * n, n));
+            v[k] = vi;
+            w[(ptrdiff_t)r * w_stride + i] -= lr * vi;
+        }
+}
+
+void reduce_rows_adam_f32(float *restrict w, float *restrict m, float *restrict v,
+                          const float *restrict x, int rows, int inner, int w_stride, int n,
+                          float lr, float beta1, float beta2, float eps, float bc1, float bc2)
+{
+    const float step = lr / bc1;
+    const float inv_sqrt_bc2 = 1.0f / eg_sqrtf(bc2);
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < inner; i++) {
+            const ptrdiff_t k = (ptrdiff_t)r * inner + i;
+            const float gi = 0.0f + eg_row_sum(x + k * n, n);
+            const float mi = beta1 * m[k] + (1.0f - beta1) * gi;
+            const float vi = beta2 * v[k] + (1.0f - beta2) * gi * gi;
+            m[k] = mi;
+            v[k] = vi;
+            w[(ptrdiff_t)r * w_stride + i] -= step * mi / (eg_sqrtf(vi) * inv_sqrt_bc2 + eps);
+        }
 }
 
 void broadcast_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,

@@ -47,6 +47,17 @@ void copy_strided_f32(float *restrict y, const float *restrict x, int ndim, cons
 void reduce_sum_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
                     const int *sy, const int *sx, int ny);
 
+/* reduce_sum_f32's row sums (gradient element k = the sum of x[k*n .. k*n + n)) fed into
+ * sgd_f32 / momentum_f32 / adam_f32 of the block (rows, inner, w_stride) in one pass, without the
+ * gradient buffer (passes/fuse.py: a bias gradient and its update); same results as the two calls. */
+void reduce_rows_sgd_f32(float *restrict w, const float *restrict x, int rows, int inner,
+                         int w_stride, int n, float lr);
+void reduce_rows_momentum_f32(float *restrict w, float *restrict v, const float *restrict x,
+                              int rows, int inner, int w_stride, int n, float lr, float mu);
+void reduce_rows_adam_f32(float *restrict w, float *restrict m, float *restrict v,
+                          const float *restrict x, int rows, int inner, int w_stride, int n,
+                          float lr, float beta1, float beta2, float eps, float bc1, float bc2);
+
 /* y contiguous with shape: y[idx] = alpha * x[idx . sx]. */
 void broadcast_f32(float *restrict y, const float *restrict x, int ndim, const int *shape,
                    const int *sx, float alpha);

@@ -51,8 +51,9 @@ def test_fused_trains_exactly_as_unfused(tmp_path, monkeypatch, stride, update):
         update = str(tmp_path / "s.json")
     fused = compile_host(model, tmp_path / "fused", update=update, lr=0.05)
     text = (fused / "model.c").read_text()
-    # eg_infer and eg_train_step each: one fused call, and pw1's ReLU6 as a pass of its own
-    assert text.count("depthwise2d_f32_fw_clip(") == 2 and text.count(" clip_f32_fw(") == 2
+    # eg_infer and eg_train_step each: one fused call, and pw1's ReLU6 in pw1's store (act 2)
+    assert text.count("depthwise2d_f32_fw_clip(") == 2 and text.count(" clip_f32_fw(") == 0
+    assert text.count("conv2d_f32_fw_tiled_act(") == 2
     monkeypatch.setattr(pipeline, "fuse_eltwise", lambda g, target: g)
     plain = compile_host(model, tmp_path / "plain", update=update, lr=0.05)
     assert "depthwise2d_f32_fw_clip(" not in (plain / "model.c").read_text()
@@ -74,7 +75,8 @@ def test_fusion_rules(tmp_path):
     host = compile_model(model, tmp_path / "h", CompileConfig(update="all", build=False, quiet=True)).graph
     fused = [n for n in host.nodes if "clip" in n.attrs]
     assert [n.attrs["kernel"] for n in fused] == ["dwclip"] and fused[0].attrs["clip"] == (0.0, 6.0)
-    assert sum(n.op == "Clip" for n in host.nodes) == 1
+    assert sum(n.op == "Clip" for n in host.nodes) == 0  # pw1's ReLU6: act "relu6" (test_fusion.py)
+    assert [n.attrs.get("act") for n in host.nodes if n.op == "Conv" and "act" in n.attrs] == ["relu6"]
     assert host.meta["n_forward"] == sum(1 for n in host.nodes[:host.meta["n_forward"]])
     host.verify()
     for target in ("mcu", "rpi"):

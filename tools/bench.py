@@ -89,7 +89,8 @@ PEER_NAMES = {"torch": "PyTorch", "ort": "ORT", "tvm": "TVM"}
 PEER_VENVS = {"ort": "build/venv-ort", "tvm": "build/venv-tvm"}
 PEER_PROBES = {"ort": "import onnxruntime.training.api", "tvm": "import tvm, onnx; from tvm import relax"}
 RTOL = 1e-3  # gradient agreement: relative to the largest reference gradient element
-UPDATE_OPS = ("SGDUpdate", "MomentumUpdate", "AdamUpdate", "ConvBwWeightSGD")  # the fused node updates its block too
+UPDATE_OPS = ("SGDUpdate", "MomentumUpdate", "AdamUpdate", "ConvBwWeightSGD", "ConvBwWeightMomentum",
+              "ReduceSumUpdate")  # the fused nodes update their block too
 FIXED_COLUMNS = ("model", "scheme", "MACs/step", "arena KiB", "roofline µs", "edgegrad µs", "% of roofline")
 
 

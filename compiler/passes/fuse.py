@@ -11,6 +11,14 @@ Fusions:
   in the schedule (where w was updated before, so every earlier reader of w still sees the old
   weights): conv2d_f32_bw_weight_sgd_implicit writes w -= lr * dW from the GEMM's registers, and
   the gradient buffer disappears.
+- ``ConvBwWeightMomentum``: the same for an f32 ``MomentumUpdate`` (inputs (dy, x, w, v)): momentum
+  is linear in dW as well, so conv2d_f32_bw_weight_momentum_implicit scales v by mu, adds the
+  GEMM's parts of dW to v, then w -= lr * v. (Adam squares the whole gradient: it keeps its buffer.)
+- ``ReduceSumUpdate``: a bias gradient (``ReduceSumTo`` of a conv/Gemm output gradient over its
+  pixels, batch 1: row sums of contiguous rows) whose only reader is one f32 SGD/momentum/Adam
+  update becomes one node, inputs (dy, w, state...): reduce_rows_{sgd,momentum,adam}_f32 sums each
+  row in a register and updates the bias from it (the reduce_sum_f32 call, the sgd_f32 /
+  momentum_f32 / adam_f32 call and the gradient buffer disappear; same results bit for bit).
 """
 
 from __future__ import annotations
@@ -31,8 +39,45 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
         return None
     attrs = {k: v for k, v in a.items()}
     attrs.update(lr=u["lr"], w_stride=u["stride"], rows=u["rows"], inner=u["inner"], stride=u["stride"])
+    if upd.op == "MomentumUpdate":
+        attrs["mu"] = u["mu"]
+        return Node("ConvBwWeightMomentum", [conv.inputs[0], conv.inputs[1], w, upd.inputs[2]], conv.outputs[1:],
+                    attrs, f"{upd.name}/fused")
     return Node("ConvBwWeightSGD", [conv.inputs[0], conv.inputs[1], w], conv.outputs[1:], attrs,
                 f"{upd.name}/fused")
+
+
+FUSED_UPDATES = {"SGDUpdate": "sgd", "MomentumUpdate": "momentum", "AdamUpdate": "adam"}
+
+
+def _row_sums(g: Graph, red: Node) -> int | None:
+    """n when the ReduceSumTo sums contiguous runs of n elements (y[k] = sum x[k*n .. k*n + n)),
+    the row-sum case of reduce_sum_f32 (leading size-1 dims, kept dims, then reduced dims), else None."""
+    xs = g.tensors[red.inputs[0]].shape
+    out = tuple(red.attrs["shape"])
+    full = (1,) * (len(xs) - len(out)) + out
+    if len(full) != len(xs) or any(f not in (1, d) for f, d in zip(full, xs)):
+        return None
+    dims = [d for d in range(len(xs)) if xs[d] != 1]
+    kept = [d for d in dims if full[d] == xs[d]]
+    if kept != dims[:len(kept)]:  # a reduced dim before a kept one: not contiguous rows
+        return None
+    n = 1
+    for d in dims[len(kept):]:
+        n *= xs[d]
+    return n
+
+
+def _bias_update(g: Graph, red: Node, upd: Node) -> Node | None:
+    """The fused node for a bias gradient (row sums) and its update, or None where they do not fit."""
+    if red.attrs.get("f16") or any(g.tensors[t].dtype != "f32" for t in (*red.inputs, *upd.inputs)):
+        return None
+    n = _row_sums(g, red)
+    u = upd.attrs
+    if n is None or u["rows"] * u["inner"] != g.tensors[red.outputs[0]].size:
+        return None
+    attrs = dict(u, optimizer=FUSED_UPDATES[upd.op], n=n)
+    return Node("ReduceSumUpdate", [red.inputs[0], upd.inputs[0], *upd.inputs[2:]], [], attrs, f"{upd.name}/fused")
 
 
 def fuse(g: Graph, target: str) -> Graph:
@@ -42,17 +87,31 @@ def fuse(g: Graph, target: str) -> Graph:
     replace: dict[int, Node] = {}
     drop: set[int] = set()
     for upd in g.nodes:
-        if upd.op != "SGDUpdate":
+        if upd.op not in FUSED_UPDATES or upd.attrs.get("skip_on_overflow"):
             continue
         grad = upd.inputs[1]
         conv = producers.get(grad)
-        if conv is None or conv.op != "ConvBwWeight" or grad in g.outputs or len(consumers.get(grad, [])) != 1:
+        if conv is None or grad in g.outputs or len(consumers.get(grad, [])) != 1:
             continue
-        fused = _conv_sgd(g, conv, upd)
+        view = None
+        if conv.op == "Reshape":  # a bias gradient [1, M, 1, 1] viewed as [M]
+            view, conv = conv, producers.get(conv.inputs[0])
+            if conv is None or conv.op != "ReduceSumTo" or conv.outputs[0] in g.outputs \
+                    or len(consumers.get(conv.outputs[0], [])) != 1:
+                continue
+        if conv.op == "ConvBwWeight" and upd.op != "AdamUpdate":
+            fused = _conv_sgd(g, conv, upd)
+        elif conv.op == "ReduceSumTo":
+            fused = _bias_update(g, conv, upd)
+        else:
+            continue
         if fused is None:
             continue
         replace[id(upd)] = fused
         drop.add(id(conv))
         del g.tensors[grad]
+        if view is not None:
+            drop.add(id(view))
+            del g.tensors[conv.outputs[0]]
     g.nodes = [replace.get(id(n), n) for n in g.nodes if id(n) not in drop]
     return g
