@@ -115,6 +115,8 @@ def inspect_build(build: Path) -> str:
              f"{cfg['optimizer']} lr={cfg['lr']}, loss {cfg['loss']}"),
              (f"arena {info['arena_bytes']} B (lower bound {info['arena_lower_bound']} B), trainable "
              f"{info['trainable_bytes']} B, optimizer state {info['state_bytes']} B, frozen {info['frozen_bytes']} B")]
+    if info.get("fused"):  # passes/fuse_eltwise.py + fuse.py: nodes per fusion
+        lines.append("fused: " + ", ".join(f"{k} x{v}" for k, v in info["fused"].items()))
     if "sections" in info:
         lines.append("sections: " + ", ".join(f"{k} {v} B" for k, v in info["sections"].items()))
     if info.get("backend"):

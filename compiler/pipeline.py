@@ -26,7 +26,7 @@ from .ir import Graph
 from .memory import check_budgets, predict
 from .passes.fold_batchnorm import fold_batchnorm
 from .passes.fold_frozen import fold_frozen
-from .passes.fuse import fuse
+from .passes.fuse import fuse, fused_summary
 from .passes.fuse_eltwise import fuse_eltwise
 from .passes.fuse_int8 import fold_weight_dequantize, fuse_pointwise_depthwise, int8_input
 from .passes.lower_fp16 import lower_fp16
@@ -343,5 +343,6 @@ def _build_info(g: Graph, updates: dict[str, Update], cfg: CompileConfig, plan, 
         "trainable": {p: {"shape": list(g.tensors[p].shape), "axis": u.axis, "k": u.rows(g.tensors[p].shape),
                           "dtype": g.tensors[p].dtype} for p, u in updates.items()},
         **memory_info(g, updates, plan),
+        "fused": fused_summary(g),
         "binary": None,
     }

@@ -15,6 +15,8 @@ gradient has another reader (ResNet's Add fan-out). Builds (host, 3 steps):
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -149,6 +151,8 @@ def test_optimizer_fusions_train_like_unfused(name, optimizer, exact, tmp_path):
     assert f"reduce_rows_{optimizer}_f32(" in text and "reduce_sum_f32(" not in text
     assert "reduce_rows_" not in ref_text
     assert ("conv2d_f32_bw_weight_momentum_implicit(" in text) == (optimizer == "momentum")
+    fused = json.loads((build / "build.json").read_text())["fused"]  # what `edgegrad inspect BUILD` prints
+    assert fused[f"bias_grad+{optimizer}"] > 0 and fused["conv+relu"] > 0
     tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-5, "atol": 1e-6}
     np.testing.assert_allclose(lf, lu, **tol)
     assert tf.keys() == tu.keys() and tf

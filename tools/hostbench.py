@@ -146,20 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m edgegrad.tools.hostbench",
         description="Profile a host training step call by call: where the step's time goes.",
-        epilog="example: python -m edgegrad.tools.hostbench mobilenetv2_w035_96 --update last:3 --top 15")
+        epilog="example: python -m edgegrad.tools.hostbench mobilenetv2_w035_96 --update last:3 --top 15 "
+               "(--no-fuse: the same without fusions, to see what they save)")
     p.add_argument("model", help="a zoo model name or an .onnx path")
     p.add_argument("--update", default="all", help="update scheme (default all)")
     p.add_argument("--steps", type=int, default=300, help="timed steps (default 300)")
     p.add_argument("--top", type=int, default=25, help="calls to list, slowest first (default 25)")
     p.add_argument("--build-dir", type=Path, help="build folder (default build/prof/MODEL)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"], help="default sgd")
+    p.add_argument("--no-fuse", action="store_true", help="the unfused ablation (passes/fuse_eltwise.py, fuse.py off)")
     args = p.parse_args(argv)
     from edgegrad.pipeline import ROOT, CompileConfig, compile_model
 
     from models import ZOO
     onnx = ZOO[args.model].path if args.model in ZOO else Path(args.model)
     out = args.build_dir or ROOT / "build" / "prof" / Path(onnx).stem
-    cfg = CompileConfig(target="host", update=args.update, optimizer="sgd", quiet=True, sram_budget=1 << 30,
-                        flash_budget=1 << 30, build=False)
+    cfg = CompileConfig(target="host", update=args.update, optimizer=args.optimizer, quiet=True, sram_budget=1 << 30,
+                        flash_budget=1 << 30, build=False, fuse=not args.no_fuse)
     compile_model(onnx, out, cfg)
     res, calls = profile(out, args.steps)
     total = sum(t for _, t in calls)

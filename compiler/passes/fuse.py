@@ -80,6 +80,26 @@ def _bias_update(g: Graph, red: Node, upd: Node) -> Node | None:
     return Node("ReduceSumUpdate", [red.inputs[0], upd.inputs[0], *upd.inputs[2:]], [], attrs, f"{upd.name}/fused")
 
 
+def fused_summary(g: Graph) -> dict[str, int]:
+    """How many nodes each fusion (this pass and fuse_eltwise) made, for build.json / inspect."""
+    out: dict[str, int] = {}
+    for n in g.nodes:
+        kinds = []
+        if n.op == "Conv" and n.attrs.get("act"):
+            kinds.append(f"conv+{n.attrs['act']}")
+        if n.op == "Conv" and n.attrs.get("kernel") == "dwclip":
+            kinds.append("depthwise+clip")
+        if n.op == "ConvBwInput" and n.attrs.get("mask"):
+            kinds.append(f"conv_bw_input+{'ReluGrad' if n.attrs['mask'][0] == 'relu' else 'ClipGrad'}")
+        if n.op in ("ConvBwWeightSGD", "ConvBwWeightMomentum"):
+            kinds.append(n.op)
+        if n.op == "ReduceSumUpdate":
+            kinds.append(f"bias_grad+{n.attrs['optimizer']}")
+        for k in kinds:
+            out[k] = out.get(k, 0) + 1
+    return out
+
+
 def fuse(g: Graph, target: str) -> Graph:
     if target != "host":
         return g
