@@ -102,45 +102,73 @@ typedef struct {
     float lo, hi;
 } eg_epi;
 
-/* The loops of the epilogue, d[i] from s[i] (s == d: in place), with everything the loop reads
- * in locals so that it vectorizes (restrict pointers, no reload of the bounds through e). */
-#define EG_EPI_LOOPS(d, s, n, e, off)                                                               \
-    do {                                                                                           \
-        const float *restrict y_ = (e)->y ? (e)->y + (off) : NULL;                                 \
-        const float lo_ = (e)->lo, hi_ = (e)->hi;                                                  \
-        switch ((e)->kind) {                                                                       \
-        case EG_EPI_RELU:                                                                          \
-            for (int i = 0; i < (n); i++)                                                          \
-                d[i] = s[i] > 0.0f ? s[i] : 0.0f;                                                  \
-            break;                                                                                 \
-        case EG_EPI_RELU6:                                                                         \
-            for (int i = 0; i < (n); i++) {                                                        \
-                const float v_ = s[i] < 0.0f ? 0.0f : s[i];                                        \
-                d[i] = v_ > 6.0f ? 6.0f : v_;                                                      \
-            }                                                                                      \
-            break;                                                                                 \
-        case EG_EPI_RELU_MASK:                                                                     \
-            for (int i = 0; i < (n); i++)                                                          \
-                d[i] = y_[i] > 0.0f ? s[i] : 0.0f;                                                 \
-            break;                                                                                 \
-        case EG_EPI_CLIP_MASK:                                                                     \
-            for (int i = 0; i < (n); i++)                                                          \
-                d[i] = (y_[i] > lo_ && y_[i] < hi_) ? s[i] : 0.0f;                                 \
-            break;                                                                                 \
-        default:                                                                                   \
-            break;                                                                                 \
-        }                                                                                          \
-    } while (0)
-
-/* d[0..n) = the epilogue of s[0..n) (d and s do not overlap); d is element off of the output. */
-static void eg_epi_row(float *restrict d, const float *restrict s, int n, const eg_epi *e,
-                       ptrdiff_t off)
+/* The loops of the epilogue, in the form of eg_eltwise.c's (d == s allowed), compiled as theirs:
+ * not inlined, and with the bounds as run-time values (GCC's constant-propagated clone of the clamp
+ * with lo = 0 compiles to compare/blend/zero-mask instead of max/min, 2.5x slower on AVX-512). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define EG_EPI_FN __attribute__((noipa))
+#else
+#define EG_EPI_FN __attribute__((noinline))
+#endif
+static EG_EPI_FN void eg_epi_relu(float *d, const float *s, int n)
 {
-    if (e->kind == EG_EPI_NONE) {
-        eg_copy_row(d, s, n);
+    for (int i = 0; i < n; i++)
+        d[i] = s[i] > 0.0f ? s[i] : 0.0f;
+}
+
+static EG_EPI_FN void eg_epi_clamp(float *d, const float *s, int n, float lo, float hi)
+{
+    for (int i = 0; i < n; i++) {
+        float v = s[i] < lo ? lo : s[i];
+        d[i] = v > hi ? hi : v;
+    }
+}
+
+static EG_EPI_FN void eg_epi_relu_mask(float *d, const float *s, const float *y, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = y[i] > 0.0f ? s[i] : 0.0f;
+}
+
+static EG_EPI_FN void eg_epi_clip_mask(float *d, const float *s, const float *y, int n, float lo,
+                                       float hi)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = (y[i] > lo && y[i] < hi) ? s[i] : 0.0f;
+}
+
+/* d[0..n) = the epilogue of s[0..n) (d == s: in place); d is element off of the output. */
+static void eg_epi_row(float *d, const float *s, int n, const eg_epi *e, ptrdiff_t off)
+{
+    switch (e->kind) {
+    case EG_EPI_RELU:
+        eg_epi_relu(d, s, n);
+        break;
+    case EG_EPI_RELU6:
+        eg_epi_clamp(d, s, n, 0.0f, 6.0f);
+        break;
+    case EG_EPI_RELU_MASK:
+        eg_epi_relu_mask(d, s, e->y + off, n);
+        break;
+    case EG_EPI_CLIP_MASK:
+        eg_epi_clip_mask(d, s, e->y + off, n, e->lo, e->hi);
+        break;
+    default:
+        if (d != s)
+            eg_copy_row(d, s, n);
+    }
+}
+
+/* The epilogue over a [rows, n] block of the output at element off, rows ld apart, in place
+ * (one call when the rows are contiguous). */
+static void eg_epi_block(float *d, int rows, int n, ptrdiff_t ld, const eg_epi *e, ptrdiff_t off)
+{
+    if (ld == n) {
+        eg_epi_row(d, d, rows * n, e, off);
         return;
     }
-    EG_EPI_LOOPS(d, s, n, e, off);
+    for (int r = 0; r < rows; r++)
+        eg_epi_row(d + r * ld, d + r * ld, n, e, off + r * ld);
 }
 
 /* mask 1: ReluGrad, 2: ClipGrad (lo, hi): the epilogue of the _mask variants. */
@@ -149,16 +177,6 @@ static eg_epi eg_mask_epi(const float *y, int mask, float lo, float hi)
     const eg_epi e = {mask == 1 ? EG_EPI_RELU_MASK : mask == 2 ? EG_EPI_CLIP_MASK : EG_EPI_NONE, y,
                       lo, hi};
     return e;
-}
-
-/* The epilogue over a [rows, n] block of the output at element off, rows ld apart, in place. */
-static void eg_epi_block(float *restrict d, int rows, int n, ptrdiff_t ld, const eg_epi *e,
-                         ptrdiff_t off)
-{
-    for (int r = 0; r < rows; r++) {
-        float *restrict dr = d + r * ld;
-        EG_EPI_LOOPS(dr, dr, n, e, off + r * ld);
-    }
 }
 
 /* Smallest i >= 0 with off + i*step >= 0 (step > 0). */
@@ -736,7 +754,7 @@ void conv2d_f32_fw_tiled_act(float *restrict y, const float *restrict x, const f
                              int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                              int dil_w, int G, float *restrict scratch, int act)
 {
-    const eg_epi e = {act == 2 ? EG_EPI_RELU6 : EG_EPI_RELU, NULL, 0.0f, 0.0f};
+    const eg_epi e = {act == 2 ? EG_EPI_RELU6 : EG_EPI_RELU, NULL, 0.0f, 6.0f};
     eg_fw_tiled(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, scratch,
                 act ? &e : NULL);
 }
@@ -1116,7 +1134,7 @@ void conv2d_f32_fw_implicit_act(float *restrict y, const float *restrict x, cons
                                 int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                                 int dil_w, int G, float *restrict scratch, int act)
 {
-    const eg_epi e = {act == 1 ? EG_EPI_RELU : act == 2 ? EG_EPI_RELU6 : EG_EPI_NONE, NULL, 0.0f, 0.0f};
+    const eg_epi e = {act == 1 ? EG_EPI_RELU : act == 2 ? EG_EPI_RELU6 : EG_EPI_NONE, NULL, 0.0f, 6.0f};
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
                 W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, &e, scratch);
 }
