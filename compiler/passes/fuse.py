@@ -40,6 +40,8 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
     attrs = {k: v for k, v in a.items()}
     attrs.update(lr=u["lr"], w_stride=u["stride"], rows=u["rows"], inner=u["inner"], stride=u["stride"])
     if upd.op == "MomentumUpdate":
+        if a.get("kernel") not in MOMENTUM_KERNELS:  # kernels with a _momentum_ form (wgrad-fuse.txt: not winograd yet)
+            return None
         attrs["mu"] = u["mu"]
         return Node("ConvBwWeightMomentum", [conv.inputs[0], conv.inputs[1], w, upd.inputs[2]], conv.outputs[1:],
                     attrs, f"{upd.name}/fused")
@@ -48,6 +50,7 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
 
 
 FUSED_UPDATES = {"SGDUpdate": "sgd", "MomentumUpdate": "momentum", "AdamUpdate": "adam"}
+MOMENTUM_KERNELS = ("implicit",)  # conv2d_f32_bw_weight_momentum_{kernel}
 
 
 def _row_sums(g: Graph, red: Node) -> int | None:
