@@ -88,7 +88,8 @@ def _fuse_act(g: Graph, consumers) -> set[int]:
         if len(users) != 1 or mid in g.outputs:
             continue
         relu = users[0]
-        if relu.inputs[0] != mid or relu.attrs.get("skip_on_overflow"):
+        if relu.inputs[0] != mid or relu.attrs.get("skip_on_overflow") or relu.attrs.get("f16") \
+                or g.tensors[relu.outputs[0]].dtype != "f32":
             continue
         if relu.op == "Relu":
             n.attrs["act"] = "relu"
@@ -108,7 +109,8 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
     producers = g.producers()
     drop: set[int] = set()
     for act in g.nodes:
-        if act.op not in ("ReluGrad", "ClipGrad") or act.attrs.get("skip_on_overflow"):
+        if act.op not in ("ReluGrad", "ClipGrad") or act.attrs.get("skip_on_overflow") or act.attrs.get("f16") \
+                or g.tensors[act.outputs[0]].dtype != "f32":
             continue
         dy, y = act.inputs[0], act.inputs[1]
         conv = producers.get(dy)
