@@ -118,6 +118,8 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
             continue
         if len(consumers.get(dy, [])) != 1 or dy in g.outputs or g.tensors[y].dtype != "f32":
             continue
+        if conv.attrs["kernel"] == "implicit" and any(s != 1 for s in conv.attrs["strides"]):
+            continue  # conv2d_f32_bw_input_implicit_mask is the stride-1 implicit GEMM only
         if act.op == "ReluGrad":
             conv.attrs["mask"] = ("relu", 0.0, 0.0)
         else:
