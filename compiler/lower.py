@@ -165,8 +165,10 @@ class Lowerer:
             return (f"depthwise2d_f32_fw_clip({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, "
                     f"{self._ints(d)}, {cfloat(lo)}, {cfloat(hi)});")
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_fw"))
-        if n.attrs.get("act"):  # conv + bias + ReLU (passes/fuse_eltwise.py): a trailing int act
-            fn = fn if n.attrs.get("kernel") == "winograd" else f"{fn}_act"
+        if n.attrs.get("kernel") == "winograd":  # conv2d_f32_fw_winograd always takes the trailing int act
+            scratch += f", {ACT_CODES.get(n.attrs.get('act'), 0)}"
+        elif n.attrs.get("act"):  # conv + bias + ReLU (passes/fuse_eltwise.py): the _act variant
+            fn += "_act"
             scratch += f", {ACT_CODES[n.attrs['act']]}"
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
