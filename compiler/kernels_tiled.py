@@ -64,16 +64,31 @@ def plane_geometry(OH: int, OW: int, KH: int, KW: int, sh: int, sw: int, dh: int
     return OH + (KH - 1) * dh // sh, OW + (KW - 1) * dw // sw, len(phases)
 
 
+def phase_offsets(K: int, s: int, pad: int, dil: int) -> tuple[int, int]:
+    """(lo, hi): the least and largest dy row offset (pad + phase - k*dil) / s over the taps k of every
+    phase of a strided input gradient (eg_phase_taps_make in runtime_c/eg_conv_tiled.c)."""
+    offs = [(p + pad - k * dil) // s for p in range(s) for k in range(K) if (k * dil - pad) % s == p]
+    return min(offs), max(offs)
+
+
+def phase_geometry(H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int, pt: int, pl: int,
+                   dh: int, dw: int) -> tuple[int, int, bool]:
+    """(Hd, Wd, direct) of the dy planes of conv2d_f32_bw_input_implicit with stride > 1: Hd x Wd floats
+    per dy channel; direct when they would be dy itself (read in place, no planes in scratch)."""
+    lo_h, hi_h = phase_offsets(KH, sh, pt, dh)
+    lo_w, hi_w = phase_offsets(KW, sw, pl, dw)
+    Hd, Wd = -(-H // sh) + hi_h - lo_h, -(-W // sw) + hi_w - lo_w
+    return Hd, Wd, (lo_h, lo_w, Hd, Wd) == (0, 0, OH, OW)
+
+
 def implicit_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int,
                      sw: int, pt: int, pl: int, G: int, kind: str = "fw") -> bool:
     """conv2d_f32_<kind>_implicit handles these sizes: not depthwise, KH*KW <= 64 taps, sh*sw <= 16
-    phases; fw and bw_input not pointwise (a plain GEMM there); bw_input stride 1 only."""
+    phases; fw and bw_input not pointwise (a plain GEMM there)."""
     if is_depthwise(C, M, G) or KH * KW > IMPLICIT_TAPS or sh * sw > PHASES or OH <= 0 or OW <= 0:
         return False
     if kind == "bw_weight":
         return True
-    if kind == "bw_input" and (sh, sw) != (1, 1):
-        return False
     return not is_pointwise(H, W, OH, OW, KH, KW, sh, sw, pt, pl)
 
 
@@ -94,6 +109,13 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     planes of the Cg_upd updated channels (none when pointwise: it reads x) and dy transposed."""
     if kind == "fw":
         return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G, sh, sw)
+    if kind == "bw_input" and (sh, sw) != (1, 1):  # the phases: transposed weights, dy planes, one band
+        Hd, Wd, direct = phase_geometry(H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw)
+        R = min(-(-H // sh), max(1, PTILE // Wd))
+        weights = (C // G) * (M // G) * KH * KW if KH * KW > 1 else 0  # a 1x1 layer reads w in place
+        planes = 0 if direct else (M // G) * Hd * Wd + 16
+        bands = len({(kw * dw - pl) % sw for kw in range(KW)})  # column phases some tap reaches
+        return weights + planes + bands * (C // G) * (-(-R * Wd // 16) * 16)
     if kind == "bw_input":
         return (C // G) * (M // G) * KH * KW + implicit_scratch_floats(M, C, H, W, KH, KW, dh, dw, G)
     rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
@@ -103,14 +125,23 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     return planes + ((OH - 1) * Wq + OW) * m_rows
 
 
+# A strided input gradient takes the phases where a phase has at least this many pixels: below it the
+# wide rows' junk columns and the per-call weight transposition cost more than im2col's col2im saves
+# (kernelbench, resnet8: 16->32 s2 at 32x32 24.3 -> 15.1 us, 32->64 s2 at 16x16 17.4 -> 18.1 us).
+PHASE_MIN_PIXELS = 128
+
+
 def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
                  sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw",
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
+    a strided input gradient needs PHASE_MIN_PIXELS per phase;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
     most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
+        return False
+    if kind == "bw_input" and (sh, sw) != (1, 1) and -(-H // sh) * -(-W // sw) < PHASE_MIN_PIXELS:
         return False
     sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
     extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}

@@ -976,6 +976,246 @@ static void eg_transpose_w(float *restrict wt, const float *restrict w, int g, i
                 wt[((ptrdiff_t)c * Mg + m) * T + t] = wg[((ptrdiff_t)m * Cg + c) * T + t];
 }
 
+/* ---- backward to the input, stride > 1: phase (sub-pixel) decomposition ------------------
+ * dx[c, ih, iw] collects w[m, c, kh, kw] * dy[m, oh, ow] over ih = oh*sh - pt + kh*dil_h (and
+ * the same along w). Split dx into its sh*sw phases (ph, pw) = (ih % sh, iw % sw): row j of
+ * phase ph (ih = j*sh + ph) receives exactly the taps kh with (ph + pt - kh*dil_h) % sh == 0,
+ * each from dy row oh = j + (ph + pt - kh*dil_h) / sh. So a phase is a stride-1 correlation of
+ * dy with its sub-kernel: an implicit GEMM (gemm_f32_tiled_taps) straight on one zero-padded
+ * plane per dy channel, every dx element written once (no col2im scatter-add):
+ *   D_m[i, j] = dy[m, i + lo_h, j + lo_w] (0 outside dy),  i < Hd = Hq + hi_h - lo_h,
+ *   j < Wd = Wq + hi_w - lo_w,  Hq = ceil(H / sh), Wq = ceil(W / sw),
+ * lo / hi the least / largest row (column) offset of any tap; phase (ph, pw) at wide pixel
+ * f = j*Wd + i reads tap (kh, kw) at D_m[f + (offh - lo_h)*Wd + offw - lo_w]. A band of R wide
+ * rows of a phase at a time goes through yw[Cg, ceil16(R*Wd)] into every sh-th row, sw-th
+ * column of dx; a phase no tap reaches (a 1x1 stride-2 layer's odd pixels) is zeroed. When the
+ * planes would be dy itself (no padding, no crop) the GEMM reads dy in place. */
+typedef struct {
+    int lo, hi;
+    int start[EG_PHASES + 1]; /* phase p: taps k[start[p] .. start[p+1]) */
+    int k[EG_IMPLICIT_TAPS], off[EG_IMPLICIT_TAPS];
+} eg_phase_taps;
+
+static void eg_phase_taps_make(eg_phase_taps *t, int K, int s, int pad, int dil)
+{
+    int n = 0;
+    t->lo = 0;
+    t->hi = 0;
+    for (int p = 0; p < s; p++) {
+        t->start[p] = n;
+        for (int k = 0; k < K; k++) {
+            if (((k * dil - pad) % s + s) % s != p)
+                continue;
+            t->k[n] = k;
+            t->off[n] = (p + pad - k * dil) / s; /* exact */
+            if (n == 0 || t->off[n] < t->lo)
+                t->lo = t->off[n];
+            if (n == 0 || t->off[n] > t->hi)
+                t->hi = t->off[n];
+            n++;
+        }
+    }
+    t->start[s] = n;
+}
+
+/* The sub-kernels of the phases of group g's weights wg[Mg][Cg][T]: phase q at wt + wofs[q],
+ * tap-major [Cg][Tp][Mg] (so the GEMM's k = t*Mg + m has unit stride): element (m, c, i) of wg
+ * (tap i = kh*KW + kw) goes to wt[base[i] + c*step[i] + m]. 8 x 8 blocks of (m, (c, i)) are
+ * transposed in registers: a block of 8 m rows and 8 consecutive (c, i) columns of wg is 8
+ * contiguous runs. */
+static void eg_phase_weights(float *restrict wt, const float *restrict wg, int Cg, int Mg, int T,
+                             const int *base, const int *step)
+{
+    const int CT = Cg * T;
+    int m0 = 0;
+#ifdef EG_SHUF8
+    for (; m0 + 8 <= Mg; m0 += 8) {
+        int u0 = 0, c = 0, i = 0; /* column u0 = (c, i) */
+        for (; u0 + 8 <= CT; u0 += 8) {
+            float blk[64] __attribute__((aligned(32)));
+            eg_transpose8(blk, 8, wg + (ptrdiff_t)m0 * CT + u0, CT);
+            for (int k = 0; k < 8; k++) {
+                eg_st8(wt + base[i] + (ptrdiff_t)c * step[i] + m0, eg_ld8(blk + 8 * k));
+                if (++i == T) {
+                    i = 0;
+                    c++;
+                }
+            }
+        }
+        for (; u0 < CT; u0++) {
+            for (int m = m0; m < m0 + 8; m++)
+                wt[base[i] + (ptrdiff_t)c * step[i] + m] = wg[(ptrdiff_t)m * CT + u0];
+            if (++i == T) {
+                i = 0;
+                c++;
+            }
+        }
+    }
+#endif
+    for (int c = 0; c < Cg; c++)
+        for (int i = 0; i < T; i++)
+            for (int m = m0; m < Mg; m++)
+                wt[base[i] + (ptrdiff_t)c * step[i] + m] = wg[(ptrdiff_t)m * CT + c * T + i];
+}
+
+/* yw[c*LD + f] = sum over taps t < Tp, m < Mg of wq[c][t][m] * b[m*cs + tap[t] + f], f < nn:
+ * gemm_f32_tiled_taps with an explicit row table (k = t*Mg + m), up to 512 rows of b per call
+ * (one tap per call when Mg is larger). */
+static void eg_phase_gemm(float *restrict yw, int LD, const float *restrict wq,
+                          const float *restrict b, ptrdiff_t cs, int Cg, int Mg, int Tp,
+                          const int *tap, int nn)
+{
+    int tab[512];
+    const int per = eg_max(1, 512 / Mg);
+    for (int t0 = 0; t0 < Tp; t0 += per) {
+        const int nt = eg_min(per, Tp - t0);
+        const float *a = wq + (ptrdiff_t)t0 * Mg;
+        if (nt == 1) {
+            gemm_f32_tiled_taps(yw, a, b, NULL, Cg, nn, Mg, LD, 1, Tp * Mg, 1, (int)cs, 1, 1,
+                                tap + t0, t0 > 0);
+            continue;
+        }
+        for (int t = 0; t < nt; t++)
+            for (int m = 0; m < Mg; m++)
+                tab[t * Mg + m] = m * (int)cs + tap[t0 + t];
+        gemm_f32_tiled_taps(yw, a, b, NULL, Cg, nn, nt * Mg, LD, 1, Tp * Mg, 1, 0, 1, nt * Mg, tab,
+                            t0 > 0);
+    }
+}
+
+/* Row ih of dx (W floats) from its sw column phases: row[i*sw + pw] = src[pw][i] (0 where
+ * src[pw] is NULL: no tap reaches that phase). */
+static void eg_phase_row(float *restrict row, int W, int sw, const float *const *src)
+{
+    int i = 0;
+#ifdef EG_SHUF8
+    if (sw == 2) { /* 16 floats from 8 of each phase */
+        const float *s0 = src[0], *s1 = src[1];
+        const eg_v8 z = eg_splat8(0.0f);
+        for (; 2 * i + 16 <= W; i += 8) {
+            eg_v8 a = z, b = z;
+            if (s0)
+                a = eg_ld8(s0 + i);
+            if (s1)
+                b = eg_ld8(s1 + i);
+            eg_st8(row + 2 * i, EG_SHUF8(a, b, 0, 8, 1, 9, 2, 10, 3, 11));
+            eg_st8(row + 2 * i + 8, EG_SHUF8(a, b, 4, 12, 5, 13, 6, 14, 7, 15));
+        }
+    }
+#endif
+    for (int pw = 0; pw < sw; pw++) {
+        const float *s = src[pw];
+        for (int j = i; j * sw + pw < W; j++)
+            row[j * sw + pw] = s ? s[j] : 0.0f;
+    }
+}
+
+static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
+                               const float *restrict w, int N, int C, int H, int W, int M,
+                               int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                               int dil_h, int dil_w, int G, float *restrict scratch)
+{
+    if (KH * KW > EG_IMPLICIT_TAPS || sh > EG_PHASES || sw > EG_PHASES || H <= 0 || W <= 0)
+        return;
+    eg_phase_taps th, tw;
+    eg_phase_taps_make(&th, KH, sh, pt, dil_h);
+    eg_phase_taps_make(&tw, KW, sw, pl, dil_w);
+    const int Cg = C / G, Mg = M / G, T = KH * KW;
+    const int Hq = (H + sh - 1) / sh, Wq = (W + sw - 1) / sw;
+    const int Hd = Hq + th.hi - th.lo, Wd = Wq + tw.hi - tw.lo;
+    const int R = eg_implicit_rows(Hq, Wd), LD = (R * Wd + 15) & ~15;
+    const ptrdiff_t HW = (ptrdiff_t)H * W, P = (ptrdiff_t)OH * OW;
+    /* the planes are dy itself: read in place (cs = OH*OW), the last band not rounded up */
+    const int direct = th.lo == 0 && tw.lo == 0 && Hd == OH && Wd == OW;
+    const ptrdiff_t cs = (ptrdiff_t)Hd * Wd;
+    float *wt = scratch, *planes = wt + (T > 1 ? (ptrdiff_t)Cg * Mg * T : 0);
+    float *yw = planes + (direct ? 0 : (ptrdiff_t)Mg * cs + 16); /* one band per column phase with taps */
+    eg_planes pq; /* one stride-1 plane per dy channel, the crop / padding above */
+    pq.sh = pq.sw = 1;
+    pq.Wq = Wd;
+    pq.rows = Hd;
+    pq.psz = Hd * Wd;
+    pq.np = 1;
+    pq.slot[0] = 0;
+    if (!direct)
+        for (int i = 0; i < 16; i++)
+            planes[(ptrdiff_t)Mg * cs + i] = 0.0f;
+    /* phase (ph, pw): its sub-kernel at wt + wofs[ph*sw + pw], tap-major [Cg][Tp][Mg] */
+    int wofs[EG_PHASES * EG_PHASES], ybuf[EG_PHASES], base[EG_IMPLICIT_TAPS], step[EG_IMPLICIT_TAPS];
+    for (int ph = 0, o = 0; ph < sh; ph++)
+        for (int pw = 0; pw < sw; pw++) {
+            const int nh = th.start[ph + 1] - th.start[ph], nw = tw.start[pw + 1] - tw.start[pw];
+            wofs[ph * sw + pw] = o;
+            o += Cg * Mg * nh * nw;
+            for (int a = 0; a < nh; a++)
+                for (int e = 0; e < nw; e++) {
+                    const int i = th.k[th.start[ph] + a] * KW + tw.k[tw.start[pw] + e];
+                    base[i] = wofs[ph * sw + pw] + (a * nw + e) * Mg;
+                    step[i] = nh * nw * Mg;
+                }
+        }
+    for (int pw = 0, nb = 0; pw < sw; pw++)
+        ybuf[pw] = tw.start[pw + 1] > tw.start[pw] ? nb++ : -1;
+    for (int g = 0; g < G; g++) {
+        const float *wg = w + (ptrdiff_t)g * Mg * Cg * T;
+        if (T > 1)
+            eg_phase_weights(wt, wg, Cg, Mg, T, base, step);
+        for (int n = 0; n < N; n++) {
+            float *dxg = dx + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
+            const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;
+            const float *b = dyg;
+            if (!direct) {
+                for (int m = 0; m < Mg; m++)
+                    eg_planes_fill(planes + m * cs, dyg + m * P, &pq, OH, OW, -th.lo, -tw.lo);
+                b = planes;
+            }
+            for (int ph = 0; ph < sh && ph < H; ph++) {
+                const int Hph = (H - ph + sh - 1) / sh;
+                const int h0 = th.start[ph], nh = th.start[ph + 1] - h0;
+                if (nh == 0) { /* no tap reaches these rows */
+                    for (int c = 0; c < Cg; c++)
+                        for (int j = 0; j < Hph; j++) {
+                            float *row = dxg + c * HW + (ptrdiff_t)(j * sh + ph) * W;
+                            for (int i = 0; i < W; i++)
+                                row[i] = 0.0f;
+                        }
+                    continue;
+                }
+                for (int j0 = 0; j0 < Hph; j0 += R) {
+                    const int nr = eg_min(R, Hph - j0);
+                    for (int pw = 0; pw < sw && pw < W; pw++) {
+                        const int w0 = tw.start[pw], nw = tw.start[pw + 1] - w0, Tp = nh * nw;
+                        if (Tp == 0)
+                            continue;
+                        const int Wph = (W - pw + sw - 1) / sw, nv = (nr - 1) * Wd + Wph;
+                        int tap[EG_IMPLICIT_TAPS];
+                        for (int a = 0; a < nh; a++)
+                            for (int e = 0; e < nw; e++)
+                                tap[a * nw + e] = (th.off[h0 + a] - th.lo) * Wd + tw.off[w0 + e] - tw.lo;
+                        float *ywp = yw + (ptrdiff_t)ybuf[pw] * Cg * LD;
+                        const int nn = direct ? nv : (nv + 15) & ~15;
+                        if (T == 1) /* 1x1: a = W_g^T read in place */
+                            gemm_f32_tiled_taps(ywp, wg, b + (ptrdiff_t)j0 * Wd, NULL, Cg, nn, Mg,
+                                                LD, 1, 1, Cg, (int)cs, 1, 1, tap, 0);
+                        else
+                            eg_phase_gemm(ywp, LD, wt + wofs[ph * sw + pw], b + (ptrdiff_t)j0 * Wd,
+                                          cs, Cg, Mg, Tp, tap, nn);
+                    }
+                    const float *src[EG_PHASES];
+                    for (int c = 0; c < Cg; c++)
+                        for (int r = 0; r < nr; r++) {
+                            for (int pw = 0; pw < sw; pw++)
+                                src[pw] = ybuf[pw] < 0 ? NULL
+                                        : yw + ((ptrdiff_t)ybuf[pw] * Cg + c) * LD + (ptrdiff_t)r * Wd;
+                            eg_phase_row(dxg + c * HW + (ptrdiff_t)((j0 + r) * sh + ph) * W, W,
+                                         sw, src);
+                        }
+                }
+            }
+        }
+    }
+}
+
 /* bw_input, stride 1: dx is the stride-1 convolution of dy (padded by (K-1)*dil - pad) with the
  * flipped, transposed kernel: the same implicit GEMM with taps flipped and a = wt[C_g, Mg*T]
  * (the transposed weights of a group, at the start of scratch). */
@@ -984,8 +1224,11 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
                                   int dil_h, int dil_w, int G, float *restrict scratch)
 {
-    (void)sh; /* 1 (the variant's constraint) */
-    (void)sw;
+    if (sh != 1 || sw != 1) {
+        eg_bw_input_phases(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h,
+                           dil_w, G, scratch);
+        return;
+    }
     const int Cg = C / G, Mg = M / G, T = KH * KW;
     float *wt = scratch;
     /* roles swap: dy [N, M, OH, OW] is the input, dx [N, C, H, W] the output; groups read wt

@@ -363,7 +363,14 @@ def test_implicit_selection_rule():
     assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     # stride 2: four phase planes (16*4*17*17) + band (32*256) vs im2col 144*128
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)
-    assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
+    # stride-2 input gradient: the phases (weights 16*32*9, dy planes 32*17*17 + 16, band 16*256)
+    assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1) == \
+        16 * 32 * 9 + 32 * 17 * 17 + 16 + 2 * 16 * 256
+    assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
+    # 1x1 stride 2: the planes are dy itself (no scratch for them)
+    assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == \
+        16 * 256
+    assert use_implicit(1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1, kind="bw_input")
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8)  # depthwise
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1)  # pointwise
     assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_input")
