@@ -95,10 +95,12 @@ def implicit_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, 
 def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, dh: int, dw: int,
                             G: int, sh: int = 1, sw: int = 1) -> int:
     """Floats of scratch conv2d_f32_fw_implicit needs: the phase planes of an image group plus
-    one band of R wide output rows (runtime_c/eg_conv_tiled.h)."""
+    one band of R wide output rows, none when the wide rows are the output rows (Wq == OW)
+    (runtime_c/eg_conv_tiled.h)."""
     rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
     R = min(OH, max(1, PTILE // Wq))
-    return (C // G) * np_ * rows * Wq + 16 + (M // G) * (-(-R * Wq // 16) * 16)
+    band = 0 if Wq == OW else (M // G) * (-(-R * Wq // 16) * 16)  # no junk columns: y written in place
+    return (C // G) * np_ * rows * Wq + 16 + band
 
 
 def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int,
@@ -125,6 +127,12 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     return planes + ((OH - 1) * Wq + OW) * m_rows
 
 
+# A strided forward whose wide rows carry at most one junk column per 16 outputs takes the implicit
+# GEMM up to this much scratch (256 KiB) even beyond twice the im2col tile: kernelbench, MobileNetV2's
+# RGB stem 3->16 3x3 s2 at 96x96 22.7 -> 15.5 us with 129 KiB of planes (DS-CNN's 10x4 s2 stem on 5
+# output columns, 6 wide, stays im2col: 5.6 vs 6.6 us).
+STRIDED_FW_SCRATCH = 65536
+
 # A strided input gradient takes the phases where a phase has at least this many pixels: below it the
 # wide rows' junk columns and the per-call weight transposition cost more than im2col's col2im saves
 # (kernelbench, resnet8: 16->32 s2 at 32x32 24.3 -> 15.1 us, 32->64 s2 at 16x16 17.4 -> 18.1 us).
@@ -136,7 +144,8 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
-    a strided input gradient needs PHASE_MIN_PIXELS per phase;
+    a strided forward with few junk columns may take up to STRIDED_FW_SCRATCH; a strided input gradient
+    needs PHASE_MIN_PIXELS per phase;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
     most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
@@ -150,4 +159,8 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
         rows = min(M // G, M if M_upd is None else M_upd)
         return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
+    if kind == "fw" and (sh, sw) != (1, 1) and floats <= STRIDED_FW_SCRATCH:
+        Wq = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)[1]
+        if 16 * (Wq - OW) <= OW:  # few junk columns: measured faster however large the planes
+            return True
     return floats <= (4 if kind == "bw_weight" else 2) * im2col

@@ -942,6 +942,10 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
             const float *bg = b ? b + (ptrdiff_t)g * Mg : NULL;
             for (int c = 0; c < Cg; c++)
                 eg_planes_fill(xp + c * cs, xg + c * HW, &p, H, W, pt, pl);
+            if (Wq == OW) { /* no junk columns (a 1x1 strided layer): the GEMM writes y in place */
+                gemm_f32_tiled_taps(yg, wg, xp, bg, Mg, P, Kg, P, 1, Kg, 1, (int)cs, 1, T, p.tap, 0);
+                continue;
+            }
             for (int oh0 = 0; oh0 < OH; oh0 += R) {
                 const int nr = eg_min(R, OH - oh0), nn = ((nr - 1) * Wq + OW + 15) & ~15;
                 gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wq, bg, Mg, nn, Kg, LD, 1, Kg,

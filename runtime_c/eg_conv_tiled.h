@@ -43,12 +43,13 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                 int dil_w, int G, int M_upd, int Cg_upd, int Cx,
                                 float *restrict scratch);
 
-/* conv2d_f32_fw for stride 1 (sh == sw == 1), KH*KW <= 64, as an implicit GEMM on a
- * zero-padded copy of each image group: scratch floats, with Hp = OH + (KH-1)*dil_h,
- * Wp = OW + (KW-1)*dil_w and R = min(OH, max(1, 256 / Wp)) wide rows per band,
- *   Cg * Hp * Wp + 16 + Mg * ceil16(R * Wp)      (ceil16: rounded up to a multiple of 16)
- * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by
- * select_kernels where it applies and its scratch stays within twice the im2col tile. */
+/* conv2d_f32_fw for KH*KW <= 64, sh*sw <= 16, as an implicit GEMM on the zero-padded phase
+ * planes of each image group (one plane, the padded image, for stride 1): scratch floats, with
+ * Hp = OH + ((KH-1)*dil_h) / sh, Wp = OW + ((KW-1)*dil_w) / sw, np the phases some tap reads and
+ * R = min(OH, max(1, 256 / Wp)) wide rows per band,
+ *   Cg * np * Hp * Wp + 16 + (Wp == OW ? 0 : Mg * ceil16(R * Wp))   (ceil16: to a multiple of 16)
+ * (Wp == OW: no junk columns, y is written in place; compiler/kernels_tiled.py:
+ * implicit_scratch_floats). Chosen at compile time by select_kernels (use_implicit). */
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
