@@ -97,6 +97,8 @@ def implicit_scratch_floats(C: int, M: int, OH: int, OW: int, KH: int, KW: int, 
     """Floats of scratch conv2d_f32_fw_implicit needs: the phase planes of an image group plus
     one band of R wide output rows, none when the wide rows are the output rows (Wq == OW)
     (runtime_c/eg_conv_tiled.h)."""
+    if (sh, sw) != (1, 1):  # one plane per row phase and kernel column, OW wide: y written in place
+        return (C // G) * KW * len({(kh * dh) % sh for kh in range(KH)}) * (OH + (KH - 1) * dh // sh) * OW
     rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
     R = min(OH, max(1, PTILE // Wq))
     band = 0 if Wq == OW else (M // G) * (-(-R * Wq // 16) * 16)  # no junk columns: y written in place
@@ -127,10 +129,9 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     return planes + ((OH - 1) * Wq + OW) * m_rows
 
 
-# A strided forward whose wide rows carry at most one junk column per 16 outputs takes the implicit
-# GEMM up to this much scratch (256 KiB) even beyond twice the im2col tile: kernelbench, MobileNetV2's
-# RGB stem 3->16 3x3 s2 at 96x96 22.7 -> 15.5 us with 129 KiB of planes (DS-CNN's 10x4 s2 stem on 5
-# output columns, 6 wide, stays im2col: 5.6 vs 6.6 us).
+# A strided forward (column-tap planes, no junk columns) takes the implicit GEMM up to this much scratch
+# (256 KiB) even beyond twice the im2col tile: kernelbench, MobileNetV2's RGB stem 3->16 3x3 s2 at 96x96
+# 23.2 -> 14.3 us with 165 KiB of planes; DS-CNN's 10x4 s2 stem 5.8 -> 3.6 us.
 STRIDED_FW_SCRATCH = 65536
 
 # A strided input gradient takes the phases where a phase has at least this many pixels: below it the
@@ -144,7 +145,7 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
-    a strided forward with few junk columns may take up to STRIDED_FW_SCRATCH; a strided input gradient
+    a strided forward may take up to STRIDED_FW_SCRATCH; a strided input gradient
     needs PHASE_MIN_PIXELS per phase;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
     most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
@@ -160,7 +161,5 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
         rows = min(M // G, M if M_upd is None else M_upd)
         return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
     if kind == "fw" and (sh, sw) != (1, 1) and floats <= STRIDED_FW_SCRATCH:
-        Wq = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)[1]
-        if 16 * (Wq - OW) <= OW:  # few junk columns: measured faster however large the planes
-            return True
+        return True
     return floats <= (4 if kind == "bw_weight" else 2) * im2col

@@ -959,11 +959,99 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
     }
 }
 
+/* ---- forward, stride > 1: column-tap planes ---------------------------------------------
+ * The phase planes above are Wq = OW + ((KW-1)*dil_w) / sw wide, so a strided layer's wide rows
+ * carry junk columns (1 in 9 at 8 outputs) the GEMM computes and the band copy drops. Here
+ * channel c keeps one plane per row phase ph and kernel column kw, exactly OW wide:
+ *   P[ph, kw][j, i] = x[c, j*sh + ph - pt, i*sw + kw*dil_w - pl]  (0 outside the image)
+ * for j < rows = OH + ((KH-1)*dil_h) / sh, i < OW, so tap (kh, kw) of output pixel p = oh*OW + ow
+ * reads P[(kh*dil_h) % sh, kw][p + ((kh*dil_h) / sh)*OW]: the GEMM's columns are the output
+ * pixels and it writes y in place (no band, no junk; np row phases times KW planes a channel). */
+/* Plane P[j, i] = xc[j*sh + offh, i*sw + offw] for the in-image (j, i), j < rows, i < n (the rest
+ * of P is left as it was: the caller zeroes the planes first, in one pass). */
+static void eg_cols_fill(float *restrict P, const float *restrict xc, int H, int W, int sh, int sw,
+                         int rows, int n, int offh, int offw)
+{
+    const int i0 = eg_min(eg_first_in(offw, sw), n), i1 = eg_max(i0, eg_end_in(offw, sw, W, n));
+    const int j0 = eg_first_in(offh, sh), j1 = eg_end_in(offh, sh, H, rows);
+    for (int j = j0; j < j1; j++) {
+        float *row = P + (ptrdiff_t)j * n;
+        const float *xr = xc + (ptrdiff_t)(j * sh + offh) * W + offw;
+        int i = i0;
+        if (i1 - i0 >= 8 && sw == 1) { /* vectors, the last one overlapping */
+            for (; i + 8 < i1; i += 8)
+                eg_st8(row + i, eg_ld8(xr + i));
+            eg_st8(row + i1 - 8, eg_ld8(xr + i1 - 8));
+            i = i1;
+        }
+#ifdef EG_EVEN8
+        if (i1 - i0 >= 8 && sw == 2) { /* even lanes of xr[2i .. 2i+14], no further than 2*i1 - 2 */
+            for (; i + 8 < i1; i += 8)
+                eg_st8(row + i, EG_EVEN8(eg_ld8(xr + 2 * i), eg_ld8(xr + 2 * i + 7)));
+            eg_st8(row + i1 - 8, EG_EVEN8(eg_ld8(xr + 2 * (i1 - 8)), eg_ld8(xr + 2 * (i1 - 8) + 7)));
+            i = i1;
+        }
+#endif
+        for (; i < i1; i++)
+            row[i] = xr[(ptrdiff_t)i * sw];
+    }
+}
+
+static void eg_fw_cols(float *restrict y, const float *restrict x, const float *restrict w,
+                       const float *restrict b, int N, int C, int H, int W, int M, int OH, int OW,
+                       int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                       float *restrict scratch)
+{
+    const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
+    if (T > EG_IMPLICIT_TAPS || sh * sw > EG_PHASES || OH <= 0 || OW <= 0)
+        return;
+    eg_planes pk; /* the planes of one kernel column: row phases only (pw = 0, columns shifted) */
+    pk.sh = sh;
+    pk.sw = sw;
+    pk.Wq = OW;
+    pk.rows = OH + ((KH - 1) * dil_h) / sh;
+    pk.psz = pk.rows * OW;
+    pk.np = 0;
+    for (int q = 0; q < sh * sw; q++)
+        pk.slot[q] = -1;
+    for (int kh = 0; kh < KH; kh++)
+        if (pk.slot[((kh * dil_h) % sh) * sw] < 0)
+            pk.slot[((kh * dil_h) % sh) * sw] = pk.np++;
+    const ptrdiff_t ks = (ptrdiff_t)pk.np * pk.psz, cs = (ptrdiff_t)KW * ks, HW = (ptrdiff_t)H * W;
+    int tap[EG_IMPLICIT_TAPS];
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++)
+            tap[kh * KW + kw] = (int)(kw * ks) + pk.slot[((kh * dil_h) % sh) * sw] * pk.psz +
+                                ((kh * dil_h) / sh) * OW;
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)Cg * cs; i++)
+                scratch[i] = 0.0f;
+            for (int c = 0; c < Cg; c++)
+                for (int kw = 0; kw < KW; kw++)
+                    for (int ph = 0; ph < sh; ph++)
+                        if (pk.slot[ph * sw] >= 0)
+                            eg_cols_fill(scratch + c * cs + kw * ks + pk.slot[ph * sw] * pk.psz,
+                                         xg + c * HW, H, W, sh, sw, pk.rows, OW, ph - pt,
+                                         kw * dil_w - pl);
+            gemm_f32_tiled_taps(y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P,
+                                w + (ptrdiff_t)g * Mg * Kg, scratch, b ? b + (ptrdiff_t)g * Mg : NULL,
+                                Mg, P, Kg, P, 1, Kg, 1, (int)cs, 1, T, tap, 0);
+        }
+    }
+}
+
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, float *restrict scratch)
 {
+    if (sh != 1 || sw != 1) {
+        eg_fw_cols(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                   scratch);
+        return;
+    }
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
                 W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, scratch);
 }

@@ -43,13 +43,15 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                 int dil_w, int G, int M_upd, int Cg_upd, int Cx,
                                 float *restrict scratch);
 
-/* conv2d_f32_fw for KH*KW <= 64, sh*sw <= 16, as an implicit GEMM on the zero-padded phase
- * planes of each image group (one plane, the padded image, for stride 1): scratch floats, with
- * Hp = OH + ((KH-1)*dil_h) / sh, Wp = OW + ((KW-1)*dil_w) / sw, np the phases some tap reads and
- * R = min(OH, max(1, 256 / Wp)) wide rows per band,
- *   Cg * np * Hp * Wp + 16 + (Wp == OW ? 0 : Mg * ceil16(R * Wp))   (ceil16: to a multiple of 16)
- * (Wp == OW: no junk columns, y is written in place; compiler/kernels_tiled.py:
- * implicit_scratch_floats). Chosen at compile time by select_kernels (use_implicit). */
+/* conv2d_f32_fw for KH*KW <= 64, sh*sw <= 16, as an implicit GEMM on zero-padded planes of each
+ * image group. Stride 1: the padded image, Hp = OH + (KH-1)*dil_h rows of Wp = OW + (KW-1)*dil_w,
+ * a band of R = min(OH, max(1, 256 / Wp)) wide rows at a time; scratch floats
+ *   Cg * Hp * Wp + 16 + (Wp == OW ? 0 : Mg * ceil16(R * Wp))   (ceil16: to a multiple of 16)
+ * (Wp == OW: no junk columns, y is written in place). Stride > 1: one plane per row phase
+ * (kh*dil_h) % sh some tap reads (nph of them) and kernel column, OW wide, y written in place:
+ *   Cg * KW * nph * (OH + ((KH-1)*dil_h) / sh) * OW
+ * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by select_kernels
+ * (use_implicit). */
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,

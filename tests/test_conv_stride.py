@@ -2,8 +2,8 @@
 reference kernels and PyTorch autograd (float64), every element.
 
 The input gradient of a strided layer runs as one stride-1 implicit GEMM per phase (ih % sh,
-iw % sw) of dx (conv2d_f32_bw_input_implicit); the forward reads the phase planes of x, and a layer
-whose wide rows have no junk column (1x1 strided) writes y in place. The sweep covers strides 2..4
+iw % sw) of dx (conv2d_f32_bw_input_implicit); the forward reads one plane of x per row phase and
+kernel column, OW wide, and writes y in place. The sweep covers strides 2..4
 (also sh != sw), kernels 1..5 (even, KH != KW), pads 0..2 (asymmetric), dilation 1..2, groups 1 and 2,
 odd image sizes (ragged phases: H % sh != 0, phases no tap reaches, a phase with fewer rows than
 another) and channel counts that are not multiples of 8 or 16, batch 1 and 2.
@@ -147,9 +147,11 @@ def test_strided_selection():
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1, kind="bw_input")
     assert not use_implicit(1, 32, 16, 16, 64, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
-    # forward 1x1 s2: planes (16*16*16 + 16), y written in place, no band
-    assert implicit_kind_scratch("fw", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == 16 * 256 + 16
+    # forward: one plane per row phase and kernel column, OW wide (y written in place, no band)
+    assert implicit_kind_scratch("fw", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == 16 * 16 * 16
+    assert implicit_kind_scratch("fw", 1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1) == 16 * 3 * 2 * 17 * 16
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1)
-    # MobileNetV2's RGB stem (one junk column in 49) takes the planes; DS-CNN's 10x4 s2 stem does not
+    # the RGB stems: MobileNetV2's (3 * 3 * 2 * 49 * 48 floats, 7x the im2col tile) and DS-CNN's 10x4 s2
     assert use_implicit(1, 3, 96, 96, 16, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1)
-    assert not use_implicit(1, 1, 49, 10, 64, 25, 5, 10, 4, 2, 2, 4, 1, 1, 1, 1)
+    assert use_implicit(1, 1, 49, 10, 64, 25, 5, 10, 4, 2, 2, 4, 1, 1, 1, 1)
+    assert not use_implicit(1, 3, 224, 224, 16, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1)  # 1.1 MiB of planes

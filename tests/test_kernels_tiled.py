@@ -361,7 +361,7 @@ def test_implicit_selection_rule():
     assert use_implicit(1, 64, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     # an RGB stem at 96x96 keeps im2col (its padded copy would be > 2x the im2col tile)
     assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
-    # stride 2: four phase planes (16*4*17*17) + band (32*256) vs im2col 144*128
+    # stride 2: a plane per row phase and kernel column (16*2*3*17*16) vs im2col 144*256
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)
     # stride-2 input gradient: the phases (weights 16*32*9, dy planes 32*17*17 + 16, band 16*256)
     assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1) == \
