@@ -73,12 +73,13 @@ def phase_offsets(K: int, s: int, pad: int, dil: int) -> tuple[int, int]:
 
 def phase_geometry(H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int, pt: int, pl: int,
                    dh: int, dw: int) -> tuple[int, int, bool]:
-    """(Hd, Wd, direct) of the dy planes of conv2d_f32_bw_input_implicit with stride > 1: Hd x Wd floats
-    per dy channel; direct when they would be dy itself (read in place, no planes in scratch)."""
+    """(Hd, nco, direct) of the dy planes of conv2d_f32_bw_input_implicit with stride > 1: nco planes of
+    Hd x ceil(W / sw) floats per dy channel (one per column offset); direct when they would be dy itself
+    (read in place, no planes in scratch)."""
     lo_h, hi_h = phase_offsets(KH, sh, pt, dh)
     lo_w, hi_w = phase_offsets(KW, sw, pl, dw)
-    Hd, Wd = -(-H // sh) + hi_h - lo_h, -(-W // sw) + hi_w - lo_w
-    return Hd, Wd, (lo_h, lo_w, Hd, Wd) == (0, 0, OH, OW)
+    Hd, nco = -(-H // sh) + hi_h - lo_h, hi_w - lo_w + 1
+    return Hd, nco, (nco, lo_h, lo_w, Hd, -(-W // sw)) == (1, 0, 0, OH, OW)
 
 
 def implicit_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int,
@@ -114,12 +115,13 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     if kind == "fw":
         return implicit_scratch_floats(C, M, OH, OW, KH, KW, dh, dw, G, sh, sw)
     if kind == "bw_input" and (sh, sw) != (1, 1):  # the phases: transposed weights, dy planes, one band
-        Hd, Wd, direct = phase_geometry(H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw)
-        R = min(-(-H // sh), max(1, PTILE // Wd))
+        Hd, nco, direct = phase_geometry(H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw)
+        Wq = -(-W // sw)
+        R = min(-(-H // sh), max(1, PTILE // Wq))
         weights = (C // G) * (M // G) * KH * KW if KH * KW > 1 else 0  # a 1x1 layer reads w in place
-        planes = 0 if direct else (M // G) * Hd * Wd + 16
+        planes = 0 if direct else (M // G) * nco * Hd * Wq + 16
         bands = len({(kw * dw - pl) % sw for kw in range(KW)})  # column phases some tap reaches
-        return weights + planes + bands * (C // G) * (-(-R * Wd // 16) * 16)
+        return weights + planes + bands * (C // G) * (-(-R * Wq // 16) * 16)
     if kind == "bw_input":
         return (C // G) * (M // G) * KH * KW + implicit_scratch_floats(M, C, H, W, KH, KW, dh, dw, G)
     rows, Wq, np_ = plane_geometry(OH, OW, KH, KW, sh, sw, dh, dw)
@@ -134,10 +136,13 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
 # 23.2 -> 14.3 us with 165 KiB of planes; DS-CNN's 10x4 s2 stem 5.8 -> 3.6 us.
 STRIDED_FW_SCRATCH = 65536
 
-# A strided input gradient takes the phases where a phase has at least this many pixels: below it the
-# wide rows' junk columns and the per-call weight transposition cost more than im2col's col2im saves
-# (kernelbench, resnet8: 16->32 s2 at 32x32 24.3 -> 15.1 us, 32->64 s2 at 16x16 17.4 -> 18.1 us).
+# A strided input gradient takes the phases where a phase has at least this many pixels and the GEMMs
+# (one row per input channel of a group) this many rows: below them the per-call weight transposition and
+# short GEMM rows cost more than im2col's col2im saves (kernelbench: resnet8 16->32 s2 at 32x32
+# 24.0 -> 13.8 us; 32->64 s2 at 16x16, 64-pixel phases, 17.5 vs 16.6 us; DS-CNN's 1-channel 10x4 s2 stem
+# 4.7 vs 29 us).
 PHASE_MIN_PIXELS = 128
+PHASE_MIN_ROWS = 4
 
 
 def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
@@ -151,7 +156,8 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
         return False
-    if kind == "bw_input" and (sh, sw) != (1, 1) and -(-H // sh) * -(-W // sw) < PHASE_MIN_PIXELS:
+    if kind == "bw_input" and (sh, sw) != (1, 1) and (-(-H // sh) * -(-W // sw) < PHASE_MIN_PIXELS
+                                                      or C // G < PHASE_MIN_ROWS):
         return False
     sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
     extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}

@@ -1075,13 +1075,14 @@ static void eg_transpose_w(float *restrict wt, const float *restrict w, int g, i
  * each from dy row oh = j + (ph + pt - kh*dil_h) / sh. So a phase is a stride-1 correlation of
  * dy with its sub-kernel: an implicit GEMM (gemm_f32_tiled_taps) straight on one zero-padded
  * plane per dy channel, every dx element written once (no col2im scatter-add):
- *   D_m[i, j] = dy[m, i + lo_h, j + lo_w] (0 outside dy),  i < Hd = Hq + hi_h - lo_h,
- *   j < Wd = Wq + hi_w - lo_w,  Hq = ceil(H / sh), Wq = ceil(W / sw),
- * lo / hi the least / largest row (column) offset of any tap; phase (ph, pw) at wide pixel
- * f = j*Wd + i reads tap (kh, kw) at D_m[f + (offh - lo_h)*Wd + offw - lo_w]. A band of R wide
- * rows of a phase at a time goes through yw[Cg, ceil16(R*Wd)] into every sh-th row, sw-th
- * column of dx; a phase no tap reaches (a 1x1 stride-2 layer's odd pixels) is zeroed. When the
- * planes would be dy itself (no padding, no crop) the GEMM reads dy in place. */
+ *   D_m,o[i, j] = dy[m, i + lo_h, j + lo_w + o] (0 outside dy),  i < Hd = Hq + hi_h - lo_h,
+ *   j < Wq,  Hq = ceil(H / sh), Wq = ceil(W / sw),  o <= hi_w - lo_w,
+ * lo / hi the least / largest row (column) offset of any tap: one plane per column offset, Wq
+ * wide, so a phase's pixels (j, i) are f = j*Wq + i (no junk columns but a ragged phase's last)
+ * and tap (kh, kw) reads D_m,(offw - lo_w)[f + (offh - lo_h)*Wq]. A band of R rows of a phase at
+ * a time goes through yw[Cg, ceil16(R*Wq)] (one per column phase) into every sh-th row of dx,
+ * the column phases interleaved; a phase no tap reaches (a 1x1 stride-2 layer's odd pixels) is
+ * zeroed. When the planes would be dy itself (no padding, no crop) the GEMM reads dy in place. */
 typedef struct {
     int lo, hi;
     int start[EG_PHASES + 1]; /* phase p: taps k[start[p] .. start[p+1]) */
@@ -1214,24 +1215,14 @@ static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
     eg_phase_taps_make(&tw, KW, sw, pl, dil_w);
     const int Cg = C / G, Mg = M / G, T = KH * KW;
     const int Hq = (H + sh - 1) / sh, Wq = (W + sw - 1) / sw;
-    const int Hd = Hq + th.hi - th.lo, Wd = Wq + tw.hi - tw.lo;
-    const int R = eg_implicit_rows(Hq, Wd), LD = (R * Wd + 15) & ~15;
+    const int Hd = Hq + th.hi - th.lo, nco = tw.hi - tw.lo + 1;
+    const int R = eg_implicit_rows(Hq, Wq), LD = (R * Wq + 15) & ~15;
     const ptrdiff_t HW = (ptrdiff_t)H * W, P = (ptrdiff_t)OH * OW;
     /* the planes are dy itself: read in place (cs = OH*OW), the last band not rounded up */
-    const int direct = th.lo == 0 && tw.lo == 0 && Hd == OH && Wd == OW;
-    const ptrdiff_t cs = (ptrdiff_t)Hd * Wd;
+    const int direct = nco == 1 && th.lo == 0 && tw.lo == 0 && Hd == OH && Wq == OW;
+    const ptrdiff_t ps = (ptrdiff_t)Hd * Wq, cs = nco * ps; /* per column offset, per channel */
     float *wt = scratch, *planes = wt + (T > 1 ? (ptrdiff_t)Cg * Mg * T : 0);
     float *yw = planes + (direct ? 0 : (ptrdiff_t)Mg * cs + 16); /* one band per column phase with taps */
-    eg_planes pq; /* one stride-1 plane per dy channel, the crop / padding above */
-    pq.sh = pq.sw = 1;
-    pq.Wq = Wd;
-    pq.rows = Hd;
-    pq.psz = Hd * Wd;
-    pq.np = 1;
-    pq.slot[0] = 0;
-    if (!direct)
-        for (int i = 0; i < 16; i++)
-            planes[(ptrdiff_t)Mg * cs + i] = 0.0f;
     /* phase (ph, pw): its sub-kernel at wt + wofs[ph*sw + pw], tap-major [Cg][Tp][Mg] */
     int wofs[EG_PHASES * EG_PHASES], ybuf[EG_PHASES], base[EG_IMPLICIT_TAPS], step[EG_IMPLICIT_TAPS];
     for (int ph = 0, o = 0; ph < sh; ph++)
@@ -1257,8 +1248,12 @@ static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
             const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;
             const float *b = dyg;
             if (!direct) {
+                for (ptrdiff_t i = 0; i < (ptrdiff_t)Mg * cs + 16; i++)
+                    planes[i] = 0.0f;
                 for (int m = 0; m < Mg; m++)
-                    eg_planes_fill(planes + m * cs, dyg + m * P, &pq, OH, OW, -th.lo, -tw.lo);
+                    for (int o = 0; o < nco; o++)
+                        eg_cols_fill(planes + m * cs + o * ps, dyg + m * P, OH, OW, 1, 1, Hd, Wq,
+                                     th.lo, tw.lo + o);
                 b = planes;
             }
             for (int ph = 0; ph < sh && ph < H; ph++) {
@@ -1279,18 +1274,19 @@ static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
                         const int w0 = tw.start[pw], nw = tw.start[pw + 1] - w0, Tp = nh * nw;
                         if (Tp == 0)
                             continue;
-                        const int Wph = (W - pw + sw - 1) / sw, nv = (nr - 1) * Wd + Wph;
+                        const int Wph = (W - pw + sw - 1) / sw, nv = (nr - 1) * Wq + Wph;
                         int tap[EG_IMPLICIT_TAPS];
                         for (int a = 0; a < nh; a++)
                             for (int e = 0; e < nw; e++)
-                                tap[a * nw + e] = (th.off[h0 + a] - th.lo) * Wd + tw.off[w0 + e] - tw.lo;
+                                tap[a * nw + e] = (int)((tw.off[w0 + e] - tw.lo) * ps) +
+                                                  (th.off[h0 + a] - th.lo) * Wq;
                         float *ywp = yw + (ptrdiff_t)ybuf[pw] * Cg * LD;
                         const int nn = direct ? nv : (nv + 15) & ~15;
                         if (T == 1) /* 1x1: a = W_g^T read in place */
-                            gemm_f32_tiled_taps(ywp, wg, b + (ptrdiff_t)j0 * Wd, NULL, Cg, nn, Mg,
+                            gemm_f32_tiled_taps(ywp, wg, b + (ptrdiff_t)j0 * Wq, NULL, Cg, nn, Mg,
                                                 LD, 1, 1, Cg, (int)cs, 1, 1, tap, 0);
                         else
-                            eg_phase_gemm(ywp, LD, wt + wofs[ph * sw + pw], b + (ptrdiff_t)j0 * Wd,
+                            eg_phase_gemm(ywp, LD, wt + wofs[ph * sw + pw], b + (ptrdiff_t)j0 * Wq,
                                           cs, Cg, Mg, Tp, tap, nn);
                     }
                     const float *src[EG_PHASES];
@@ -1298,7 +1294,7 @@ static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
                         for (int r = 0; r < nr; r++) {
                             for (int pw = 0; pw < sw; pw++)
                                 src[pw] = ybuf[pw] < 0 ? NULL
-                                        : yw + ((ptrdiff_t)ybuf[pw] * Cg + c) * LD + (ptrdiff_t)r * Wd;
+                                        : yw + ((ptrdiff_t)ybuf[pw] * Cg + c) * LD + (ptrdiff_t)r * Wq;
                             eg_phase_row(dxg + c * HW + (ptrdiff_t)((j0 + r) * sh + ph) * W, W,
                                          sw, src);
                         }

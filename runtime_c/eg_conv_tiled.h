@@ -62,12 +62,12 @@ void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const fl
  * weights. Scratch floats:
  *   Cg * Mg * KH * KW + (the fw_implicit formula with C <-> M, OH <-> H, OW <-> W swapped)
  * Stride > 1: the phase decomposition (one stride-1 implicit GEMM per phase (ih % sh, iw % sw)
- * of dx on zero-padded dy planes of Hd x Wd, see eg_conv_tiled.c), with R = min(ceil(H/sh),
- * max(1, 256 / Wd)) wide rows per band:
- *   (KH*KW > 1 ? Cg * Mg * KH * KW : 0) + (direct ? 0 : Mg * Hd * Wd + 16)
- *   + nb * Cg * ceil16(R * Wd)
+ * of dx on zero-padded dy planes, nco of Hd x Wq per dy channel, Wq = ceil(W/sw), see
+ * eg_conv_tiled.c), with R = min(ceil(H/sh), max(1, 256 / Wq)) rows per band:
+ *   (KH*KW > 1 ? Cg * Mg * KH * KW : 0) + (direct ? 0 : Mg * nco * Hd * Wq + 16)
+ *   + nb * Cg * ceil16(R * Wq)
  * nb the column phases (kw*dil_w - pl) % sw some tap reaches (compiler/kernels_tiled.py:
- * implicit_kind_scratch; phase_geometry gives Hd, Wd and direct). */
+ * implicit_kind_scratch; phase_geometry gives Hd, nco and direct). */
 void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
                                   const float *restrict w, int N, int C, int H, int W, int M,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,

@@ -363,9 +363,9 @@ def test_implicit_selection_rule():
     assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     # stride 2: a plane per row phase and kernel column (16*2*3*17*16) vs im2col 144*256
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)
-    # stride-2 input gradient: the phases (weights 16*32*9, dy planes 32*17*17 + 16, band 16*256)
+    # stride-2 input gradient: the phases (weights 16*32*9, two dy planes 32*2*17*16 + 16, two bands 16*256)
     assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1) == \
-        16 * 32 * 9 + 32 * 17 * 17 + 16 + 2 * 16 * 256
+        16 * 32 * 9 + 32 * 2 * 17 * 16 + 16 + 2 * 16 * 256
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
     # 1x1 stride 2: the planes are dy itself (no scratch for them)
     assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == \
