@@ -131,10 +131,11 @@ def implicit_kind_scratch(kind: str, N: int, C: int, H: int, W: int, M: int, OH:
     return planes + ((OH - 1) * Wq + OW) * m_rows
 
 
-# A strided forward (column-tap planes, no junk columns) takes the implicit GEMM up to this much scratch
-# (256 KiB) even beyond twice the im2col tile: kernelbench, MobileNetV2's RGB stem 3->16 3x3 s2 at 96x96
-# 23.2 -> 14.3 us with 165 KiB of planes; DS-CNN's 10x4 s2 stem 5.8 -> 3.6 us.
-STRIDED_FW_SCRATCH = 65536
+# A strided forward (column-tap planes, no junk columns) or weight gradient takes the implicit GEMM up to
+# this much scratch (512 KiB) even beyond the im2col rule: kernelbench, MobileNetV2's RGB stem 3->16 3x3 s2
+# at 96x96 forward 24.0 -> 14.6 us (165 KiB of planes), weight gradient 39.4 -> 17.9 us (260 KiB); at
+# 128x128 39.0 -> 25.5 and 65.3 -> 30.1 us (293 and 458 KiB); DS-CNN's 10x4 s2 stem forward 7.0 -> 4.8 us.
+STRIDED_SCRATCH = 131072
 
 # A strided input gradient takes the phases where a phase has at least this many pixels and the GEMMs
 # (one row per input channel of a group) this many rows: below them the per-call weight transposition and
@@ -150,7 +151,7 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
-    a strided forward may take up to STRIDED_FW_SCRATCH; a strided input gradient
+    a strided forward or weight gradient may take up to STRIDED_SCRATCH; a strided input gradient
     needs PHASE_MIN_PIXELS per phase;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
     most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
@@ -166,6 +167,6 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
         rows = min(M // G, M if M_upd is None else M_upd)
         return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
-    if kind == "fw" and (sh, sw) != (1, 1) and floats <= STRIDED_FW_SCRATCH:
+    if kind != "bw_input" and (sh, sw) != (1, 1) and floats <= STRIDED_SCRATCH:
         return True
     return floats <= (4 if kind == "bw_weight" else 2) * im2col

@@ -155,3 +155,7 @@ def test_strided_selection():
     assert use_implicit(1, 3, 96, 96, 16, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1)
     assert use_implicit(1, 1, 49, 10, 64, 25, 5, 10, 4, 2, 2, 4, 1, 1, 1, 1)
     assert not use_implicit(1, 3, 224, 224, 16, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1)  # 1.1 MiB of planes
+    # the stems' weight gradients: 3*4*49*49 planes + (47*49 + 48)*16 of dy transposed (260 KiB)
+    assert use_implicit(1, 3, 96, 96, 16, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_weight")
+    assert use_implicit(1, 3, 128, 128, 16, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_weight")
+    assert not use_implicit(1, 3, 224, 224, 16, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_weight")
