@@ -684,6 +684,9 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
                                int dil_w, int G, float *restrict scratch)
 {
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_input_fast(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt,
+                                                        pl, dil_h, dil_w))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
         return;
@@ -774,6 +777,9 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_weight_fast(dwt, dy, x, N, C, H, W, OH, OW, KH, KW, sh, sw,
+                                                         pt, pl, dil_h, dil_w, M_upd, Cx))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_weight_planes(dwt, dy, x, N, C, H, W, OH, OW, pt, pl, M_upd, Cx, &dp);
         return;

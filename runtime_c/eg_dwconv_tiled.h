@@ -22,4 +22,14 @@ int eg_dw_fw_fast(float *restrict y, const float *restrict x, const float *restr
                   int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, float lo,
                   float hi);
 
+/* Depthwise gradients over channel blocks (conv2d_f32_bw_input_tiled / conv2d_f32_bw_weight_tiled take
+ * them first for a depthwise layer): the arguments of those kernels less M, G and the scratch;
+ * returns 0 (and writes nothing) when the shape is not one they take. Up to 64 KiB of stack. */
+int eg_dw_bw_input_fast(float *restrict dx, const float *restrict dy, const float *restrict w, int N,
+                        int C, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                        int pl, int dil_h, int dil_w);
+int eg_dw_bw_weight_fast(float *restrict dwt, const float *restrict dy, const float *restrict x, int N,
+                         int C, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                         int pl, int dil_h, int dil_w, int M_upd, int Cx);
+
 #endif /* EG_DWCONV_TILED_H */
