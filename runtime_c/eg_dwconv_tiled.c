@@ -48,30 +48,80 @@ typedef int eg_di __attribute__((vector_size(EG_DVW * 4)));
 /* ---- pixel-major packing: EG_DVW channels of an NCHW run <-> one vector per pixel ---------
  * eg_dpack:   d[i*L + c] = s[c*cs + i]   (i < n pixels, c < cb channels; lanes >= cb untouched)
  * eg_dunpack: d[c*cs + i] = s[i*L + c]
- * Plain loops with the L channels innermost: for a full block (a constant trip count) gcc turns
- * them into register transposes that measured 2x faster than hand-written 8x8 shuffles. */
-static inline void eg_dpack(float *restrict d, const float *restrict s, ptrdiff_t cs, int cb, int n)
+ * With AVX-512 a full block moves 16 pixels at a time through a 16x16 register transpose (whole
+ * 64-byte rows stored, where element-wise stores to 16 channel planes measured 4x slower on the
+ * 48x48 input gradient); the rest element by element (gcc vectorises the constant-trip loops). */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* d[j*ldd + i] = s[i*lds + j] for i, j < 16 */
+static inline void eg_dtr16(float *restrict d, ptrdiff_t ldd, const float *restrict s, ptrdiff_t lds)
 {
-    if (cb == EG_DVW)
-        for (int i = 0; i < n; i++)
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(s + i * lds);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* r[4g + j], 128-bit lane l: column 4l + j of rows 4g..4g+3 */
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 1]), e = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, e));
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm512_storeu_ps(d + j * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
+        _mm512_storeu_ps(d + (4 + j) * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD));
+        _mm512_storeu_ps(d + (8 + j) * ldd, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
+        _mm512_storeu_ps(d + (12 + j) * ldd, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD));
+    }
+}
+#endif
+
+static __attribute__((noinline)) void eg_dpack(float *restrict d, const float *restrict s, ptrdiff_t cs,
+                                                int cb, int n)
+{
+    int i = 0;
+    if (cb == EG_DVW) {
+#if defined(__AVX512F__)
+        for (; i + 16 <= n; i += 16)
+            eg_dtr16(d + i * EG_DVW, EG_DVW, s + i, cs);
+#endif
+        for (; i < n; i++)
             for (int c = 0; c < EG_DVW; c++)
                 d[i * EG_DVW + c] = s[c * cs + i];
-    else
-        for (int i = 0; i < n; i++)
+    } else {
+        for (; i < n; i++)
             for (int c = 0; c < cb; c++)
                 d[i * EG_DVW + c] = s[c * cs + i];
+    }
 }
 
-static inline void eg_dunpack(float *restrict d, ptrdiff_t cs, const float *restrict s, int cb, int n)
+static __attribute__((noinline)) void eg_dunpack(float *restrict d, ptrdiff_t cs, const float *restrict s,
+                                                 int cb, int n)
 {
-    if (cb == EG_DVW)
-        for (int i = 0; i < n; i++)
+    int i = 0;
+    if (cb == EG_DVW) {
+#if defined(__AVX512F__)
+        for (; i + 16 <= n; i += 16)
+            eg_dtr16(d + i, cs, s + i * EG_DVW, EG_DVW);
+#endif
+        for (; i < n; i++)
             for (int c = 0; c < EG_DVW; c++)
                 d[c * cs + i] = s[i * EG_DVW + c];
-    else
-        for (int i = 0; i < n; i++)
+    } else {
+        for (; i < n; i++)
             for (int c = 0; c < cb; c++)
                 d[c * cs + i] = s[i * EG_DVW + c];
+    }
 }
 
 /* ---- channel blocks: a band of rows of EG_DVW channels transposed to pixel-major -----------
