@@ -1,12 +1,14 @@
-/* eg_dwconv_tiled.c — depthwise convolution forward for small images, and with a clamp epilogue.
+/* eg_dwconv_tiled.c — depthwise convolutions over channel blocks: forward (with a clamp epilogue)
+ * and both gradients.
  *
  * Dimension legend (as eg_conv.c; depthwise: C == M == G, one filter of KH x KW taps per channel)
  *   L       channels per block: EG_DVW, the vector width (16 with AVX-512, else 8)
  *   R       output rows per band;  Wp columns of the padded input band
  *
- * Channel blocks (see eg_dw_fw_cblock) for strided layers and stride-1 outputs of up to
- * EG_DWC_PIXELS pixels; larger images take conv2d_f32_fw_tiled's per-channel phase planes. depthwise2d_f32_fw_clip clamps in the
- * channel-block epilogue, or after the planes (a pass over y while it is in cache).
+ * Channel blocks (see eg_dw_fw_cblock) where a band fits the stack buffers; wider rows take
+ * conv2d_f32_fw_tiled's per-channel phase planes. depthwise2d_f32_fw_clip clamps in the
+ * channel-block epilogue, or after the planes (a pass over y while it is in cache). The gradients
+ * (eg_dw_bw_input_fast, eg_dw_bw_weight_fast) use the same channel blocks.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast") /* see eg_gemm_tiled.c */
@@ -134,12 +136,16 @@ static __attribute__((noinline)) void eg_dunpack(float *restrict d, ptrdiff_t cs
  * T per output pixel and channel block. */
 #define EG_DWC_IN 8192  /* floats of the pixel-major input band (32 KiB) */
 #define EG_DWC_OUT 2048 /* floats of the pixel-major output band (8 KiB) */
-/* Stride-1 outputs up to which the channel blocks beat the per-channel phase planes (measured on
- * MobileNetV2's layers, x86-64: 6x6 outputs 2.2x, 12x12 1.7x, 24x24 1.1x faster; 48x48 1.2x
- * slower: with few channels and wide rows the planes' overhead is small and the two transposes
- * are not). Strided layers always take the channel blocks (1.6-4.8x: the planes' strided fill). */
+/* Stride-1 outputs up to which the channel blocks are used (the per-channel phase planes of
+ * conv2d_f32_fw_tiled beyond). With the register transposes the blocks measured faster on every
+ * MobileNetV2 layer, x86-64 AVX-512 (48x48 stride 1, 16 channels: 8.6 us vs 16.7 us), so no limit
+ * by default; a band that does not fit the stack buffers still takes the planes. */
 #ifndef EG_DWC_PIXELS
-#define EG_DWC_PIXELS 1024
+#if defined(__AVX512F__)
+#define EG_DWC_PIXELS 0x7fffffff
+#else
+#define EG_DWC_PIXELS 1024 /* as measured before the register transposes (element-wise ones) */
+#endif
 #endif
 
 /* xin[(j*Wp + i)*L + c] = x[c, ih0 + j, i - pl] (0 outside the image) for j < rows, i < Wp, c < cb,
