@@ -46,4 +46,10 @@ void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const fl
                           int M, int N, int K, int ldc, int ldn, int a_rs, int T,
                           const int *restrict tap, int b_rs, float alpha, int accumulate);
 
+/* out[m*ldc + n*ldn] (+)= sum_{k<K} a[m*a_rs + k] * b[n*b_rs + k]: both operands contiguous along k
+ * (a . b^T; a pointwise convolution's weight gradient over its pixels), dot products in vector
+ * accumulators along k. "+=" when accumulate != 0. */
+void gemm_f32_tiled_nt(float *restrict out, const float *restrict a, const float *restrict b, int M,
+                       int N, int K, int ldc, int ldn, int a_rs, int b_rs, int accumulate);
+
 #endif /* EG_GEMM_TILED_H */
