@@ -21,6 +21,7 @@ No side effects on import.
 from __future__ import annotations
 
 PTILE = 256  # about this many output pixels per im2col tile; EG_PTILE in runtime_c/eg_conv_tiled.c
+NT_PIXELS = 512  # EG_NT_PIXELS: a pointwise weight gradient over this many pixels runs gemm_f32_tiled_nt
 
 CONV_KINDS = ("fw", "bw_input", "bw_weight")
 
@@ -110,16 +111,18 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col,
     except for its weight gradient: at most 32 patch rows and 128 Ki floats of scratch;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
-    most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
+    most 16 output rows and fewer than NT_PIXELS pixels, where it measured faster, with its dy copy at most
+    64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
         return False
     sizes = (N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G)
     extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}
     floats = implicit_kind_scratch(kind, *sizes, **extra)
     im2col = conv_scratch_floats(kind, *sizes, **extra)
-    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
+    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows,
+        # and below NT_PIXELS, where the tiled kernel's dot products win (48->8 at 24x24: 5.4 vs 6.9 us)
         rows = min(M // G, M if M_upd is None else M_upd)
-        return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
+        return kind == "bw_weight" and floats <= 16384 and 144 <= OH * OW < NT_PIXELS and rows <= 16
     if kind == "bw_weight" and (C // G if Cg_upd is None else Cg_upd) * KH * KW <= 32 and floats <= 131072:
         # few patch rows (an RGB stem: 27): the im2col GEMM has a short M and packs dy per tile; measured
         # 2.2x faster implicit on MobileNetV2's 3->16 3x3/2 96x96 stem (36 -> 16 us) for 66k floats of scratch

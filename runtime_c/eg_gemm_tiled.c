@@ -422,7 +422,10 @@ eg_tile_nt(float *restrict part, const float *const *ar, const float *const *br,
         for (int i = 0; i < EG_NT_MR; i++)
             av[i] = eg_ld(ar[i] + k);
         for (int j = 0; j < EG_NT_NR; j++) {
-            const eg_vf bv = eg_ld(br[j] + k);
+            eg_vf bv = eg_ld(br[j] + k);
+#if defined(__GNUC__) && defined(__x86_64__)
+            __asm__("" : "+v"(bv)); /* one load per vector of b, not one folded into each FMA */
+#endif
             for (int i = 0; i < EG_NT_MR; i++)
                 c[i][j] += av[i] * bv;
         }

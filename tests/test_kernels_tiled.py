@@ -383,7 +383,9 @@ def test_implicit_selection_rule():
     # pointwise stride 1 reads x itself: only dy transposed; taken for >= 144 pixels, <= 16 rows, <= 64 KiB
     assert implicit_kind_scratch("bw_weight", 1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1) == 81 * 8
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 81 pixels
-    assert use_implicit(1, 48, 24, 24, 8, 24, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
+    assert use_implicit(1, 48, 12, 12, 8, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
+    # from NT_PIXELS (512) pixels on the tiled kernel's dot products (gemm_f32_tiled_nt) are faster
+    assert not use_implicit(1, 48, 24, 24, 8, 24, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
     assert not use_implicit(1, 16, 12, 12, 96, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 96 rows
     assert not use_implicit(1, 16, 48, 48, 16, 48, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 144 KiB
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8, kind="bw_weight")  # depthwise
