@@ -55,12 +55,17 @@ typedef int eg_di __attribute__((vector_size(EG_DVW * 4)));
  * 48x48 input gradient); the rest element by element (gcc vectorises the constant-trip loops). */
 #if defined(__AVX512F__)
 #include <immintrin.h>
-/* d[j*ldd + i] = s[i*lds + j] for i, j < 16 */
-static inline void eg_dtr16(float *restrict d, ptrdiff_t ldd, const float *restrict s, ptrdiff_t lds)
+/* d[j*ldd + i] = s[i*lds + j] for i < rin, j < rout (i, j < 16): rows i >= rin read as zero, only
+ * the first `lanes` floats of each row are read (lanes of a row past them: zero) and written. */
+static inline __attribute__((always_inline)) void
+eg_dtr16(float *restrict d, ptrdiff_t ldd, const float *restrict s, ptrdiff_t lds, int rin, int rout,
+         int lanes)
 {
+    const __mmask16 m = (__mmask16)((1u << lanes) - 1u);
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(s + i * lds);
+        r[i] = i >= rin ? _mm512_setzero_ps() : lanes == 16 ? _mm512_loadu_ps(s + i * lds)
+                                                            : _mm512_maskz_loadu_ps(m, s + i * lds);
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -80,10 +85,17 @@ static inline void eg_dtr16(float *restrict d, ptrdiff_t ldd, const float *restr
         t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
     }
     for (int j = 0; j < 4; j++) {
-        _mm512_storeu_ps(d + j * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88));
-        _mm512_storeu_ps(d + (4 + j) * ldd, _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD));
-        _mm512_storeu_ps(d + (8 + j) * ldd, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88));
-        _mm512_storeu_ps(d + (12 + j) * ldd, _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD));
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[4 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+        r[8 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
+    }
+    const __mmask16 mo = (__mmask16)((1u << rin) - 1u);
+    for (int j = 0; j < rout; j++) {
+        if (rin == 16)
+            _mm512_storeu_ps(d + j * ldd, r[j]);
+        else
+            _mm512_mask_storeu_ps(d + j * ldd, mo, r[j]);
     }
 }
 #endif
@@ -95,7 +107,10 @@ static __attribute__((noinline)) void eg_dpack(float *restrict d, const float *r
     if (cb == EG_DVW) {
 #if defined(__AVX512F__)
         for (; i + 16 <= n; i += 16)
-            eg_dtr16(d + i * EG_DVW, EG_DVW, s + i, cs);
+            eg_dtr16(d + i * EG_DVW, EG_DVW, s + i, cs, 16, 16, 16);
+        if (i < n) /* the last n - i pixels: masked loads of the 16 channel rows */
+            eg_dtr16(d + i * EG_DVW, EG_DVW, s + i, cs, 16, n - i, n - i);
+        return;
 #endif
         for (; i < n; i++)
             for (int c = 0; c < EG_DVW; c++)
@@ -114,7 +129,10 @@ static __attribute__((noinline)) void eg_dunpack(float *restrict d, ptrdiff_t cs
     if (cb == EG_DVW) {
 #if defined(__AVX512F__)
         for (; i + 16 <= n; i += 16)
-            eg_dtr16(d + i, cs, s + i * EG_DVW, EG_DVW);
+            eg_dtr16(d + i, cs, s + i * EG_DVW, EG_DVW, 16, 16, 16);
+        if (i < n) /* the last n - i pixels: masked stores to the 16 channel rows */
+            eg_dtr16(d + i, cs, s + i * EG_DVW, EG_DVW, n - i, 16, 16);
+        return;
 #endif
         for (; i < n; i++)
             for (int c = 0; c < EG_DVW; c++)
@@ -148,6 +166,28 @@ static __attribute__((noinline)) void eg_dunpack(float *restrict d, ptrdiff_t cs
 #endif
 #endif
 
+/* Rows j < nrows of a padded pixel-major band: d[((j*Wd + off) + i)*L + c] = s[c*cs + j*n + i] for
+ * i < n (the rows of s contiguous). Rows shorter than a 16-pixel transpose are packed as one run and
+ * moved back to their padded places (last row first: a row's place never starts before its run, so
+ * nothing unmoved is overwritten); the padding columns are left for the caller. */
+static void eg_dpack_rows(float *restrict d, int Wd, int off, const float *restrict s, ptrdiff_t cs,
+                          int cb, int n, int nrows)
+{
+    enum { L = EG_DVW };
+    if (n < 16 && nrows > 1) {
+        eg_dpack(d, s, cs, cb, n * nrows);
+        for (int j = nrows - 1; j > 0 || (j == 0 && off > 0); j--) {
+            float *dst = d + ((ptrdiff_t)j * Wd + off) * L;
+            const float *src = d + (ptrdiff_t)j * n * L;
+            for (int i = n - 1; i >= 0; i--)
+                eg_dst(dst + i * L, eg_dld(src + i * L));
+        }
+        return;
+    }
+    for (int j = 0; j < nrows; j++)
+        eg_dpack(d + ((ptrdiff_t)j * Wd + off) * L, s + (ptrdiff_t)j * n, cs, cb, n);
+}
+
 /* xin[(j*Wp + i)*L + c] = x[c, ih0 + j, i - pl] (0 outside the image) for j < rows, i < Wp, c < cb,
  * from the channel block xb[c*HW + ...]. */
 static void eg_dw_pack_band(float *restrict xin, const float *restrict xb, ptrdiff_t HW, int H, int W,
@@ -155,6 +195,12 @@ static void eg_dw_pack_band(float *restrict xin, const float *restrict xb, ptrdi
 {
     enum { L = EG_DVW };
     const int i0 = pl < Wp ? pl : Wp, i1 = W + pl < Wp ? W + pl : Wp;
+    /* the rows inside the image, [ja, jb) */
+    const int ja = ih0 < 0 ? (-ih0 < rows ? -ih0 : rows) : 0;
+    const int jb = H - ih0 < rows ? (H - ih0 > ja ? H - ih0 : ja) : rows;
+    if (i0 == pl && i1 == W + pl && jb > ja) /* whole image rows: one run */
+        eg_dpack_rows(xin + (ptrdiff_t)ja * Wp * L, Wp, pl, xb + (ptrdiff_t)(ih0 + ja) * W, HW, cb, W,
+                      jb - ja);
     for (int j = 0; j < rows; j++) {
         float *d = xin + (ptrdiff_t)j * Wp * L;
         const int ih = ih0 + j;
@@ -165,11 +211,29 @@ static void eg_dw_pack_band(float *restrict xin, const float *restrict xb, ptrdi
         }
         for (int i = 0; i < i0; i++)
             eg_dst(d + i * L, eg_dsplat(0.0f));
-        if (i1 > i0)
+        if (i1 > i0 && !(i0 == pl && i1 == W + pl))
             eg_dpack(d + i0 * L, xb + (ptrdiff_t)ih * W + (i0 - pl), HW, cb, i1 - i0);
         for (int i = i1 > i0 ? i1 : i0; i < Wp; i++)
             eg_dst(d + i * L, eg_dsplat(0.0f));
     }
+}
+
+/* Load a channel block's filters as vectors wt[t] (lane c = channel c0 + c; 0 past cb), through the
+ * pixel-major packing (whole vectors stored then loaded: scalar stores then a vector load of the
+ * same bytes stall on store forwarding, which measured a quarter of a 3x3-image gradient). */
+static void eg_dw_load_taps(eg_dv *wt, const float *restrict w, int c0, int cb, int T)
+{
+    enum { L = EG_DVW };
+    float tmp[EG_DWC_TAPS * L] __attribute__((aligned(64)));
+    if (cb == L) {
+        eg_dpack(tmp, w + (ptrdiff_t)c0 * T, T, L, T);
+    } else {
+        for (int i = 0; i < T * L; i += L)
+            eg_dst(tmp + i, eg_dsplat(0.0f));
+        eg_dpack(tmp, w + (ptrdiff_t)c0 * T, T, cb, T);
+    }
+    for (int t = 0; t < T; t++)
+        wt[t] = eg_dld(tmp + t * L);
 }
 
 static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const float *restrict w,
@@ -197,7 +261,7 @@ static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const flo
     float xin[EG_DWC_IN] __attribute__((aligned(64)));
     float ob[EG_DWC_OUT] __attribute__((aligned(64)));
     eg_dv wt[EG_DWC_TAPS];
-    float wtmp[(EG_DWC_TAPS + 1) * L] __attribute__((aligned(64)));
+    float btmp[L] __attribute__((aligned(64)));
     int toff[EG_DWC_TAPS];
     for (int kh = 0; kh < KH; kh++)
         for (int kw = 0; kw < KW; kw++)
@@ -209,12 +273,15 @@ static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const flo
             const int cb = C - c0 < L ? C - c0 : L;
             const float *xb = x + ((ptrdiff_t)n * C + c0) * HW;
             float *yb = y + ((ptrdiff_t)n * C + c0) * OHW;
-            for (int t = 0; t <= T; t++) /* the filters and bias (row T), lane = channel */
+            eg_dw_load_taps(wt, w, c0, cb, T); /* the filters and bias, lane = channel */
+            eg_dv bv = eg_dsplat(0.0f);
+            if (b && cb == L) {
+                bv = eg_dld(b + c0);
+            } else if (b) {
                 for (int c = 0; c < L; c++)
-                    wtmp[t * L + c] = c >= cb ? 0.0f : t < T ? w[(ptrdiff_t)(c0 + c) * T + t] : b ? b[c0 + c] : 0.0f;
-            for (int t = 0; t < T; t++)
-                wt[t] = eg_dld(wtmp + t * L);
-            const eg_dv bv = eg_dld(wtmp + T * L);
+                    btmp[c] = c < cb ? b[c0 + c] : 0.0f;
+                bv = eg_dld(btmp);
+            }
             if (cb < L) /* lanes past the last channel: zero input, never stored */
                 for (int i = 0; i < EG_DWC_IN; i += L)
                     eg_dst(xin + i, eg_dsplat(0.0f));
@@ -282,18 +349,6 @@ static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const flo
 #define EG_DWB_OUT 8192 /* floats of the pixel-major dx rows of a bw_input band (32 KiB) */
 
 static inline int eg_dfloor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-/* Load a channel block's filters as vectors wt[t] (lane c = channel c0 + c; 0 past cb). */
-static void eg_dw_load_taps(eg_dv *wt, const float *restrict w, int c0, int cb, int T)
-{
-    enum { L = EG_DVW };
-    float tmp[L] __attribute__((aligned(64)));
-    for (int t = 0; t < T; t++) {
-        for (int c = 0; c < L; c++)
-            tmp[c] = c < cb ? w[(ptrdiff_t)(c0 + c) * T + t] : 0.0f;
-        wt[t] = eg_dld(tmp);
-    }
-}
 
 /* acc[t] += sum over the nb x OW output pixels of dyt[p] * xin[pixel p's tap t] (T taps). */
 static inline __attribute__((always_inline)) void
@@ -442,11 +497,12 @@ static int eg_dw_bwi_cblock(float *restrict dx, const float *restrict dy, const 
                 int oh1 = eg_dfloor_div(ih0 + nbx - 1 + pt, sh);
                 oh0 = oh0 < 0 ? 0 : oh0;
                 oh1 = oh1 > OH - 1 ? OH - 1 : oh1;
-                for (int oh = oh0; oh <= oh1; oh++) {
+                if (oh1 >= oh0)
+                    eg_dpack_rows(yin, Wd, PL, dyb + (ptrdiff_t)oh0 * OW, OHW, cb, OW, oh1 - oh0 + 1);
+                for (int oh = oh0; oh <= oh1; oh++) { /* the zero columns */
                     float *d = yin + (ptrdiff_t)(oh - oh0) * Wd * L;
                     for (int i = 0; i < PL; i++)
                         eg_dst(d + i * L, eg_dsplat(0.0f));
-                    eg_dpack(d + PL * L, dyb + (ptrdiff_t)oh * OW, OHW, cb, OW);
                     for (int i = PL + OW; i < Wd; i++)
                         eg_dst(d + i * L, eg_dsplat(0.0f));
                 }
