@@ -423,7 +423,7 @@ eg_tile_nt(float *restrict part, const float *const *ar, const float *const *br,
             av[i] = eg_ld(ar[i] + k);
         for (int j = 0; j < EG_NT_NR; j++) {
             eg_vf bv = eg_ld(br[j] + k);
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && defined(__AVX__) /* the vector fits one register */
             __asm__("" : "+v"(bv)); /* one load per vector of b, not one folded into each FMA */
 #endif
             for (int i = 0; i < EG_NT_MR; i++)
