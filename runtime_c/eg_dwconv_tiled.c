@@ -236,10 +236,11 @@ static void eg_dw_load_taps(eg_dv *wt, const float *restrict w, int c0, int cb, 
         wt[t] = eg_dld(tmp + t * L);
 }
 
+/* flip: the taps in reverse order (w[c, KH-1-kh, KW-1-kw]: a stride-1 input gradient as a forward) */
 static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const float *restrict w,
                            const float *restrict b, int N, int C, int H, int W, int OH, int OW,
                            int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w,
-                           float lo, float hi)
+                           float lo, float hi, int flip)
 {
     enum { L = EG_DVW };
     const int T = KH * KW;
@@ -274,6 +275,11 @@ static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const flo
             const float *xb = x + ((ptrdiff_t)n * C + c0) * HW;
             float *yb = y + ((ptrdiff_t)n * C + c0) * OHW;
             eg_dw_load_taps(wt, w, c0, cb, T); /* the filters and bias, lane = channel */
+            for (int t = 0; flip && t < T - 1 - t; t++) {
+                const eg_dv v = wt[t];
+                wt[t] = wt[T - 1 - t];
+                wt[T - 1 - t] = v;
+            }
             eg_dv bv = eg_dsplat(0.0f);
             if (b && cb == L) {
                 bv = eg_dld(b + c0);
@@ -347,6 +353,7 @@ static int eg_dw_fw_cblock(float *restrict y, const float *restrict x, const flo
  * and phase is the same for every k: one unrolled vector loop over k. */
 #define EG_DWB_IN 8192  /* floats of the pixel-major dy rows of a bw_input band (32 KiB) */
 #define EG_DWB_OUT 8192 /* floats of the pixel-major dx rows of a bw_input band (32 KiB) */
+#define EG_DWB_INF (__builtin_inff())
 
 static inline int eg_dfloor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -553,6 +560,14 @@ int eg_dw_bw_input_fast(float *restrict dx, const float *restrict dy, const floa
                         int C, int H, int W, int OH, int OW, int KH, int KW, int sh, int sw, int pt,
                         int pl, int dil_h, int dil_w)
 {
+    /* stride 1: dx[ih, iw] = sum_t w[t] * dy[ih + pt - kh*dil_h, iw + pl - kw*dil_w] is the forward
+     * over dy with the flipped filter and pads (KH-1)*dil_h - pt, (KW-1)*dil_w - pl (when not negative):
+     * no tap lists per row */
+    const int ft = (KH - 1) * dil_h - pt, fl = (KW - 1) * dil_w - pl;
+    if (sh == 1 && sw == 1 && ft >= 0 && fl >= 0 &&
+        eg_dw_fw_cblock(dx, dy, w, NULL, N, C, OH, OW, H, W, KH, KW, 1, 1, ft, fl, dil_h, dil_w, -EG_DWB_INF,
+                        EG_DWB_INF, 1))
+        return 1;
     return eg_dw_bwi_cblock(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w);
 }
 
@@ -572,7 +587,7 @@ int eg_dw_fw_fast(float *restrict y, const float *restrict x, const float *restr
     if (sh == 1 && sw == 1 && (ptrdiff_t)OH * OW > EG_DWC_PIXELS) /* the phase planes (eg_conv_tiled.c) */
         return 0;
     return eg_dw_fw_cblock(y, x, w, b, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, lo,
-                           hi);
+                           hi, 0);
 }
 
 void depthwise2d_f32_fw_clip(float *restrict y, const float *restrict x, const float *restrict w,
