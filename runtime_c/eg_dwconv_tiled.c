@@ -513,10 +513,20 @@ static int eg_dw_bwi_cblock(float *restrict dx, const float *restrict dy, const 
                     for (int i = PL + OW; i < Wd; i++)
                         eg_dst(d + i * L, eg_dsplat(0.0f));
                 }
-                for (int r = 0; r < nbx; r++) {
-                    const int ih = ih0 + r;
-                    float *orow = ob + (ptrdiff_t)r * W * L;
-                    for (int b = 0; b < sw && b < W; b++) {
+                for (int b = 0; b < sw && b < W; b++) {
+                    /* the taps whose kw lands on a dy column for iw = b + sw*k: ow = k + q */
+                    int kwv[EG_DWC_TAPS], qv[EG_DWC_TAPS], nkw = 0;
+                    for (int kw = 0; kw < KW; kw++) {
+                        const int nw = b + pl - kw * dil_w, q = eg_dfloor_div(nw, sw);
+                        if (q * sw == nw) {
+                            kwv[nkw] = kw;
+                            qv[nkw++] = q + PL;
+                        }
+                    }
+                    const int nk = (W - b + sw - 1) / sw, os = sw * L;
+                    for (int r = 0; r < nbx; r++) {
+                        const int ih = ih0 + r;
+                        float *o = ob + ((ptrdiff_t)r * W + b) * L;
                         const float *src[EG_DWC_TAPS];
                         eg_dv wv[EG_DWC_TAPS];
                         int nt = 0;
@@ -525,18 +535,11 @@ static int eg_dw_bwi_cblock(float *restrict dx, const float *restrict dy, const 
                             if (num < 0 || num % sh != 0 || num / sh > oh1)
                                 continue;
                             const float *yr = yin + (ptrdiff_t)(num / sh - oh0) * Wd * L;
-                            for (int kw = 0; kw < KW; kw++) {
-                                const int nw = b + pl - kw * dil_w; /* ow = k + nw/sw when sw divides */
-                                const int q = eg_dfloor_div(nw, sw);
-                                if (q * sw != nw)
-                                    continue;
-                                src[nt] = yr + (ptrdiff_t)(q + PL) * L;
-                                wv[nt++] = wt[kh * KW + kw];
+                            for (int j = 0; j < nkw; j++) {
+                                src[nt] = yr + (ptrdiff_t)qv[j] * L;
+                                wv[nt++] = wt[kh * KW + kwv[j]];
                             }
                         }
-                        const int nk = (W - b + sw - 1) / sw;
-                        float *o = orow + b * L;
-                        const int os = sw * L;
                         switch (nt) {
                         case 0: eg_dw_bwi_run(0, o, os, src, wv, nk); break;
                         case 1: eg_dw_bwi_run(1, o, os, src, wv, nk); break;
