@@ -108,8 +108,8 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw",
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
-    is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col,
-    except for its weight gradient: at most 32 patch rows and 128 Ki floats of scratch;
+    is at most twice the im2col tile's, or the layer has at most 32 patch rows (an RGB stem: its forward and
+    weight gradient) and at most 128 Ki floats of scratch (a larger image keeps im2col);
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
     most 16 output rows and fewer than NT_PIXELS pixels, where it measured faster, with its dy copy at most
     64 KiB)."""
@@ -123,8 +123,9 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
         # and below NT_PIXELS, where the tiled kernel's dot products win (48->8 at 24x24: 5.4 vs 6.9 us)
         rows = min(M // G, M if M_upd is None else M_upd)
         return kind == "bw_weight" and floats <= 16384 and 144 <= OH * OW < NT_PIXELS and rows <= 16
-    if kind == "bw_weight" and (C // G if Cg_upd is None else Cg_upd) * KH * KW <= 32 and floats <= 131072:
-        # few patch rows (an RGB stem: 27): the im2col GEMM has a short M and packs dy per tile; measured
-        # 2.2x faster implicit on MobileNetV2's 3->16 3x3/2 96x96 stem (36 -> 16 us) for 66k floats of scratch
+    if kind != "bw_input" and (C // G if Cg_upd is None else Cg_upd) * KH * KW <= 32 and floats <= 131072:
+        # few patch rows (an RGB stem: 27): im2col copies the image KH*KW times for a short GEMM; measured on
+        # MobileNetV2's 3->16 3x3/2 96x96 stem: weight gradient 2.2x faster implicit (36 -> 16 us, 66k floats
+        # of scratch), forward 1.5x (22.7 -> 15.0 us, 33k floats)
         return True
     return floats <= (4 if kind == "bw_weight" else 2) * im2col
