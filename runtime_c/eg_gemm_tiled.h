@@ -2,7 +2,7 @@
  * strided GEMM engine the tiled convolutions (eg_conv_tiled.c) are built on.
  *
  * Portable C99 + GCC vector extensions (gcc and clang, any ISA); no malloc; at most 16 KiB of
- * stack (one packed panel of b). Sums in a different order from the reference (k blocked,
+ * stack (one packed panel of b; gemm_f32_tiled_nt: 32 KiB of partial sums). Sums in a different order from the reference (k blocked,
  * fused multiply-adds where the ISA has them): results agree to fp32 rounding of the sums.
  */
 #ifndef EG_GEMM_TILED_H
