@@ -168,3 +168,29 @@ def test_applies():
     for bad in (dict(sh=2, OH=4, OW=4), dict(dh=2, OH=6), dict(G=2), dict(KH=1, KW=1, pt=0, pl=0),
                 dict(pt=3, OH=10), dict(OH=11, pt=2)):
         assert not winograd_applies(**{**base, **bad}), bad
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
+    """ResNet-8 host training steps with every applicable conv (forward and input gradient) on
+    Winograd F(tile x tile, 3x3), whatever the measured table picks, against PyTorch SGD."""
+    from edgegrad import kernels_winograd
+    from egtest import compile_host
+    from test_zoo_train import LR, assert_trains_like_torch
+
+    from models import ZOO
+
+    def forced(*args, kind="fw", **sizes):
+        return tile if kernels_winograd.winograd_applies(*args[1:], **{k: v for k, v in sizes.items() if k not in (
+            "N", "M_upd", "Cg_upd", "Cx")}, kind=kind) else None
+
+    monkeypatch.setattr(kernels_winograd, "winograd_tile", forced)
+    build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="all", optimizer="sgd", lr=LR["sgd"])
+    src = (build / "model.c").read_text()
+    # five 3x3 stride-1 convs (the stem, stacks.0.conv1/conv2, stacks.{1,2}.conv2) in the step and in
+    # infer; four input gradients (the stem needs none)
+    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 4)
+    assert f", {tile}, " in src.split("conv2d_f32_fw_winograd(")[1].split(";")[0]
+    assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
+
+
