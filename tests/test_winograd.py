@@ -129,7 +129,7 @@ def check(actual, expected, magnitude, tol, what):
 @pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("case", CASES, ids=["x".join(map(str, c)) for c in CASES])
 def test_winograd_matches_torch(k, case, tile):
-    N, C, H, W, M, pt, pl, pb, pr = case
+    N, C, H, W, M, pt, pl, _, _ = case
     OH, OW = out_size(case)
     rng = np.random.default_rng(zlib.crc32(repr((case, tile)).encode()))
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
@@ -161,12 +161,13 @@ def test_winograd_matches_torch(k, case, tile):
 
 def test_applies():
     # stride 2, dilation, groups, 1x1, 5x5, pads beyond 2 are not Winograd F(m, 3) shapes
-    base = dict(C=4, M=4, H=8, W=8, OH=8, OW=8, KH=3, KW=3, sh=1, sw=1, pt=1, pl=1, dh=1, dw=1, G=1)
+    base = {"C": 4, "M": 4, "H": 8, "W": 8, "OH": 8, "OW": 8, "KH": 3, "KW": 3, "sh": 1, "sw": 1, "pt": 1, "pl": 1,
+            "dh": 1, "dw": 1, "G": 1}
     assert winograd_applies(**base)
     assert winograd_applies(**base, kind="bw_input")
     assert not winograd_applies(**base, kind="bw_weight")
-    for bad in (dict(sh=2, OH=4, OW=4), dict(dh=2, OH=6), dict(G=2), dict(KH=1, KW=1, pt=0, pl=0),
-                dict(pt=3, OH=10), dict(OH=11, pt=2)):
+    for bad in ({"sh": 2, "OH": 4, "OW": 4}, {"dh": 2, "OH": 6}, {"G": 2}, {"KH": 1, "KW": 1, "pt": 0, "pl": 0},
+                {"pt": 3, "OH": 10}, {"OH": 11, "pt": 2}):
         assert not winograd_applies(**{**base, **bad}), bad
 
 
