@@ -15,11 +15,14 @@
  *      time (the lanes past the row's last tile are junk, overwritten by the next store);
  *   3. NX GEMMs Mo[xi][co][t] = U[xi] . V[xi] (gemm_f32_tiled_strided);
  *   4. y = act(A^T Mo A + b) per output channel and tile vector, the S column phases zipped
- *      back into rows with two-vector shuffles; ragged right / bottom edges go through a small
- *      stack buffer and only the in-image part is stored.
+ *      back into rows with two-vector shuffles; at ragged right / bottom edges only the
+ *      in-image part is stored.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast") /* see eg_gemm_tiled.c */
+/* rows here are 8-70 floats: a memset / memmove call per row (what GCC makes of the zeroing and
+ * copy loops otherwise) costs more than the loop */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
 #endif
 
 #include <stddef.h>
@@ -48,6 +51,23 @@ typedef int eg_wvi __attribute__((vector_size(4 * EG_WVW)));
 
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
 #define EG_WSHUF(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+/* half / quarter vectors, and their concatenation into whole / half vectors: with tile rows of
+ * VW/2 or VW/4 tiles, one vector holds 2 or 4 tile rows (eg_wino_input, eg_wino_output) */
+typedef float eg_wvh __attribute__((vector_size(2 * EG_WVW)));
+typedef float eg_wvhu __attribute__((vector_size(2 * EG_WVW), aligned(4), may_alias));
+typedef float eg_wvq __attribute__((vector_size(EG_WVW)));
+typedef float eg_wvqu __attribute__((vector_size(EG_WVW), aligned(4), may_alias));
+#define eg_wldh(p) (*(const eg_wvhu *)(p))
+#define eg_wsth(p, v) (*(eg_wvhu *)(p) = (v))
+#define eg_wldq(p) (*(const eg_wvqu *)(p))
+#define EG_MULTIROW 1
+#if EG_WVW == 16
+#define EG_CATH(a, b) EG_WSHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define EG_CATQ(a, b) EG_WSHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7)
+#else
+#define EG_CATH(a, b) EG_WSHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7)
+#define EG_CATQ(a, b) EG_WSHUF(a, b, 0, 1, 2, 3)
+#endif
 #if EG_WVW == 16
 #define EG_ZIPLO(a, b) EG_WSHUF(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
 #define EG_ZIPHI(a, b) EG_WSHUF(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
@@ -246,22 +266,34 @@ eg_wino_planes(const int S, float *restrict P, float *restrict Xp, const float *
 }
 
 /* ---- 3. input transform of one band: V[xi][ci][t], t = th*TW + tw ------------------------- */
+/* K tile rows per vector: K == 1 any TW (VW tiles of one row at a time); K == 2 / 4 when
+ * TW == VW / K and K divides nr (the K rows' half / quarter vectors concatenated). */
 EG_WSTAGE void
-eg_wino_input(const int S, float *restrict V, const float *restrict P, int Ci, int rows, int Wl,
-              int nr, int TW, ptrdiff_t LDV)
+eg_wino_input(const int S, const int K, float *restrict V, const float *restrict P, int Ci,
+              int rows, int Wl, int nr, int TW, ptrdiff_t LDV)
 {
     const int n = S + 2, NX = n * n, L = S * Wl;
-    const ptrdiff_t VS = (ptrdiff_t)Ci * LDV + EG_WPAD;
+    const ptrdiff_t VS = (ptrdiff_t)Ci * LDV + EG_WPAD, RS = (ptrdiff_t)S * L;
     eg_wv d[36], t[36], v[36];
     for (int c = 0; c < Ci; c++) {
         const float *Pc = P + (ptrdiff_t)c * rows * L;
         float *Vc = V + (ptrdiff_t)c * LDV;
-        for (int th = 0; th < nr; th++) {
+        for (int th = 0; th < nr; th += K) {
             for (int tw0 = 0; tw0 < TW; tw0 += EG_WVW) {
                 const float *base = Pc + (ptrdiff_t)S * th * L + tw0;
                 for (int i = 0; i < n; i++)
-                    for (int j = 0; j < n; j++)
-                        d[i * n + j] = eg_wld(base + i * L + (j % S) * Wl + j / S);
+                    for (int j = 0; j < n; j++) {
+                        const float *e = base + i * L + (j % S) * Wl + j / S;
+#ifdef EG_MULTIROW
+                        if (K == 2)
+                            d[i * n + j] = EG_CATH(eg_wldh(e), eg_wldh(e + RS));
+                        else if (K == 4)
+                            d[i * n + j] = EG_CATH(EG_CATQ(eg_wldq(e), eg_wldq(e + RS)),
+                                                   EG_CATQ(eg_wldq(e + 2 * RS), eg_wldq(e + 3 * RS)));
+                        else
+#endif
+                            d[i * n + j] = eg_wld(e);
+                    }
                 for (int j = 0; j < n; j++) /* columns */
                     eg_bt(S, t + j, n, d + j, n);
                 for (int i = 0; i < n; i++) /* rows */
@@ -276,17 +308,17 @@ eg_wino_input(const int S, float *restrict V, const float *restrict P, int Ci, i
 
 /* ---- 4. output transform of one band into y rows [S*th0, ...) ----------------------------- */
 EG_WSTAGE void
-eg_wino_output(const int S, float *restrict y, const float *restrict Mo, const float *restrict b,
-               int act, int Co, int OH, int OW, int th0, int nr, int TW, int nt)
+eg_wino_output(const int S, const int K, float *restrict y, const float *restrict Mo,
+               const float *restrict b, int act, int Co, int OH, int OW, int th0, int nr, int TW,
+               int nt)
 {
     const int n = S + 2, NX = n * n;
     const ptrdiff_t MS = (ptrdiff_t)Co * nt + EG_WPAD, P = (ptrdiff_t)OH * OW;
     eg_wv mm[36], t[24], o[16], z[4];
-    float buf[4 * EG_WVW];
     for (int m = 0; m < Co; m++) {
         const eg_wv bias = eg_wsplat(b ? b[m] : 0.0f), zero = eg_wsplat(0.0f);
         float *ym = y + (ptrdiff_t)m * P;
-        for (int th = 0; th < nr; th++) {
+        for (int th = 0; th < nr; th += K) {
             for (int tw0 = 0; tw0 < TW; tw0 += EG_WVW) {
                 const float *src = Mo + (ptrdiff_t)m * nt + th * TW + tw0;
                 for (int xi = 0; xi < NX; xi++)
@@ -303,7 +335,7 @@ eg_wino_output(const int S, float *restrict y, const float *restrict Mo, const f
                 const int ow0 = S * tw0, nv = eg_wmin(S * EG_WVW, OW - ow0);
                 for (int a = 0; a < S; a++) {
                     const int oh = S * (th0 + th) + a;
-                    if (oh >= OH)
+                    if (oh >= OH && K == 1)
                         break;
                     const eg_wv *oa = o + a * S;
 #ifdef EG_ZIPLO
@@ -319,22 +351,42 @@ eg_wino_output(const int S, float *restrict y, const float *restrict Mo, const f
                         z[3] = EG_ZIPHI(hi02, hi13);
                     }
 #else
+                    float buf[4 * EG_WVW];
                     for (int l = 0; l < EG_WVW; l++)
                         for (int bb = 0; bb < S; bb++)
                             buf[S * l + bb] = oa[bb][l];
                     for (int k = 0; k < S; k++)
                         z[k] = eg_wld(buf + k * EG_WVW);
 #endif
-                    float *yr = ym + (ptrdiff_t)oh * OW + ow0;
-                    if (nv == S * EG_WVW) {
+#ifdef EG_MULTIROW
+                    if (K > 1) { /* z: K tile rows of S*TW floats each; row r -> y row oh + S*r */
+                        const int seg = S * TW, nw = eg_wmin(seg, OW);
+                        float zf[4 * EG_WVW];
                         for (int k = 0; k < S; k++)
-                            eg_wst(yr + k * EG_WVW, z[k]);
-                    } else {
-                        for (int k = 0; k < S; k++)
-                            eg_wst(buf + k * EG_WVW, z[k]);
-                        for (int i = 0; i < nv; i++)
-                            yr[i] = buf[i];
+                            eg_wst(zf + k * EG_WVW, z[k]);
+                        for (int r = 0; r < K && oh + S * r < OH; r++) {
+                            float *yr = ym + (ptrdiff_t)(oh + S * r) * OW;
+                            const float *zr = zf + r * seg;
+                            int i = 0;
+                            if (seg >= EG_WVW)
+                                for (; i + EG_WVW <= nw; i += EG_WVW)
+                                    eg_wst(yr + i, eg_wld(zr + i));
+                            else if (nw == seg)
+                                for (; i < nw; i += seg)
+                                    eg_wsth(yr + i, eg_wldh(zr + i));
+                            for (; i < nw; i++)
+                                yr[i] = zr[i];
+                        }
+                        continue;
                     }
+#endif
+                    float *yr = ym + (ptrdiff_t)oh * OW + ow0;
+                    /* whole vectors inside the row, then the ragged rest lane by lane */
+                    int k = 0;
+                    for (; (k + 1) * EG_WVW <= nv; k++)
+                        eg_wst(yr + k * EG_WVW, z[k]);
+                    for (int i = k * EG_WVW; i < nv; i++)
+                        yr[i] = z[k][i - k * EG_WVW];
                 }
             }
         }
@@ -342,6 +394,19 @@ eg_wino_output(const int S, float *restrict y, const float *restrict Mo, const f
 }
 
 /* ---- the driver: y[N, Co, OH, OW] from x[N, Ci, H, W] and U (already in scratch) ----------- */
+static inline int eg_wino_rows_per_vector(int TW, int nr)
+{
+#ifdef EG_MULTIROW
+    if (2 * TW == EG_WVW && nr % 2 == 0)
+        return 2;
+    if (4 * TW == EG_WVW && nr % 4 == 0)
+        return 4;
+#endif
+    (void)TW;
+    (void)nr;
+    return 1;
+}
+
 static inline int eg_wino_rows(int TH, int TW) { return eg_wmin(TH, eg_wmax(1, EG_WTILES / TW)); }
 
 static inline __attribute__((always_inline)) void
@@ -366,14 +431,26 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
         for (int th0 = 0; th0 < TH; th0 += R) {
             const int nr = eg_wmin(R, TH - th0), nt = nr * TW, rows = S * nr + 2;
             eg_wino_planes(S, P, Xp, xn, Ci, H, W, pt, pl, S * th0, rows, Wl);
-            eg_wino_input(S, V, P, Ci, rows, Wl, nr, TW, LDV);
+            /* 2 or 4 tile rows per vector where the rows are VW/2 or VW/4 tiles */
+            const int K = eg_wino_rows_per_vector(TW, nr);
+            if (K == 4)
+                eg_wino_input(S, 4, V, P, Ci, rows, Wl, nr, TW, LDV);
+            else if (K == 2)
+                eg_wino_input(S, 2, V, P, Ci, rows, Wl, nr, TW, LDV);
+            else
+                eg_wino_input(S, 1, V, P, Ci, rows, Wl, nr, TW, LDV);
             for (int xi = 0; xi < NX; xi++)
                 gemm_f32_tiled_strided(Mo + (ptrdiff_t)xi * (Co * nt + EG_WPAD),
                                        U + (ptrdiff_t)xi * (Co * Ci + EG_WPAD),
                                        V + (ptrdiff_t)xi * (Ci * LDV + EG_WPAD), NULL, Co, nt, Ci, nt, Ci, 1,
                                        (int)LDV, 1, 0);
             /* the output transform reads whole vectors: the lanes past nt are junk */
-            eg_wino_output(S, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+            if (K == 4)
+                eg_wino_output(S, 4, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+            else if (K == 2)
+                eg_wino_output(S, 2, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+            else
+                eg_wino_output(S, 1, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
         }
     }
 }
