@@ -39,11 +39,17 @@ GUARD = 64
 GUARD_BITS = np.uint32(0x7FC0DEAD)
 
 
-@pytest.fixture(scope="module")
-def k(tmp_path_factory) -> Kernels:
+# native: the host build (16-float vectors with AVX-512); x86-64-v3: AVX2, the 8-float vectors every
+# other ISA (aarch64 NEON pairs) gets, so both vector widths' code paths run here
+ISAS = {"native": "-march=native", "x86-64-v3": "-march=x86-64-v3"}
+
+
+@pytest.fixture(scope="module", params=list(ISAS))
+def k(request, tmp_path_factory) -> Kernels:
     out = tmp_path_factory.mktemp("egwino")
     lib = out / "libegwino.so"
-    subprocess.run(["gcc", *HOST_CFLAGS, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in FAMILIES],
+    flags = [f if f != "-march=native" else ISAS[request.param] for f in HOST_CFLAGS]
+    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in FAMILIES],
                     "-o", str(lib)], check=True, capture_output=True, text=True)
     return Kernels(lib, families=FAMILIES, math_shim=False)
 
