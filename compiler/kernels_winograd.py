@@ -45,8 +45,8 @@ def winograd_scratch_floats(kind: str, C: int, M: int, H: int, W: int, OH: int, 
     Wl = -(-(TW + 1) // 16) * 16
     R = min(TH, max(1, BAND_TILES // TW))
     NT = R * TW
-    return (NX * (Co * Ci + PAD) + 2 * Ci * (S * R + 2) * S * Wl + 16 + NX * (Ci * (NT + 16) + PAD)
-            + NX * (Co * NT + PAD) + 16)
+    rows = Ci * (S * R + 2) * S * Wl  # the planes, and the padded rows (sharing the products' space)
+    return NX * (Co * Ci + PAD) + rows + 16 + NX * (Ci * (NT + 16) + PAD) + max(NX * (Co * NT + PAD) + 16, rows)
 
 
 # Measured per-call times in us (tools/kernelbench.py --winograd, ResNet-8 shapes, batch 1):

@@ -419,10 +419,10 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
     const int R = eg_wino_rows(TH, TW), NT = R * TW, L = S * Wl;
     const ptrdiff_t LDV = NT + 16;
     const float *U = scratch;
-    float *Xp = scratch + (ptrdiff_t)NX * (Co * Ci + EG_WPAD);
-    float *P = Xp + (ptrdiff_t)Ci * (S * R + 2) * L;
+    float *P = scratch + (ptrdiff_t)NX * (Co * Ci + EG_WPAD);
     float *V = P + (ptrdiff_t)Ci * (S * R + 2) * L + 16;
     float *Mo = V + (ptrdiff_t)NX * (Ci * LDV + EG_WPAD);
+    float *Xp = Mo; /* the padded rows are dead once unzipped into P, before the GEMMs write Mo */
     for (int i = 0; i < 16; i++) /* vector over-reads of the last plane row: junk lanes only */
         P[(ptrdiff_t)Ci * (S * R + 2) * L + i] = 0.0f;
     for (int bn = 0; bn < N; bn++) {

@@ -14,9 +14,10 @@
  * bw_input: C / M, the image dy [M, OH, OW] and output dx [C, H, W]), OHr x OWr its output
  * size, n = S + 2, NX = n*n, TH = ceil(OHr / S), TW = ceil(OWr / S), Wl = ceil16(TW + 1),
  * R = min(TH, max(1, 128 / TW)) and NT = R * TW:
- *   NX*(Co*Ci + 16) + 2*Ci*(S*R + 2)*S*Wl + 16 + NX*(Ci*(NT + 16) + 16) + NX*(Co*NT + 16) + 16
- * (compiler/kernels_winograd.py: winograd_scratch_floats). No malloc; stack under 1 KiB plus
- * the GEMM engine's 16 KiB panel.
+ *   NX*(Co*Ci + 16) + Pl + 16 + NX*(Ci*(NT + 16) + 16) + max(NX*(Co*NT + 16) + 16, Pl)
+ * with Pl = Ci*(S*R + 2)*S*Wl (the planes; the padded rows share the products' space)
+ * (compiler/kernels_winograd.py: winograd_scratch_floats). No malloc; stack: the transforms'
+ * vector arrays (at most 36 * 3 vectors, 7 KiB with AVX-512) and the GEMM engine's 16 KiB panel.
  *
  * Results: the same sums as the direct convolution in exact arithmetic; in fp32 the
  * transforms add rounding (tests/test_winograd.py states the measured bounds).
