@@ -170,11 +170,14 @@ eg_wino_weights(const int S, float *restrict U, const float *restrict w, int Co,
     for (int co = 0; co < Co; co++) {
         for (int ci0 = 0; ci0 < Ci; ci0 += EG_WVW) {
             const int nl = eg_wmin(EG_WVW, Ci - ci0);
-            if (nl == EG_WVW && !flip) { /* 9*VW contiguous floats: gather without a stack copy */
-                const float *src = w + ((ptrdiff_t)co * Ci + ci0) * 9;
+            if (nl == EG_WVW) { /* whole vectors: gathered into the lanes, no stack copy (a vector
+                                  * load of scalar stores stalls on store forwarding) */
+                const float *src = flip ? w + ((ptrdiff_t)ci0 * Co + co) * 9 + 8
+                                        : w + ((ptrdiff_t)co * Ci + ci0) * 9;
+                const ptrdiff_t ls = flip ? (ptrdiff_t)Co * 9 : 9, ks = flip ? -1 : 1;
                 for (int k = 0; k < 9; k++)
                     for (int l = 0; l < EG_WVW; l++)
-                        g[k][l] = src[l * 9 + k];
+                        g[k][l] = src[l * ls + k * ks];
             } else {
                 for (int l = 0; l < nl; l++) {
                     const float *src = flip ? w + ((ptrdiff_t)(ci0 + l) * Co + co) * 9
