@@ -64,6 +64,9 @@ MEASURED: dict[tuple[str, int, int, int], tuple[float, float, float]] = {
 }
 
 
+MAX_SCRATCH = 1 << 20  # floats (4 MiB): wide layers keep the implicit kernel rather than this much arena
+
+
 def winograd_tile(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int,
                   sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw", **_) -> int | None:
     """The Winograd tile (2 or 4) to use for this conv node, or None to keep the implicit GEMM."""
@@ -73,9 +76,12 @@ def winograd_tile(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: 
     key = (kind, Ci, Co, max(OHr, OWr))
     if key in MEASURED and OHr == OWr:
         imp, f2, f4 = MEASURED[key]
-        best = min(f2, f4)
-        return None if best > 0.95 * imp else (2 if f2 <= f4 else 4)
-    return _model_tile(Ci, Co, OHr, OWr)
+        tile = None if min(f2, f4) > 0.95 * imp else (2 if f2 <= f4 else 4)
+    else:
+        tile = _model_tile(Ci, Co, OHr, OWr)
+    if tile is not None and winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile) > MAX_SCRATCH:
+        return None
+    return tile
 
 
 def model_us(Ci: int, Co: int, OHr: int, OWr: int) -> tuple[float, float]:
@@ -83,7 +89,9 @@ def model_us(Ci: int, Co: int, OHr: int, OWr: int) -> tuple[float, float]:
     implicit GEMM at 95 MAC/ns; F2's 16 GEMMs at 100 MAC/ns, plus its transforms per channel and
     vector of 16 tiles of a tile row (input, output: 0.014 us), planes per padded row (0.002 us)
     and the weight transform per channel pair (0.0016 us), plus 2 us per call (16 GEMM calls per band,
-    the edges)."""
+    the edges). Checked on shapes outside the table (C = M, stride-1 3x3, a C driver on the same core):
+    48ch 24x24 implicit 107 / F2 82 us (model 126 / 77: picks F2), 24ch 20x20 20 / 22 (model 22 / 20:
+    keeps implicit), 8ch 40x40 10 / 22 (model 10 / 16: keeps implicit)."""
     TH, TW = -(-OHr // 2), -(-OWr // 2)
     # vectors of 16 tiles: tile rows of 4 or 8 tiles share one (eg_wino_rows_per_vector)
     vecs = -(-TH * TW // 16) if TW in (4, 8) else TH * -(-TW // 16)

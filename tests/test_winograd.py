@@ -169,6 +169,25 @@ def test_winograd_matches_torch(k, case, tile):
     g.check()
 
 
+def test_tile_choice():
+    """The measured table's picks for ResNet-8, the model elsewhere, and no Winograd where its
+    scratch would exceed MAX_SCRATCH or the shape is not a stride-1 3x3."""
+    from compiler.kernels_winograd import MAX_SCRATCH, winograd_tile
+
+    def sizes(C, M, HW, **kw):
+        return {"N": 1, "C": C, "H": HW, "W": HW, "M": M, "OH": HW, "OW": HW, "KH": 3, "KW": 3, "sh": 1, "sw": 1,
+                "pt": 1, "pl": 1, "dh": 1, "dw": 1, "G": 1, **kw}
+
+    assert winograd_tile(**sizes(16, 16, 32)) == 4
+    assert winograd_tile(**sizes(32, 32, 16), kind="bw_input") == 2
+    assert winograd_tile(**sizes(3, 16, 32)) is None  # the stem: implicit measured faster
+    assert winograd_tile(**sizes(48, 48, 24)) == 2  # not in the table: the cost model
+    assert winograd_tile(**sizes(4, 4, 24)) is None  # few channels: transforms dominate
+    assert winograd_scratch_floats("fw", 512, 512, 14, 14, 14, 14, 2) > MAX_SCRATCH
+    assert winograd_tile(**sizes(512, 512, 14)) is None
+    assert winograd_tile(**sizes(16, 16, 32, sh=2, OH=16, OW=16)) is None
+
+
 def test_applies():
     # stride 2, dilation, groups, 1x1, 5x5, pads beyond 2 are not Winograd F(m, 3) shapes
     base = {"C": 4, "M": 4, "H": 8, "W": 8, "OH": 8, "OW": 8, "KH": 3, "KW": 3, "sh": 1, "sw": 1, "pt": 1, "pl": 1,
