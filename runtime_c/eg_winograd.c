@@ -275,35 +275,38 @@ EG_WSTAGE void
 eg_wino_input(const int S, const int K, float *restrict V, const float *restrict P, int Ci,
               int rows, int Wl, int nr, int TW, ptrdiff_t LDV)
 {
-    const int n = S + 2, NX = n * n, L = S * Wl;
+    const int n = S + 2, L = S * Wl;
     const ptrdiff_t VS = (ptrdiff_t)Ci * LDV + EG_WPAD, RS = (ptrdiff_t)S * L;
-    eg_wv d[36], t[36], v[36];
+    eg_wv d[6], t[36], v[6];
     for (int c = 0; c < Ci; c++) {
         const float *Pc = P + (ptrdiff_t)c * rows * L;
         float *Vc = V + (ptrdiff_t)c * LDV;
         for (int th = 0; th < nr; th += K) {
             for (int tw0 = 0; tw0 < TW; tw0 += EG_WVW) {
                 const float *base = Pc + (ptrdiff_t)S * th * L + tw0;
-                for (int i = 0; i < n; i++)
+                /* row by row: load row i's n elements and transform them along j at once (fewer
+                 * live vectors than loading the whole tile first), then down the columns */
+                for (int i = 0; i < n; i++) {
                     for (int j = 0; j < n; j++) {
                         const float *e = base + i * L + (j % S) * Wl + j / S;
 #ifdef EG_MULTIROW
                         if (K == 2)
-                            d[i * n + j] = EG_CATH(eg_wldh(e), eg_wldh(e + RS));
+                            d[j] = EG_CATH(eg_wldh(e), eg_wldh(e + RS));
                         else if (K == 4)
-                            d[i * n + j] = EG_CATH(EG_CATQ(eg_wldq(e), eg_wldq(e + RS)),
-                                                   EG_CATQ(eg_wldq(e + 2 * RS), eg_wldq(e + 3 * RS)));
+                            d[j] = EG_CATH(EG_CATQ(eg_wldq(e), eg_wldq(e + RS)),
+                                           EG_CATQ(eg_wldq(e + 2 * RS), eg_wldq(e + 3 * RS)));
                         else
 #endif
-                            d[i * n + j] = eg_wld(e);
+                            d[j] = eg_wld(e);
                     }
-                for (int j = 0; j < n; j++) /* columns */
-                    eg_bt(S, t + j, n, d + j, n);
-                for (int i = 0; i < n; i++) /* rows */
-                    eg_bt(S, v + i * n, 1, t + i * n, 1);
+                    eg_bt(S, t + i * n, 1, d, 1);
+                }
                 float *dst = Vc + th * TW + tw0;
-                for (int xi = 0; xi < NX; xi++)
-                    eg_wst(dst + xi * VS, v[xi]);
+                for (int j = 0; j < n; j++) { /* columns, stored as they come */
+                    eg_bt(S, v, 1, t + j, n);
+                    for (int i = 0; i < n; i++)
+                        eg_wst(dst + (i * n + j) * VS, v[i]);
+                }
             }
         }
     }
@@ -315,21 +318,22 @@ eg_wino_output(const int S, const int K, float *restrict y, const float *restric
                const float *restrict b, int act, int Co, int OH, int OW, int th0, int nr, int TW,
                int nt)
 {
-    const int n = S + 2, NX = n * n;
+    const int n = S + 2;
     const ptrdiff_t MS = (ptrdiff_t)Co * nt + EG_WPAD, P = (ptrdiff_t)OH * OW;
-    eg_wv mm[36], t[24], o[16], z[4];
+    eg_wv mm[6], t[24], o[16], z[4];
     for (int m = 0; m < Co; m++) {
         const eg_wv bias = eg_wsplat(b ? b[m] : 0.0f), zero = eg_wsplat(0.0f);
         float *ym = y + (ptrdiff_t)m * P;
         for (int th = 0; th < nr; th += K) {
             for (int tw0 = 0; tw0 < TW; tw0 += EG_WVW) {
                 const float *src = Mo + (ptrdiff_t)m * nt + th * TW + tw0;
-                for (int xi = 0; xi < NX; xi++)
-                    mm[xi] = eg_wld(src + xi * MS);
-                for (int j = 0; j < n; j++) /* columns: t[a][j] */
-                    eg_at(S, t + j, n, mm + j, n);
-                for (int a = 0; a < S; a++) /* rows: o[a][b] */
-                    eg_at(S, o + a * S, 1, t + a * n, 1);
+                for (int i = 0; i < n; i++) { /* row i of the products, along j: t[i][b] */
+                    for (int j = 0; j < n; j++)
+                        mm[j] = eg_wld(src + (i * n + j) * MS);
+                    eg_at(S, t + i * S, 1, mm, 1);
+                }
+                for (int bb = 0; bb < S; bb++) /* down the columns: o[a][b] */
+                    eg_at(S, o + bb, S, t + bb, S);
                 for (int k = 0; k < S * S; k++) {
                     o[k] += bias;
                     if (act)
