@@ -21,6 +21,7 @@ No side effects on import.
 from __future__ import annotations
 
 PTILE = 256  # about this many output pixels per im2col tile; EG_PTILE in runtime_c/eg_conv_tiled.c
+NT_PIXELS = 512  # EG_NT_PIXELS: a pointwise weight gradient over this many pixels runs gemm_f32_tiled_nt
 
 CONV_KINDS = ("fw", "bw_input", "bw_weight")
 
@@ -150,11 +151,12 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
                  sw: int, pt: int, pl: int, dh: int, dw: int, G: int, kind: str = "fw",
                  M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> bool:
     """Pick the implicit-GEMM variant (kind fw, bw_input or bw_weight) where it applies and its scratch
-    is at most twice the im2col tile's (a large image with few channels, e.g. an RGB stem, keeps im2col;
-    a strided forward or weight gradient may take up to STRIDED_SCRATCH; a strided input gradient
-    needs PHASE_MIN_PIXELS per phase;
+    is at most twice the im2col tile's, or the layer has at most 32 patch rows (an RGB stem: its forward and
+    weight gradient) and at most 128 Ki floats of scratch (a larger image keeps im2col); a strided forward or
+    weight gradient may take up to STRIDED_SCRATCH; a strided input gradient needs PHASE_MIN_PIXELS per phase;
     a pointwise weight gradient, whose im2col path needs no scratch, takes it for at least 144 pixels and at
-    most 16 output rows, where it measured faster, with its dy copy at most 64 KiB)."""
+    most 16 output rows and fewer than NT_PIXELS pixels, where it measured faster, with its dy copy at most
+    64 KiB)."""
     if kind not in CONV_KINDS or not implicit_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, G, kind):
         return False
     if kind == "bw_input" and (sh, sw) != (1, 1) and (-(-H // sh) * -(-W // sw) < PHASE_MIN_PIXELS
@@ -164,9 +166,15 @@ def use_implicit(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     extra = {"M_upd": M_upd, "Cg_upd": Cg_upd, "Cx": Cx} if kind == "bw_weight" else {}
     floats = implicit_kind_scratch(kind, *sizes, **extra)
     im2col = conv_scratch_floats(kind, *sizes, **extra)
-    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows
+    if im2col == 0:  # pointwise weight gradient: measured (kernelbench) to win only over many pixels, few rows,
+        # and below NT_PIXELS, where the tiled kernel's dot products win (48->8 at 24x24: 5.4 vs 6.9 us)
         rows = min(M // G, M if M_upd is None else M_upd)
-        return kind == "bw_weight" and floats <= 16384 and OH * OW >= 144 and rows <= 16
+        return kind == "bw_weight" and floats <= 16384 and 144 <= OH * OW < NT_PIXELS and rows <= 16
     if kind != "bw_input" and (sh, sw) != (1, 1) and floats <= STRIDED_SCRATCH:
+        return True
+    if kind != "bw_input" and (C // G if Cg_upd is None else Cg_upd) * KH * KW <= 32 and floats <= 131072:
+        # few patch rows (an RGB stem: 27): im2col copies the image KH*KW times for a short GEMM; measured on
+        # MobileNetV2's 3->16 3x3/2 96x96 stem: weight gradient 2.2x faster implicit (36 -> 16 us, 66k floats
+        # of scratch), forward 1.5x (22.7 -> 15.0 us, 33k floats)
         return True
     return floats <= (4 if kind == "bw_weight" else 2) * im2col

@@ -30,6 +30,9 @@
 #include "eg_gemm_tiled.h"
 
 #define EG_PTILE 256
+#ifndef EG_NT_PIXELS
+#define EG_NT_PIXELS 512 /* pointwise weight gradients over at least this many pixels: gemm_f32_tiled_nt */
+#endif
 
 typedef float eg_v8 __attribute__((vector_size(32)));
 typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
@@ -684,6 +687,9 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
                                int dil_w, int G, float *restrict scratch)
 {
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_input_fast(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt,
+                                                        pl, dil_h, dil_w))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
         return;
@@ -774,6 +780,9 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_weight_fast(dwt, dy, x, N, C, H, W, OH, OW, KH, KW, sh, sw,
+                                                         pt, pl, dil_h, dil_w, M_upd, Cx))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_weight_planes(dwt, dy, x, N, C, H, W, OH, OW, pt, pl, M_upd, Cx, &dp);
         return;
@@ -802,8 +811,11 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
             const float *xg = x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW; /* [Cg_upd,H,W] */
             const float *dyg = dy + ((ptrdiff_t)n * M + m0) * P;               /* [rows,P] */
             if (pointwise) { /* col^T[P, Cg_upd]: element (p, c) = xg[c*HW + p] */
-                gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
-                                       n > 0);
+                if (P >= EG_NT_PIXELS) /* both along the pixels: dot products (eg_gemm_tiled.c) */
+                    gemm_f32_tiled_nt(dwg, dyg, xg, rows, Ku, P, Ku, 1, P, (int)HW, n > 0);
+                else
+                    gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
+                                           n > 0);
                 continue;
             }
             for (int oh0 = 0; oh0 < OH; oh0 += tr) {
