@@ -150,6 +150,8 @@ class Lowerer:
             return f"{base}_{kernel}", f", {scratch}"
         if kernel in ("rvv", "zvfh", "gemv"):  # no scratch
             return f"{base}_{kernel}", ""
+        if kernel == "winograd":  # the tile (2: F(2x2,3x3), 4: F(4x4,3x3)) before the scratch
+            return f"{base}_winograd", f", {n.attrs['wino_tile']}, {self.p(n.outputs[1])}"
         return base, ""
 
     def _tvm(self, n, *tensors) -> str:

@@ -29,6 +29,9 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
   as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
   kernels_tiled.use_implicit says so.
+- ``winograd``: on ``host``, 3x3 stride-1 forward and input-gradient convolutions as Winograd
+  F(2x2,3x3) or F(4x4,3x3) (runtime_c/eg_winograd.c; ``attrs["wino_tile"]`` = 2 or 4) where
+  kernels_winograd.winograd_tile says so (a measured table per layer shape, else a cost model).
 - ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
   layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
   gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
@@ -104,6 +107,8 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
+    from ..kernels_winograd import winograd_scratch_floats, winograd_tile
+    wino = target not in NEON_TARGETS and (RUNTIME / "eg_winograd.c").exists()
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
@@ -115,9 +120,15 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if kind is None:
             continue
         sizes = conv_sizes(g, n)
+        tile = winograd_tile(**sizes, kind=kind) if wino and kind != "bw_weight" else None
         if dw_neon and dw_neon_applies(**sizes):
             n.attrs["kernel"] = "dw_neon"
             floats = dw_neon_scratch_floats(kind, **sizes)
+        elif tile is not None:
+            n.attrs["kernel"] = "winograd"
+            n.attrs["wino_tile"] = tile
+            floats = winograd_scratch_floats(kind, sizes["C"], sizes["M"], sizes["H"], sizes["W"], sizes["OH"],
+                                             sizes["OW"], tile)
         elif target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
