@@ -811,22 +811,31 @@ static void eg_bw_input_tiled(float *restrict dx, const float *restrict dy,
 {
     eg_dw_plan dp;
     const int dw = eg_is_depthwise(C, M, G);
-    if (dw && e) { /* blocks of channels (about 32 KiB of dx), each masked once it is written */
+    if (dw && eg_dw_bw_input_fast(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w)) {
+        if (e) /* the channel-block kernel writes dx in one sweep: one masking pass after it */
+            eg_epi_block(dx, 1, (int)((ptrdiff_t)N * C * H * W), 0, e, 0);
+        return;
+    }
+    const int planes = dw && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w);
+    if (dw && e) { /* per-channel kernels over blocks of channels (about 32 KiB of dx), each
+                    * masked once it is written (the same sums as the whole call) */
         const ptrdiff_t HW = (ptrdiff_t)H * W, OHW = (ptrdiff_t)OH * OW, KK = (ptrdiff_t)KH * KW;
         const int cb = (int)eg_max(1, (int)eg_min(C, (int)(8192 / (HW > 0 ? HW : 1))));
         for (int n = 0; n < N; n++)
             for (int m = 0; m < C; m += cb) {
                 const int nc = eg_min(cb, C - m);
                 const ptrdiff_t i = (ptrdiff_t)n * C + m;
-                eg_bw_input_tiled(dx + i * HW, dy + i * OHW, w + m * KK, 1, nc, H, W, nc, OH, OW,
-                                  KH, KW, sh, sw, pt, pl, dil_h, dil_w, nc, NULL, NULL);
+                if (planes)
+                    eg_dw_bw_input_planes(dx + i * HW, dy + i * OHW, w + m * KK, 1, nc, H, W, OH, OW,
+                                          pt, pl, &dp);
+                else
+                    eg_dw_bw_input(dx + i * HW, dy + i * OHW, w + m * KK, 1, nc, H, W, OH, OW, KH,
+                                   KW, sh, sw, pt, pl, dil_h, dil_w);
                 eg_epi_block(dx + i * HW, 1, (int)(nc * HW), 0, e, i * HW);
             }
         return;
     }
-    if (dw && eg_dw_bw_input_fast(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w))
-        return;
-    if (dw && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
+    if (planes) {
         eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
         return;
     }
@@ -1116,6 +1125,8 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
                 eg_planes_fill(xp + c * cs, xg + c * HW, &p, H, W, pt, pl);
             if (Wq == OW) { /* no junk columns (a 1x1 strided layer): the GEMM writes y in place */
                 gemm_f32_tiled_taps(yg, wg, xp, bg, Mg, P, Kg, P, 1, Kg, 1, (int)cs, 1, T, p.tap, 0);
+                if (e)
+                    eg_epi_block(yg, 1, Mg * P, 0, e, yg - y);
                 continue;
             }
             for (int oh0 = 0; oh0 < OH; oh0 += R) {
@@ -1238,6 +1249,12 @@ void conv2d_f32_fw_implicit_act(float *restrict y, const float *restrict x, cons
                                 int dil_w, int G, float *restrict scratch, int act)
 {
     const eg_epi e = {act == 1 ? EG_EPI_RELU : act == 2 ? EG_EPI_RELU6 : EG_EPI_NONE, NULL, 0.0f, 6.0f};
+    if (sh != 1 || sw != 1) { /* the strided path of conv2d_f32_fw_implicit, then one pass */
+        eg_fw_cols(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                   scratch);
+        eg_epi_block(y, 1, (int)((ptrdiff_t)N * M * OH * OW), 0, &e, 0);
+        return;
+    }
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
                 W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, &e, scratch);
 }
