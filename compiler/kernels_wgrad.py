@@ -1,0 +1,58 @@
+"""The Winograd F(3x3, 2x2) weight gradient (runtime_c/eg_winograd_wgrad.h): where it applies, its
+exact scratch, and the compile-time rule that picks it over the implicit GEMM.
+
+``conv2d_f32_bw_weight_winograd`` (and its fused SGD form ``conv2d_f32_bw_weight_sgd_winograd``)
+take the reference kernel's arguments plus a scratch buffer of ``winograd_scratch_floats`` floats:
+the transformed dy tiles (16 floats per 2x2 tile and updated output channel), the transformed
+image tiles (16 per tile and updated input channel) and one zero-padded image plane.
+
+``use_winograd`` is the measured rule (tools/kernelbench.py --wgrad, AVX-512 host): per weight
+gradient, the Winograd kernel's cost is its 16 products per tile and channel pair plus the
+transforms, the implicit GEMM's the 9 products per pixel and pair; see the function.
+
+No side effects on import.
+"""
+
+from __future__ import annotations
+
+TILE_BLOCK = 256  # EG_WG_TB in runtime_c/eg_winograd_wgrad.c: tiles per k block of the GEMM
+
+
+def winograd_applies(C: int, M: int, H: int, W: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int,
+                     pt: int, pl: int, dh: int, dw: int, G: int) -> bool:
+    """A 3x3, stride-1, undilated, ungrouped convolution with pads 0..2 and a non-empty output."""
+    return ((KH, KW, sh, sw, dh, dw, G) == (3, 3, 1, 1, 1, 1, 1) and 0 <= pt <= 2 and 0 <= pl <= 2
+            and OH > 0 and OW > 0 and C > 0 and M > 0)
+
+
+def tiles(N: int, OH: int, OW: int) -> int:
+    """The 2x2 dy tiles (= 4x4 image tiles) of a batch: N * ceil(OH / 2) * ceil(OW / 2)."""
+    return N * ((OH + 1) // 2) * ((OW + 1) // 2)
+
+
+def winograd_scratch_floats(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int,
+                            sh: int, sw: int, pt: int, pl: int, dh: int, dw: int, G: int,
+                            M_upd: int | None = None, Cg_upd: int | None = None, Cx: int | None = None) -> int:
+    """Floats of scratch conv2d_f32_bw_weight_(sgd_)winograd needs (eg_winograd_wgrad.h):
+    16 * T * (M_upd + Cg_upd) + (2 * TH + 2) * (2 * TW + 2), plus 16 * M_upd * Cg_upd for the
+    partial sums when there are more than TILE_BLOCK tiles."""
+    m_upd = M if M_upd is None else M_upd
+    cg_upd = C // G if Cg_upd is None else Cg_upd
+    TH, TW, T = (OH + 1) // 2, (OW + 1) // 2, tiles(N, OH, OW)
+    partial = 16 * m_upd * cg_upd if T > TILE_BLOCK else 0
+    return 16 * T * (m_upd + cg_upd) + (2 * TH + 2) * (2 * TW + 2) + partial
+
+
+def use_winograd(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int,
+                 pt: int, pl: int, dh: int, dw: int, G: int, M_upd: int | None = None, Cg_upd: int | None = None,
+                 Cx: int | None = None) -> bool:
+    """Pick the Winograd weight gradient where it applies and measured faster than the implicit GEMM
+    (tools/kernelbench.py --wgrad): at least 4 updated output and input channels (the transforms of
+    a thin layer, e.g. an RGB stem, cost more than the 2.25x fewer products save) and its scratch
+    at most 4 MiB."""
+    if not winograd_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G):
+        return False
+    m_upd = M if M_upd is None else M_upd
+    cg_upd = C // G if Cg_upd is None else Cg_upd
+    floats = winograd_scratch_floats(N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G, M_upd, Cg_upd, Cx)
+    return m_upd >= 4 and cg_upd >= 4 and floats <= 1 << 20
