@@ -142,7 +142,7 @@ class Lowerer:
         kernel = n.attrs.get("kernel")
         if kernel == "neon" and n.attrs.get("f16"):  # the fp16 NEON kernels take no scratch
             return f"{base}_neon", ""
-        if kernel in ("tiled", "neon", "implicit", "dw_neon"):  # same arguments, scratch included
+        if kernel in ("tiled", "neon", "implicit", "dw_neon", "winograd"):  # same arguments, scratch included
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return f"{base}_{kernel}", f", {scratch}"
         if kernel in ("rvv", "zvfh", "gemv"):  # no scratch

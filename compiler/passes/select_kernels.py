@@ -29,6 +29,9 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``implicit``: on ``host``, the forward, stride-1 input-gradient and weight-gradient convolutions
   as implicit GEMMs on zero-padded phase planes of the image (no im2col), where
   kernels_tiled.use_implicit says so.
+- ``winograd``: on ``host``, the weight gradient of a 3x3 stride-1 ungrouped convolution by Winograd
+  F(3x3, 2x2) (runtime_c/eg_winograd_wgrad.c), where kernels_wgrad.use_winograd says it measured
+  faster than the implicit GEMM; scratch from kernels_wgrad.winograd_scratch_floats.
 - ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
   layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
   gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
@@ -104,6 +107,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         return g
     from ..kernels_neon import dw_neon_applies, dw_neon_scratch_floats
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
+    from ..kernels_wgrad import use_winograd, winograd_scratch_floats
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
@@ -118,6 +122,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if dw_neon and dw_neon_applies(**sizes):
             n.attrs["kernel"] = "dw_neon"
             floats = dw_neon_scratch_floats(kind, **sizes)
+        elif target == "host" and kind == "bw_weight" and use_winograd(**sizes) and all(
+                g.tensors[t].dtype == "f32" for t in (*n.inputs, n.outputs[0])):
+            n.attrs["kernel"] = "winograd"
+            floats = winograd_scratch_floats(**sizes)
         elif target not in NEON_TARGETS and use_implicit(**sizes, kind=kind):
             n.attrs["kernel"] = "implicit"
             floats = implicit_kind_scratch(kind, **sizes)
