@@ -88,7 +88,7 @@ def _ref(k, dy, x, sizes, mu, cu, cx):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n{}c{}m{}_{}x{}_p{}{}{}{}".format(*s))
 def test_matches_reference(k, shape):
     x, dy, sizes = _case(shape, 0)
-    N, C, M = shape[:3]
+    _N, C, M = shape[:3]
     assert winograd_applies(*sizes[1:])
     for mu, cu, cx in _updates(C, M):
         xs = np.ascontiguousarray(x[:, :cx])
@@ -106,7 +106,7 @@ def test_matches_reference(k, shape):
 def test_sgd_fused(k, shape):
     """w[m, c] -= lr * dW for m < M_upd, c < Cg_upd (rows w_stride apart); every other weight bit-identical."""
     x, dy, sizes = _case(shape, 1)
-    N, C, M = shape[:3]
+    _N, C, M = shape[:3]
     lr = 0.03
     for mu, cu, cx in _updates(C, M):
         xs = np.ascontiguousarray(x[:, :cx])
@@ -134,7 +134,7 @@ def test_matches_torch(k):
 
     for shape in (SHAPES[2], SHAPES[6], SHAPES[8], SHAPES[10]):
         x, dy, sizes = _case(shape, 3)
-        N, C, M, H, W, pt, pl, pb, pr = shape
+        _N, C, M, _H, _W, pt, pl, pb, pr = shape
         wt = torch.zeros(M, C, 3, 3, dtype=torch.float64, requires_grad=True)
         y = F.conv2d(F.pad(torch.from_numpy(x).double(), (pl, pr, pt, pb)), wt)
         y.backward(torch.from_numpy(dy).double())
@@ -149,7 +149,7 @@ def test_matches_torch(k):
 
 
 def test_rule():
-    s1 = dict(N=1, C=16, H=32, W=32, M=16, OH=32, OW=32, KH=3, KW=3, sh=1, sw=1, pt=1, pl=1, dh=1, dw=1, G=1)
+    s1 = {"N": 1, "C": 16, "H": 32, "W": 32, "M": 16, "OH": 32, "OW": 32, "KH": 3, "KW": 3, "sh": 1, "sw": 1, "pt": 1, "pl": 1, "dh": 1, "dw": 1, "G": 1}
     assert use_winograd(**s1)
     assert use_winograd(**{**s1, "C": 64, "M": 64, "H": 8, "W": 8, "OH": 8, "OW": 8})
     assert not use_winograd(**{**s1, "C": 3})  # RGB stem: the dy transforms serve too few input channels
