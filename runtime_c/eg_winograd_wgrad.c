@@ -60,12 +60,12 @@ typedef int eg_wvi __attribute__((vector_size(64)));
     } while (0)
 
 /* The image tiles' transform: V[c][t] for the Cg_upd channels of image n (tiles n*TH*TW ..). */
-static void eg_wg_input(float *restrict V, float *restrict plane, const float *restrict xn, int Cg_upd,
-                        int H, int W, int pt, int pl, int TH, int TW, ptrdiff_t vs)
+static void eg_wg_planes(float *restrict planes, const float *restrict xn, int Cg_upd, int H, int W,
+                         int pt, int pl, int Hp, int Wp)
 {
-    const int Hp = 2 * TH + 2, Wp = 2 * TW + 2;
     for (int c = 0; c < Cg_upd; c++) {
         const float *xc = xn + (ptrdiff_t)c * H * W;
+        float *plane = planes + (ptrdiff_t)c * Hp * Wp;
         for (int i = 0; i < Hp * Wp; i++)
             plane[i] = 0.0f;
         for (int h = 0; h < H && h + pt < Hp; h++) {
@@ -74,8 +74,18 @@ static void eg_wg_input(float *restrict V, float *restrict plane, const float *r
             for (int w = 0; w < n; w++)
                 row[w] = xc[(ptrdiff_t)h * W + w];
         }
+    }
+}
+
+/* The image tiles' transform: V[c][t] for tile rows r0 .. r1 - 1 (t = (ti - r0) * TW + tj) of the
+ * Cg_upd zero-padded planes (Hp x Wp each). */
+static void eg_wg_input(float *restrict V, const float *restrict planes, int Cg_upd, int Hp, int Wp,
+                        int r0, int r1, int TW, ptrdiff_t vs)
+{
+    for (int c = 0; c < Cg_upd; c++) {
+        const float *plane = planes + (ptrdiff_t)c * Hp * Wp;
         float *vc = V + (ptrdiff_t)c * vs;
-        for (int ti = 0; ti < TH; ti++)
+        for (int ti = r0; ti < r1; ti++)
             for (int tj = 0; tj < TW; tj++) {
                 const float *p = plane + (ptrdiff_t)(2 * ti) * Wp + 2 * tj;
                 const float *p1 = p + Wp, *p2 = p1 + Wp, *p3 = p2 + Wp;
@@ -90,15 +100,15 @@ static void eg_wg_input(float *restrict V, float *restrict plane, const float *r
                            p2[0], p2[1], p2[2], p2[3], p3[0], p3[1], p3[2], p3[3]};
 #endif
                 EG_WG_BT(z);
-                eg_wst(vc + (ptrdiff_t)(ti * TW + tj) * 16, z);
+                eg_wst(vc + (ptrdiff_t)((ti - r0) * TW + tj) * 16, z);
             }
     }
 }
 
 /* The dy tiles' transform: U[m][t] = sum_{a,b} dy[a][b] * G[:, a] G[:, b]^T for the M_upd
- * channels of image n (zero beyond OH, OW). */
+ * channels of image n, tile rows r0 .. r1 - 1 (zero beyond OH, OW). */
 static void eg_wg_dy(float *restrict U, const float *restrict dyn, int M_upd, int OH, int OW,
-                     int TH, int TW, ptrdiff_t us)
+                     int r0, int r1, int TW, ptrdiff_t us)
 {
     const float h = 0.5f, q = 0.25f;
     const eg_wv k00 = {1, h, h, 0, h, q, q, 0, h, q, q, 0, 0, 0, 0, 0};
@@ -108,22 +118,23 @@ static void eg_wg_dy(float *restrict U, const float *restrict dyn, int M_upd, in
     for (int m = 0; m < M_upd; m++) {
         const float *d = dyn + (ptrdiff_t)m * OH * OW;
         float *um = U + (ptrdiff_t)m * us;
-        for (int ti = 0; ti < TH; ti++) {
-            const float *r0 = d + (ptrdiff_t)(2 * ti) * OW;
+        for (int ti = r0; ti < r1; ti++) {
+            const float *g0 = d + (ptrdiff_t)(2 * ti) * OW;
+            float *ut = um + (ptrdiff_t)(ti - r0) * TW * 16;
             const int has1 = 2 * ti + 1 < OH;
             int tj = 0;
             if (has1) /* whole tiles: no bounds */
                 for (; 2 * tj + 1 < OW; tj++) {
-                    const float *g = r0 + 2 * tj;
-                    eg_wst(um + (ptrdiff_t)(ti * TW + tj) * 16,
+                    const float *g = g0 + 2 * tj;
+                    eg_wst(ut + (ptrdiff_t)tj * 16,
                            eg_wsplat(g[0]) * k00 + eg_wsplat(g[1]) * k01 + eg_wsplat(g[OW]) * k10 +
                                eg_wsplat(g[OW + 1]) * k11);
                 }
             for (; tj < TW; tj++) {
                 const int j = 2 * tj, jb = j + 1 < OW;
-                const float g00 = r0[j], g01 = jb ? r0[j + 1] : 0.0f;
-                const float g10 = has1 ? r0[OW + j] : 0.0f, g11 = has1 && jb ? r0[OW + j + 1] : 0.0f;
-                eg_wst(um + (ptrdiff_t)(ti * TW + tj) * 16,
+                const float g00 = g0[j], g01 = jb ? g0[j + 1] : 0.0f;
+                const float g10 = has1 ? g0[OW + j] : 0.0f, g11 = has1 && jb ? g0[OW + j + 1] : 0.0f;
+                eg_wst(ut + (ptrdiff_t)tj * 16,
                        eg_wsplat(g00) * k00 + eg_wsplat(g01) * k01 + eg_wsplat(g10) * k10 +
                            eg_wsplat(g11) * k11);
             }
@@ -161,8 +172,12 @@ eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const 
             c[i][j] = first ? eg_wsplat(0.0f) : (eg_wv)eg_wld(z + i * zs + 16 * j);
     for (int t = t0; t < t1; t++) {
         eg_wv u[EG_WG_R];
-        for (int i = 0; i < R; i++)
+        for (int i = 0; i < R; i++) {
             u[i] = eg_wld(U + i * ts + 16 * t);
+#if defined(__AVX512F__)
+            __asm__("" : "+v"(u[i]));
+#endif
+        }
         for (int j = 0; j < S; j++) {
             eg_wv v = eg_wld(V + j * ts + 16 * t);
 #if defined(__AVX512F__)
@@ -245,23 +260,19 @@ eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const 
 
 #define EG_WG_CASE(r, s)                                                                         \
     case (r) * 8 + (s):                                                                          \
-        eg_wg_block(r, s, o, ldw, um, vc, ts, t0, t1, zb, zs, t0 == 0, t1 == T, alpha, acc);     \
+        eg_wg_block(r, s, o, ldw, um, vc, ts, t0, t1, zb, zs, first, last, alpha, acc);          \
         break
 
-/* Tiles in k blocks of EG_WG_TB when there are more (the partial sums of every pair in z,
- * 16 * M_upd * Cg_upd floats), so a block of V rows stays in L1 while the m blocks pass it. */
-#ifndef EG_WG_TB
-#define EG_WG_TB 256
-#endif
-
+/* The GEMM over one chunk of nt tiles (rows of U and V ts floats apart): the partial sums of every
+ * pair wait in z (16 * M_upd * Cg_upd floats) between chunks; the last chunk writes out. The
+ * m blocks pass over one block of V rows while it is in L1. */
 static void eg_wg_gemm(float *restrict out, const float *restrict U, const float *restrict V,
-                       float *restrict z, int M_upd, int Cg_upd, int T, ptrdiff_t ldw, float alpha,
-                       int acc)
+                       float *restrict z, int M_upd, int Cg_upd, int nt, ptrdiff_t ts, int first,
+                       int last, ptrdiff_t ldw, float alpha, int acc)
 {
-    const ptrdiff_t ts = (ptrdiff_t)T * 16, zs = (ptrdiff_t)Cg_upd * 16;
-    const int TB = T > EG_WG_TB ? EG_WG_TB : T;
-    for (int t0 = 0; t0 < T; t0 += TB) {
-        const int t1 = T - t0 < TB ? T : t0 + TB;
+    const ptrdiff_t zs = (ptrdiff_t)Cg_upd * 16;
+    const int t0 = 0, t1 = nt;
+    {
         for (int c0 = 0; c0 < Cg_upd; c0 += EG_WG_S) {
             const int ss = Cg_upd - c0 < EG_WG_S ? Cg_upd - c0 : EG_WG_S;
             const float *vc = V + c0 * ts;
@@ -292,22 +303,41 @@ static int eg_wg_applies(int KH, int KW, int sh, int sw, int pt, int pl, int dil
            pt >= 0 && pt <= 2 && pl >= 0 && pl <= 2;
 }
 
+/* Tile rows per chunk: about EG_WG_TB tiles, so the chunk's U and V stay in cache between their
+ * transform and the GEMM (compiler/kernels_wgrad.py: TILE_BLOCK). */
+#ifndef EG_WG_TB
+#define EG_WG_TB 64
+#endif
+
 static void eg_wg(float *restrict out, const float *restrict dy, const float *restrict x, int N,
                   int H, int W, int M, int OH, int OW, int pt, int pl, int M_upd, int Cg_upd,
                   int Cx, ptrdiff_t ldw, float alpha, int acc, float *restrict scratch)
 {
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
-    const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, T = N * TH * TW;
-    const ptrdiff_t ts = (ptrdiff_t)T * 16;
-    float *U = scratch, *V = U + M_upd * ts, *plane = V + Cg_upd * ts;
-    float *z = T > EG_WG_TB ? plane + (2 * TH + 2) * (2 * TW + 2) : NULL;
-    for (int n = 0; n < N; n++) {
-        const ptrdiff_t t0 = (ptrdiff_t)n * TH * TW * 16;
-        eg_wg_dy(U + t0, dy + (ptrdiff_t)n * M * OH * OW, M_upd, OH, OW, TH, TW, ts);
-        eg_wg_input(V + t0, plane, x + (ptrdiff_t)n * Cx * H * W, Cg_upd, H, W, pt, pl, TH, TW, ts);
+    if (N <= 0 || OH <= 0 || OW <= 0) { /* no terms: the gradient is zero */
+        for (int m = 0; m < M_upd && !acc; m++)
+            for (int i = 0; i < 9 * Cg_upd; i++)
+                out[m * ldw + i] = 0.0f;
+        return;
     }
-    eg_wg_gemm(out, U, V, z, M_upd, Cg_upd, T, ldw, alpha, acc);
+    const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, Hp = 2 * TH + 2, Wp = 2 * TW + 2;
+    int RT = EG_WG_TB / TW;
+    RT = RT < 1 ? 1 : RT > TH ? TH : RT;
+    const int chunks = N * ((TH + RT - 1) / RT);
+    const ptrdiff_t ts = (ptrdiff_t)RT * TW * 16;
+    float *planes = scratch, *U = planes + (ptrdiff_t)Cg_upd * Hp * Wp, *V = U + M_upd * ts;
+    float *z = chunks > 1 ? V + Cg_upd * ts : NULL;
+    for (int n = 0, k = 0; n < N; n++) {
+        eg_wg_planes(planes, x + (ptrdiff_t)n * Cx * H * W, Cg_upd, H, W, pt, pl, Hp, Wp);
+        for (int r0 = 0; r0 < TH; r0 += RT, k++) {
+            const int r1 = r0 + RT < TH ? r0 + RT : TH;
+            eg_wg_dy(U, dy + (ptrdiff_t)n * M * OH * OW, M_upd, OH, OW, r0, r1, TW, ts);
+            eg_wg_input(V, planes, Cg_upd, Hp, Wp, r0, r1, TW, ts);
+            eg_wg_gemm(out, U, V, z, M_upd, Cg_upd, (r1 - r0) * TW, ts, k == 0, k == chunks - 1, ldw,
+                       alpha, acc);
+        }
+    }
 }
 
 void conv2d_f32_bw_weight_winograd(float *restrict dwt, const float *restrict dy,

@@ -22,7 +22,14 @@ import subprocess
 
 import numpy as np
 import pytest
-from edgegrad.kernels_wgrad import TILE_BLOCK, tiles, use_winograd, winograd_applies, winograd_scratch_floats
+from edgegrad.kernels_wgrad import (
+    TILE_BLOCK,
+    chunk_rows,
+    tiles,
+    use_winograd,
+    winograd_applies,
+    winograd_scratch_floats,
+)
 from egtest import compile_host
 from kernel_harness import RUNTIME, Guarded, Kernels
 from test_zoo_train import LR, assert_trains_like_torch
@@ -36,7 +43,7 @@ FAMILIES = ["conv", "winograd_wgrad"]
 
 # (N, C, M, H, W, pt, pl, pb, pr): ResNet-8's stride-1 layers, odd sizes (a half dy tile at the
 # bottom/right), 1x1 images, channels 1..70 not multiples of the 4 x 6 register block, asymmetric
-# pads 0..2, batch 2, and more than TILE_BLOCK tiles (the GEMM in k blocks with partial sums).
+# pads 0..2, batch 2, one chunk of tiles and many (the GEMM in chunks of tile rows, partial sums).
 SHAPES = [
     (1, 16, 16, 32, 32, 1, 1, 1, 1), (1, 32, 32, 16, 16, 1, 1, 1, 1), (1, 64, 64, 8, 8, 1, 1, 1, 1),
     (1, 5, 7, 9, 11, 0, 0, 0, 0), (2, 3, 17, 5, 6, 2, 2, 2, 2), (1, 1, 1, 1, 1, 1, 1, 1, 1),
@@ -152,18 +159,20 @@ def test_rule():
     s1 = {"N": 1, "C": 16, "H": 32, "W": 32, "M": 16, "OH": 32, "OW": 32, "KH": 3, "KW": 3, "sh": 1, "sw": 1, "pt": 1, "pl": 1, "dh": 1, "dw": 1, "G": 1}
     assert use_winograd(**s1)
     assert use_winograd(**{**s1, "C": 64, "M": 64, "H": 8, "W": 8, "OH": 8, "OW": 8})
-    assert not use_winograd(**{**s1, "C": 3})  # RGB stem: the dy transforms serve too few input channels
-    assert use_winograd(**{**s1, "C": 3, "M": 4})
+    assert use_winograd(**{**s1, "C": 3})  # the RGB stem
+    assert not use_winograd(**{**s1, "C": 2})  # 2 -> 16: the dy transforms serve too few input channels
+    assert use_winograd(**{**s1, "C": 2, "M": 8})
     for bad in ({"sh": 2, "sw": 2, "OH": 16, "OW": 16}, {"KH": 5, "KW": 5}, {"dh": 2}, {"G": 2, "C": 32, "M": 32},
                 {"pt": 3}):
         assert not winograd_applies(**{k: v for k, v in {**s1, **bad}.items() if k != "N"}), bad
     assert tiles(2, 7, 8) == 2 * 4 * 4
-    # exact scratch: 16 floats per tile and updated channel, one padded plane, partial sums past TILE_BLOCK
-    assert winograd_scratch_floats(**{**s1, "H": 8, "W": 8, "OH": 8, "OW": 8}) == 16 * 16 * 32 + 10 * 10
-    assert winograd_scratch_floats(**s1) == 16 * 256 * 32 + 34 * 34
+    # exact scratch: the padded planes of the updated channels, 16 floats per tile of a chunk (about
+    # TILE_BLOCK tiles: whole tile rows) and updated channel, the partial sums when there are more chunks
+    assert TILE_BLOCK == 64 and chunk_rows(8, 8) == 4 and chunk_rows(32, 32) == 4 and chunk_rows(33, 33) == 3
+    assert winograd_scratch_floats(**{**s1, "H": 8, "W": 8, "OH": 8, "OW": 8}) == 16 * 100 + 16 * 16 * 32
+    assert winograd_scratch_floats(**s1) == 16 * 34 * 34 + 16 * 64 * 32 + 16 * 16 * 16
     big = {**s1, "H": 33, "W": 33, "OH": 33, "OW": 33}
-    assert tiles(1, 33, 33) > TILE_BLOCK
-    assert winograd_scratch_floats(**big, M_upd=8, Cg_upd=5) == 16 * 289 * 13 + 36 * 36 + 16 * 8 * 5
+    assert winograd_scratch_floats(**big, M_upd=8, Cg_upd=5) == 5 * 36 * 36 + 16 * 51 * 13 + 16 * 8 * 5
 
 
 def _calls(build, name):
