@@ -4,11 +4,11 @@
     python tools/peers/tvm_grad.py JOB.json
 
 JOB.json: {"cases": [{"model": M.onnx, "input": x.npy, "label": int, "trained": [initializer names],
-                      "loss": "cross_entropy" | "mse", "out": grads.npz}]}
+                      "out": grads.npz}]}
 
 Per case: relax.frontend.onnx.from_onnx with the parameters kept as function inputs (ReLU6 Clips rewritten with
 Relu as in tvm_train.py: Relax has no gradient for Clip), relax.training.AppendLoss (CrossEntropyLoss, mean, on
-output 0 with an int64 label; or MSELoss against a zero target), relax.transform.Gradient for the listed
+output 0 with an int64 label: the loss every edgegrad step the oracle checks uses), relax.transform.Gradient for the listed
 initializers, built for llvm on this CPU and run once: out.npz holds `loss` and one array per trained name.
 """
 
