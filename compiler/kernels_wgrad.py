@@ -16,6 +16,11 @@ No side effects on import.
 
 from __future__ import annotations
 
+import functools
+import json
+import subprocess
+from pathlib import Path
+
 TILE_BLOCK = 64  # EG_WG_TB in runtime_c/eg_winograd_wgrad.c: about this many tiles per chunk
 
 
@@ -55,6 +60,21 @@ def winograd_scratch_floats(N: int, C: int, H: int, W: int, M: int, OH: int, OW:
     return cg_upd * (2 * TH + 2) * (2 * TW + 2) + 16 * RT * TW * (m_upd + cg_upd) + partial
 
 
+@functools.cache
+def host_has_avx512() -> bool:
+    """The host target's compiler and flags (targets/host/target.json: -march=native) define __AVX512F__: the
+    kernel's register block and lane permutes are written for 32 zmm registers; with AVX2 its 16-float
+    vectors split into ymm pairs and it measured 4x slower than the implicit GEMM (so it is not picked)."""
+    spec = json.loads((Path(__file__).resolve().parent.parent / "targets" / "host" / "target.json").read_text())
+    flags = [f for f in spec["cflags"] if f.startswith(("-march", "-mcpu", "-mtune"))]
+    try:
+        out = subprocess.run([*spec["cc"], *flags, "-dM", "-E", "-x", "c", "-"], input="", capture_output=True,
+                             text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return "__AVX512F__" in out
+
+
 def use_winograd(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: int, KW: int, sh: int, sw: int,
                  pt: int, pl: int, dh: int, dw: int, G: int, M_upd: int | None = None, Cg_upd: int | None = None,
                  Cx: int | None = None) -> bool:
@@ -62,7 +82,8 @@ def use_winograd(N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, KH: i
     (tools/kernelbench.py --wgrad, and a sweep of C, M in 2..64 over 4x4..32x32 images, AVX-512 host): it
     wins 1.03-3x everywhere except two input channels under many outputs (2 -> 16 at 32x32 ties: the dy
     transforms are shared by too few channel pairs), so: at least 3 updated input channels, or at most 4
-    output channels per input channel. Its scratch stays within 4 MiB."""
+    output channels per input channel. Its scratch stays within 4 MiB. (select_kernels asks only where
+    host_has_avx512.)"""
     if not winograd_applies(C, M, H, W, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw, G):
         return False
     m_upd = M if M_upd is None else M_upd
