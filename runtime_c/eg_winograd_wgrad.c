@@ -1,8 +1,9 @@
 /* eg_winograd_wgrad.c — 3x3 stride-1 weight gradient by Winograd F(3x3, 2x2) (eg_winograd_wgrad.h).
  *
  * Layout: one 16-float vector per 4x4 transformed tile, lane 4*i + j = element (i, j).
- *   U[m][t] = G dy_t G^T        (the 2x2 dy tile t of output channel m; scratch, M_upd x T)
- *   V[c][t] = B^T x_t B         (the 4x4 padded-image tile t of channel c; scratch, Cg_upd x T)
+ *   U[m][t] = G dy_t G^T        (the 2x2 dy tile t of output channel m; scratch, M_upd x chunk)
+ *   V[c][t] = B^T x_t B         (the 4x4 padded-image tile t of channel c; scratch, Cg_upd x chunk)
+ * over chunks of whole tile rows (about EG_WG_TB tiles: transformed, then multiplied while in cache),
  *   Z[m][c] = sum_t U[m][t] . V[c][t]    16 GEMMs [M_upd x T] x [T x Cg_upd] run side by side in
  *             the lanes: a register block of R x S accumulator vectors (m x c), per t R + S vector
  *             loads and R*S fused multiply-adds, no broadcasts

@@ -11,8 +11,11 @@
  * Arguments are those of conv2d_f32_bw_weight (eg_conv.h), then scratch. The kernel applies to
  * KH == KW == 3, sh == sw == dil_h == dil_w == 1, G == 1, pads 0..2 (others are not its shapes:
  * the compiler never calls it there; it returns without writing). With TH = (OH + 1) / 2,
- * TW = (OW + 1) / 2 and T = N * TH * TW tiles, scratch floats:
- *   16 * T * (M_upd + Cg_upd) + (2 * TH + 2) * (2 * TW + 2)
+ * TW = (OW + 1) / 2, RT = min(TH, max(1, 64 / TW)) tile rows per chunk (EG_WG_TB = 64 tiles) and
+ * chunks = N * ceil(TH / RT), scratch floats:
+ *   Cg_upd * (2*TH + 2) * (2*TW + 2)          the zero-padded planes of one image
+ *   + 16 * RT * TW * (M_upd + Cg_upd)         one chunk of transformed dy and image tiles
+ *   + (chunks > 1 ? 16 * M_upd * Cg_upd : 0)  the pairs' partial sums between chunks
  * (compiler/kernels_wgrad.py: winograd_scratch_floats). Results equal the reference up to fp32
  * rounding of the transformed sums: within 1e-5 of the sum of |terms| per element
  * (tests/test_wgrad.py).
