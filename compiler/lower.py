@@ -142,11 +142,14 @@ class Lowerer:
         kernel = n.attrs.get("kernel")
         if kernel == "neon" and n.attrs.get("f16"):  # the fp16 NEON kernels take no scratch
             return f"{base}_neon", ""
-        if kernel in ("tiled", "neon", "implicit", "dw_neon", "winograd"):  # same arguments, scratch included
+        if kernel in ("tiled", "neon", "implicit", "dw_neon") or (kernel == "winograd" and n.op == "ConvBwWeight"):
+            # same arguments, scratch included (the Winograd weight gradient: eg_winograd_wgrad.h)
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return f"{base}_{kernel}", f", {scratch}"
         if kernel in ("rvv", "zvfh", "gemv"):  # no scratch
             return f"{base}_{kernel}", ""
+        if kernel == "winograd":  # the tile (2: F(2x2,3x3), 4: F(4x4,3x3)) before the scratch
+            return f"{base}_winograd", f", {n.attrs['wino_tile']}, {self.p(n.outputs[1])}"
         return base, ""
 
     def _tvm(self, n, *tensors) -> str:
@@ -162,6 +165,8 @@ class Lowerer:
             return (f"depthwise2d_f32_fw_clip({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, "
                     f"{self._ints(d)}, {cfloat(lo)}, {cfloat(hi)});")
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_fw"))
+        if n.attrs.get("kernel") == "winograd":  # trailing act: 1 = ReLU fused (passes/fuse_eltwise.py)
+            scratch += f", {1 if n.attrs.get('act') == 'relu' else 0}"
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwInput(self, n, dy, w):

@@ -30,6 +30,9 @@
 #include "eg_gemm_tiled.h"
 
 #define EG_PTILE 256
+#ifndef EG_NT_PIXELS
+#define EG_NT_PIXELS 512 /* pointwise weight gradients over at least this many pixels: gemm_f32_tiled_nt */
+#endif
 
 typedef float eg_v8 __attribute__((vector_size(32)));
 typedef float eg_v8u __attribute__((vector_size(32), aligned(4), may_alias));
@@ -684,6 +687,9 @@ void conv2d_f32_bw_input_tiled(float *restrict dx, const float *restrict dy,
                                int dil_w, int G, float *restrict scratch)
 {
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_input_fast(dx, dy, w, N, C, H, W, OH, OW, KH, KW, sh, sw, pt,
+                                                        pl, dil_h, dil_w))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_input_planes(dx, dy, w, N, C, H, W, OH, OW, pt, pl, &dp);
         return;
@@ -774,6 +780,9 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
     eg_dw_plan dp;
+    if (eg_is_depthwise(C, M, G) && eg_dw_bw_weight_fast(dwt, dy, x, N, C, H, W, OH, OW, KH, KW, sh, sw,
+                                                         pt, pl, dil_h, dil_w, M_upd, Cx))
+        return;
     if (eg_is_depthwise(C, M, G) && eg_dw_plan_make(&dp, OH, OW, KH, KW, sh, sw, dil_h, dil_w)) {
         eg_dw_bw_weight_planes(dwt, dy, x, N, C, H, W, OH, OW, pt, pl, M_upd, Cx, &dp);
         return;
@@ -802,8 +811,11 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
             const float *xg = x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW; /* [Cg_upd,H,W] */
             const float *dyg = dy + ((ptrdiff_t)n * M + m0) * P;               /* [rows,P] */
             if (pointwise) { /* col^T[P, Cg_upd]: element (p, c) = xg[c*HW + p] */
-                gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
-                                       n > 0);
+                if (P >= EG_NT_PIXELS) /* both along the pixels: dot products (eg_gemm_tiled.c) */
+                    gemm_f32_tiled_nt(dwg, dyg, xg, rows, Ku, P, Ku, 1, P, (int)HW, n > 0);
+                else
+                    gemm_f32_tiled_strided(dwg, dyg, xg, NULL, rows, Ku, P, Ku, P, 1, 1, (int)HW,
+                                           n > 0);
                 continue;
             }
             for (int oh0 = 0; oh0 < OH; oh0 += tr) {
@@ -942,6 +954,10 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
             const float *bg = b ? b + (ptrdiff_t)g * Mg : NULL;
             for (int c = 0; c < Cg; c++)
                 eg_planes_fill(xp + c * cs, xg + c * HW, &p, H, W, pt, pl);
+            if (Wq == OW) { /* no junk columns (a 1x1 strided layer): the GEMM writes y in place */
+                gemm_f32_tiled_taps(yg, wg, xp, bg, Mg, P, Kg, P, 1, Kg, 1, (int)cs, 1, T, p.tap, 0);
+                continue;
+            }
             for (int oh0 = 0; oh0 < OH; oh0 += R) {
                 const int nr = eg_min(R, OH - oh0), nn = ((nr - 1) * Wq + OW + 15) & ~15;
                 gemm_f32_tiled_taps(yw, wg, xp + (ptrdiff_t)oh0 * Wq, bg, Mg, nn, Kg, LD, 1, Kg,
@@ -955,11 +971,99 @@ static void eg_implicit(float *restrict y, const float *restrict x, float *restr
     }
 }
 
+/* ---- forward, stride > 1: column-tap planes ---------------------------------------------
+ * The phase planes above are Wq = OW + ((KW-1)*dil_w) / sw wide, so a strided layer's wide rows
+ * carry junk columns (1 in 9 at 8 outputs) the GEMM computes and the band copy drops. Here
+ * channel c keeps one plane per row phase ph and kernel column kw, exactly OW wide:
+ *   P[ph, kw][j, i] = x[c, j*sh + ph - pt, i*sw + kw*dil_w - pl]  (0 outside the image)
+ * for j < rows = OH + ((KH-1)*dil_h) / sh, i < OW, so tap (kh, kw) of output pixel p = oh*OW + ow
+ * reads P[(kh*dil_h) % sh, kw][p + ((kh*dil_h) / sh)*OW]: the GEMM's columns are the output
+ * pixels and it writes y in place (no band, no junk; np row phases times KW planes a channel). */
+/* Plane P[j, i] = xc[j*sh + offh, i*sw + offw] for the in-image (j, i), j < rows, i < n (the rest
+ * of P is left as it was: the caller zeroes the planes first, in one pass). */
+static void eg_cols_fill(float *restrict P, const float *restrict xc, int H, int W, int sh, int sw,
+                         int rows, int n, int offh, int offw)
+{
+    const int i0 = eg_min(eg_first_in(offw, sw), n), i1 = eg_max(i0, eg_end_in(offw, sw, W, n));
+    const int j0 = eg_first_in(offh, sh), j1 = eg_end_in(offh, sh, H, rows);
+    for (int j = j0; j < j1; j++) {
+        float *row = P + (ptrdiff_t)j * n;
+        const float *xr = xc + (ptrdiff_t)(j * sh + offh) * W + offw;
+        int i = i0;
+        if (i1 - i0 >= 8 && sw == 1) { /* vectors, the last one overlapping */
+            for (; i + 8 < i1; i += 8)
+                eg_st8(row + i, eg_ld8(xr + i));
+            eg_st8(row + i1 - 8, eg_ld8(xr + i1 - 8));
+            i = i1;
+        }
+#ifdef EG_EVEN8
+        if (i1 - i0 >= 8 && sw == 2) { /* even lanes of xr[2i .. 2i+14], no further than 2*i1 - 2 */
+            for (; i + 8 < i1; i += 8)
+                eg_st8(row + i, EG_EVEN8(eg_ld8(xr + 2 * i), eg_ld8(xr + 2 * i + 7)));
+            eg_st8(row + i1 - 8, EG_EVEN8(eg_ld8(xr + 2 * (i1 - 8)), eg_ld8(xr + 2 * (i1 - 8) + 7)));
+            i = i1;
+        }
+#endif
+        for (; i < i1; i++)
+            row[i] = xr[(ptrdiff_t)i * sw];
+    }
+}
+
+static void eg_fw_cols(float *restrict y, const float *restrict x, const float *restrict w,
+                       const float *restrict b, int N, int C, int H, int W, int M, int OH, int OW,
+                       int KH, int KW, int sh, int sw, int pt, int pl, int dil_h, int dil_w, int G,
+                       float *restrict scratch)
+{
+    const int Cg = C / G, Mg = M / G, T = KH * KW, Kg = Cg * T, P = OH * OW;
+    if (T > EG_IMPLICIT_TAPS || sh * sw > EG_PHASES || OH <= 0 || OW <= 0)
+        return;
+    eg_planes pk; /* the planes of one kernel column: row phases only (pw = 0, columns shifted) */
+    pk.sh = sh;
+    pk.sw = sw;
+    pk.Wq = OW;
+    pk.rows = OH + ((KH - 1) * dil_h) / sh;
+    pk.psz = pk.rows * OW;
+    pk.np = 0;
+    for (int q = 0; q < sh * sw; q++)
+        pk.slot[q] = -1;
+    for (int kh = 0; kh < KH; kh++)
+        if (pk.slot[((kh * dil_h) % sh) * sw] < 0)
+            pk.slot[((kh * dil_h) % sh) * sw] = pk.np++;
+    const ptrdiff_t ks = (ptrdiff_t)pk.np * pk.psz, cs = (ptrdiff_t)KW * ks, HW = (ptrdiff_t)H * W;
+    int tap[EG_IMPLICIT_TAPS];
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++)
+            tap[kh * KW + kw] = (int)(kw * ks) + pk.slot[((kh * dil_h) % sh) * sw] * pk.psz +
+                                ((kh * dil_h) / sh) * OW;
+    for (int n = 0; n < N; n++) {
+        for (int g = 0; g < G; g++) {
+            const float *xg = x + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)Cg * cs; i++)
+                scratch[i] = 0.0f;
+            for (int c = 0; c < Cg; c++)
+                for (int kw = 0; kw < KW; kw++)
+                    for (int ph = 0; ph < sh; ph++)
+                        if (pk.slot[ph * sw] >= 0)
+                            eg_cols_fill(scratch + c * cs + kw * ks + pk.slot[ph * sw] * pk.psz,
+                                         xg + c * HW, H, W, sh, sw, pk.rows, OW, ph - pt,
+                                         kw * dil_w - pl);
+            gemm_f32_tiled_taps(y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P,
+                                w + (ptrdiff_t)g * Mg * Kg, scratch, b ? b + (ptrdiff_t)g * Mg : NULL,
+                                Mg, P, Kg, P, 1, Kg, 1, (int)cs, 1, T, tap, 0);
+        }
+    }
+}
+
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, float *restrict scratch)
 {
+    if (sh != 1 || sw != 1) {
+        eg_fw_cols(y, x, w, b, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G,
+                   scratch);
+        return;
+    }
     eg_implicit(y, x, (float *)w, NULL, NULL, (ptrdiff_t)(M / G) * (C / G) * KH * KW, b, N, C, H,
                 W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h, dil_w, G, 0, scratch);
 }
@@ -976,6 +1080,242 @@ static void eg_transpose_w(float *restrict wt, const float *restrict w, int g, i
                 wt[((ptrdiff_t)c * Mg + m) * T + t] = wg[((ptrdiff_t)m * Cg + c) * T + t];
 }
 
+/* ---- backward to the input, stride > 1: phase (sub-pixel) decomposition ------------------
+ * dx[c, ih, iw] collects w[m, c, kh, kw] * dy[m, oh, ow] over ih = oh*sh - pt + kh*dil_h (and
+ * the same along w). Split dx into its sh*sw phases (ph, pw) = (ih % sh, iw % sw): row j of
+ * phase ph (ih = j*sh + ph) receives exactly the taps kh with (ph + pt - kh*dil_h) % sh == 0,
+ * each from dy row oh = j + (ph + pt - kh*dil_h) / sh. So a phase is a stride-1 correlation of
+ * dy with its sub-kernel: an implicit GEMM (gemm_f32_tiled_taps) straight on one zero-padded
+ * plane per dy channel, every dx element written once (no col2im scatter-add):
+ *   D_m,o[i, j] = dy[m, i + lo_h, j + lo_w + o] (0 outside dy),  i < Hd = Hq + hi_h - lo_h,
+ *   j < Wq,  Hq = ceil(H / sh), Wq = ceil(W / sw),  o <= hi_w - lo_w,
+ * lo / hi the least / largest row (column) offset of any tap: one plane per column offset, Wq
+ * wide, so a phase's pixels (j, i) are f = j*Wq + i (no junk columns but a ragged phase's last)
+ * and tap (kh, kw) reads D_m,(offw - lo_w)[f + (offh - lo_h)*Wq]. A band of R rows of a phase at
+ * a time goes through yw[Cg, ceil16(R*Wq)] (one per column phase) into every sh-th row of dx,
+ * the column phases interleaved; a phase no tap reaches (a 1x1 stride-2 layer's odd pixels) is
+ * zeroed. When the planes would be dy itself (no padding, no crop) the GEMM reads dy in place. */
+typedef struct {
+    int lo, hi;
+    int start[EG_PHASES + 1]; /* phase p: taps k[start[p] .. start[p+1]) */
+    int k[EG_IMPLICIT_TAPS], off[EG_IMPLICIT_TAPS];
+} eg_phase_taps;
+
+static void eg_phase_taps_make(eg_phase_taps *t, int K, int s, int pad, int dil)
+{
+    int n = 0;
+    t->lo = 0;
+    t->hi = 0;
+    for (int p = 0; p < s; p++) {
+        t->start[p] = n;
+        for (int k = 0; k < K; k++) {
+            if (((k * dil - pad) % s + s) % s != p)
+                continue;
+            t->k[n] = k;
+            t->off[n] = (p + pad - k * dil) / s; /* exact */
+            if (n == 0 || t->off[n] < t->lo)
+                t->lo = t->off[n];
+            if (n == 0 || t->off[n] > t->hi)
+                t->hi = t->off[n];
+            n++;
+        }
+    }
+    t->start[s] = n;
+}
+
+/* The sub-kernels of the phases of group g's weights wg[Mg][Cg][T]: phase q at wt + wofs[q],
+ * tap-major [Cg][Tp][Mg] (so the GEMM's k = t*Mg + m has unit stride): element (m, c, i) of wg
+ * (tap i = kh*KW + kw) goes to wt[base[i] + c*step[i] + m]. 8 x 8 blocks of (m, (c, i)) are
+ * transposed in registers: a block of 8 m rows and 8 consecutive (c, i) columns of wg is 8
+ * contiguous runs. */
+static void eg_phase_weights(float *restrict wt, const float *restrict wg, int Cg, int Mg, int T,
+                             const int *base, const int *step)
+{
+    const int CT = Cg * T;
+    int m0 = 0;
+#ifdef EG_SHUF8
+    for (; m0 + 8 <= Mg; m0 += 8) {
+        int u0 = 0, c = 0, i = 0; /* column u0 = (c, i) */
+        for (; u0 + 8 <= CT; u0 += 8) {
+            float blk[64] __attribute__((aligned(32)));
+            eg_transpose8(blk, 8, wg + (ptrdiff_t)m0 * CT + u0, CT);
+            for (int k = 0; k < 8; k++) {
+                eg_st8(wt + base[i] + (ptrdiff_t)c * step[i] + m0, eg_ld8(blk + 8 * k));
+                if (++i == T) {
+                    i = 0;
+                    c++;
+                }
+            }
+        }
+        for (; u0 < CT; u0++) {
+            for (int m = m0; m < m0 + 8; m++)
+                wt[base[i] + (ptrdiff_t)c * step[i] + m] = wg[(ptrdiff_t)m * CT + u0];
+            if (++i == T) {
+                i = 0;
+                c++;
+            }
+        }
+    }
+#endif
+    for (int c = 0; c < Cg; c++)
+        for (int i = 0; i < T; i++)
+            for (int m = m0; m < Mg; m++)
+                wt[base[i] + (ptrdiff_t)c * step[i] + m] = wg[(ptrdiff_t)m * CT + c * T + i];
+}
+
+/* yw[c*LD + f] = sum over taps t < Tp, m < Mg of wq[c][t][m] * b[m*cs + tap[t] + f], f < nn:
+ * gemm_f32_tiled_taps with an explicit row table (k = t*Mg + m), up to 512 rows of b per call
+ * (one tap per call when Mg is larger). */
+static void eg_phase_gemm(float *restrict yw, int LD, const float *restrict wq,
+                          const float *restrict b, ptrdiff_t cs, int Cg, int Mg, int Tp,
+                          const int *tap, int nn)
+{
+    int tab[512];
+    const int per = eg_max(1, 512 / Mg);
+    for (int t0 = 0; t0 < Tp; t0 += per) {
+        const int nt = eg_min(per, Tp - t0);
+        const float *a = wq + (ptrdiff_t)t0 * Mg;
+        if (nt == 1) {
+            gemm_f32_tiled_taps(yw, a, b, NULL, Cg, nn, Mg, LD, 1, Tp * Mg, 1, (int)cs, 1, 1,
+                                tap + t0, t0 > 0);
+            continue;
+        }
+        for (int t = 0; t < nt; t++)
+            for (int m = 0; m < Mg; m++)
+                tab[t * Mg + m] = m * (int)cs + tap[t0 + t];
+        gemm_f32_tiled_taps(yw, a, b, NULL, Cg, nn, nt * Mg, LD, 1, Tp * Mg, 1, 0, 1, nt * Mg, tab,
+                            t0 > 0);
+    }
+}
+
+/* Row ih of dx (W floats) from its sw column phases: row[i*sw + pw] = src[pw][i] (0 where
+ * src[pw] is NULL: no tap reaches that phase). */
+static void eg_phase_row(float *restrict row, int W, int sw, const float *const *src)
+{
+    int i = 0;
+#ifdef EG_SHUF8
+    if (sw == 2) { /* 16 floats from 8 of each phase */
+        const float *s0 = src[0], *s1 = src[1];
+        const eg_v8 z = eg_splat8(0.0f);
+        for (; 2 * i + 16 <= W; i += 8) {
+            eg_v8 a = z, b = z;
+            if (s0)
+                a = eg_ld8(s0 + i);
+            if (s1)
+                b = eg_ld8(s1 + i);
+            eg_st8(row + 2 * i, EG_SHUF8(a, b, 0, 8, 1, 9, 2, 10, 3, 11));
+            eg_st8(row + 2 * i + 8, EG_SHUF8(a, b, 4, 12, 5, 13, 6, 14, 7, 15));
+        }
+    }
+#endif
+    for (int pw = 0; pw < sw; pw++) {
+        const float *s = src[pw];
+        for (int j = i; j * sw + pw < W; j++)
+            row[j * sw + pw] = s ? s[j] : 0.0f;
+    }
+}
+
+static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
+                               const float *restrict w, int N, int C, int H, int W, int M,
+                               int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                               int dil_h, int dil_w, int G, float *restrict scratch)
+{
+    if (KH * KW > EG_IMPLICIT_TAPS || sh > EG_PHASES || sw > EG_PHASES || H <= 0 || W <= 0)
+        return;
+    eg_phase_taps th, tw;
+    eg_phase_taps_make(&th, KH, sh, pt, dil_h);
+    eg_phase_taps_make(&tw, KW, sw, pl, dil_w);
+    const int Cg = C / G, Mg = M / G, T = KH * KW;
+    const int Hq = (H + sh - 1) / sh, Wq = (W + sw - 1) / sw;
+    const int Hd = Hq + th.hi - th.lo, nco = tw.hi - tw.lo + 1;
+    const int R = eg_implicit_rows(Hq, Wq), LD = (R * Wq + 15) & ~15;
+    const ptrdiff_t HW = (ptrdiff_t)H * W, P = (ptrdiff_t)OH * OW;
+    /* the planes are dy itself: read in place (cs = OH*OW), the last band not rounded up */
+    const int direct = nco == 1 && th.lo == 0 && tw.lo == 0 && Hd == OH && Wq == OW;
+    const ptrdiff_t ps = (ptrdiff_t)Hd * Wq, cs = nco * ps; /* per column offset, per channel */
+    float *wt = scratch, *planes = wt + (T > 1 ? (ptrdiff_t)Cg * Mg * T : 0);
+    float *yw = planes + (direct ? 0 : (ptrdiff_t)Mg * cs + 16); /* one band per column phase with taps */
+    /* phase (ph, pw): its sub-kernel at wt + wofs[ph*sw + pw], tap-major [Cg][Tp][Mg] */
+    int wofs[EG_PHASES * EG_PHASES], ybuf[EG_PHASES], base[EG_IMPLICIT_TAPS], step[EG_IMPLICIT_TAPS];
+    for (int ph = 0, o = 0; ph < sh; ph++)
+        for (int pw = 0; pw < sw; pw++) {
+            const int nh = th.start[ph + 1] - th.start[ph], nw = tw.start[pw + 1] - tw.start[pw];
+            wofs[ph * sw + pw] = o;
+            o += Cg * Mg * nh * nw;
+            for (int a = 0; a < nh; a++)
+                for (int e = 0; e < nw; e++) {
+                    const int i = th.k[th.start[ph] + a] * KW + tw.k[tw.start[pw] + e];
+                    base[i] = wofs[ph * sw + pw] + (a * nw + e) * Mg;
+                    step[i] = nh * nw * Mg;
+                }
+        }
+    for (int pw = 0, nb = 0; pw < sw; pw++)
+        ybuf[pw] = tw.start[pw + 1] > tw.start[pw] ? nb++ : -1;
+    for (int g = 0; g < G; g++) {
+        const float *wg = w + (ptrdiff_t)g * Mg * Cg * T;
+        if (T > 1)
+            eg_phase_weights(wt, wg, Cg, Mg, T, base, step);
+        for (int n = 0; n < N; n++) {
+            float *dxg = dx + ((ptrdiff_t)n * C + (ptrdiff_t)g * Cg) * HW;
+            const float *dyg = dy + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;
+            const float *b = dyg;
+            if (!direct) {
+                for (ptrdiff_t i = 0; i < (ptrdiff_t)Mg * cs + 16; i++)
+                    planes[i] = 0.0f;
+                for (int m = 0; m < Mg; m++)
+                    for (int o = 0; o < nco; o++)
+                        eg_cols_fill(planes + m * cs + o * ps, dyg + m * P, OH, OW, 1, 1, Hd, Wq,
+                                     th.lo, tw.lo + o);
+                b = planes;
+            }
+            for (int ph = 0; ph < sh && ph < H; ph++) {
+                const int Hph = (H - ph + sh - 1) / sh;
+                const int h0 = th.start[ph], nh = th.start[ph + 1] - h0;
+                if (nh == 0) { /* no tap reaches these rows */
+                    for (int c = 0; c < Cg; c++)
+                        for (int j = 0; j < Hph; j++) {
+                            float *row = dxg + c * HW + (ptrdiff_t)(j * sh + ph) * W;
+                            for (int i = 0; i < W; i++)
+                                row[i] = 0.0f;
+                        }
+                    continue;
+                }
+                for (int j0 = 0; j0 < Hph; j0 += R) {
+                    const int nr = eg_min(R, Hph - j0);
+                    for (int pw = 0; pw < sw && pw < W; pw++) {
+                        const int w0 = tw.start[pw], nw = tw.start[pw + 1] - w0, Tp = nh * nw;
+                        if (Tp == 0)
+                            continue;
+                        const int Wph = (W - pw + sw - 1) / sw, nv = (nr - 1) * Wq + Wph;
+                        int tap[EG_IMPLICIT_TAPS];
+                        for (int a = 0; a < nh; a++)
+                            for (int e = 0; e < nw; e++)
+                                tap[a * nw + e] = (int)((tw.off[w0 + e] - tw.lo) * ps) +
+                                                  (th.off[h0 + a] - th.lo) * Wq;
+                        float *ywp = yw + (ptrdiff_t)ybuf[pw] * Cg * LD;
+                        const int nn = direct ? nv : (nv + 15) & ~15;
+                        if (T == 1) /* 1x1: a = W_g^T read in place */
+                            gemm_f32_tiled_taps(ywp, wg, b + (ptrdiff_t)j0 * Wq, NULL, Cg, nn, Mg,
+                                                LD, 1, 1, Cg, (int)cs, 1, 1, tap, 0);
+                        else
+                            eg_phase_gemm(ywp, LD, wt + wofs[ph * sw + pw], b + (ptrdiff_t)j0 * Wq,
+                                          cs, Cg, Mg, Tp, tap, nn);
+                    }
+                    const float *src[EG_PHASES];
+                    for (int c = 0; c < Cg; c++)
+                        for (int r = 0; r < nr; r++) {
+                            for (int pw = 0; pw < sw; pw++)
+                                src[pw] = ybuf[pw] < 0 ? NULL
+                                        : yw + ((ptrdiff_t)ybuf[pw] * Cg + c) * LD + (ptrdiff_t)r * Wq;
+                            eg_phase_row(dxg + c * HW + (ptrdiff_t)((j0 + r) * sh + ph) * W, W,
+                                         sw, src);
+                        }
+                }
+            }
+        }
+    }
+}
+
 /* bw_input, stride 1: dx is the stride-1 convolution of dy (padded by (K-1)*dil - pad) with the
  * flipped, transposed kernel: the same implicit GEMM with taps flipped and a = wt[C_g, Mg*T]
  * (the transposed weights of a group, at the start of scratch). */
@@ -984,8 +1324,11 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
                                   int dil_h, int dil_w, int G, float *restrict scratch)
 {
-    (void)sh; /* 1 (the variant's constraint) */
-    (void)sw;
+    if (sh != 1 || sw != 1) {
+        eg_bw_input_phases(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h,
+                           dil_w, G, scratch);
+        return;
+    }
     const int Cg = C / G, Mg = M / G, T = KH * KW;
     float *wt = scratch;
     /* roles swap: dy [N, M, OH, OW] is the input, dx [N, C, H, W] the output; groups read wt

@@ -43,20 +43,31 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                 int dil_w, int G, int M_upd, int Cg_upd, int Cx,
                                 float *restrict scratch);
 
-/* conv2d_f32_fw for stride 1 (sh == sw == 1), KH*KW <= 64, as an implicit GEMM on a
- * zero-padded copy of each image group: scratch floats, with Hp = OH + (KH-1)*dil_h,
- * Wp = OW + (KW-1)*dil_w and R = min(OH, max(1, 256 / Wp)) wide rows per band,
- *   Cg * Hp * Wp + 16 + Mg * ceil16(R * Wp)      (ceil16: rounded up to a multiple of 16)
- * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by
- * select_kernels where it applies and its scratch stays within twice the im2col tile. */
+/* conv2d_f32_fw for KH*KW <= 64, sh*sw <= 16, as an implicit GEMM on zero-padded planes of each
+ * image group. Stride 1: the padded image, Hp = OH + (KH-1)*dil_h rows of Wp = OW + (KW-1)*dil_w,
+ * a band of R = min(OH, max(1, 256 / Wp)) wide rows at a time; scratch floats
+ *   Cg * Hp * Wp + 16 + (Wp == OW ? 0 : Mg * ceil16(R * Wp))   (ceil16: to a multiple of 16)
+ * (Wp == OW: no junk columns, y is written in place). Stride > 1: one plane per row phase
+ * (kh*dil_h) % sh some tap reads (nph of them) and kernel column, OW wide, y written in place:
+ *   Cg * KW * nph * (OH + ((KH-1)*dil_h) / sh) * OW
+ * (compiler/kernels_tiled.py: implicit_scratch_floats). Chosen at compile time by select_kernels
+ * (use_implicit). */
 void conv2d_f32_fw_implicit(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, float *restrict scratch);
 
-/* conv2d_f32_bw_input for stride 1, KH*KW <= 64: the same implicit GEMM on dy (the forward
- * layer's roles swapped, taps flipped), after the group's transposed weights. Scratch floats:
- *   Cg * Mg * KH * KW + (the fw_implicit formula with C <-> M, OH <-> H, OW <-> W swapped) */
+/* conv2d_f32_bw_input for KH*KW <= 64, sh*sw <= 16, not depthwise. Stride 1: the same implicit
+ * GEMM on dy (the forward layer's roles swapped, taps flipped), after the group's transposed
+ * weights. Scratch floats:
+ *   Cg * Mg * KH * KW + (the fw_implicit formula with C <-> M, OH <-> H, OW <-> W swapped)
+ * Stride > 1: the phase decomposition (one stride-1 implicit GEMM per phase (ih % sh, iw % sw)
+ * of dx on zero-padded dy planes, nco of Hd x Wq per dy channel, Wq = ceil(W/sw), see
+ * eg_conv_tiled.c), with R = min(ceil(H/sh), max(1, 256 / Wq)) rows per band:
+ *   (KH*KW > 1 ? Cg * Mg * KH * KW : 0) + (direct ? 0 : Mg * nco * Hd * Wq + 16)
+ *   + nb * Cg * ceil16(R * Wq)
+ * nb the column phases (kw*dil_w - pl) % sw some tap reaches (compiler/kernels_tiled.py:
+ * implicit_kind_scratch; phase_geometry gives Hd, nco and direct). */
 void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
                                   const float *restrict w, int N, int C, int H, int W, int M,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,

@@ -45,6 +45,12 @@
 #define EG_KC 256 /* packed panel KC x 16 floats: 16 KiB */
 #endif
 #define EG_NR (2 * EG_VW)
+#ifndef EG_SWAP_N /* gemm_f32_tiled_taps computes out^T for N <= EG_SWAP_N columns, M >= EG_SWAP_M rows */
+#define EG_SWAP_N 12
+#endif
+#ifndef EG_SWAP_M
+#define EG_SWAP_M 32
+#endif
 #ifndef EG_KCA
 #define EG_KCA 4096 /* k block of gemm_f32_tiled_ataps when b needs no packing */
 #endif
@@ -337,6 +343,13 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
                     out[(ptrdiff_t)m * ldc + (ptrdiff_t)n * ldn] = bias ? bias[m] : 0.0f;
         return;
     }
+    if (N <= EG_SWAP_N && M >= EG_SWAP_M && a_rs == 1 && !bias && T == 1 && tap[0] == 0) {
+        /* a few columns (a pointwise input gradient on a 3x3 image: N = 9 pixels) and a stored
+         * transposed (a_rs 1): out^T = b^T . a^T, whose b operand is a read in place and whose
+         * register tiles run along M, not along the N columns that fill half a vector */
+        gemm_f32_tiled_taps(out, b, a, NULL, N, M, K, ldn, ldc, b_cs, b_rs, a_cs, 1, 1, tap, accumulate);
+        return;
+    }
     float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
     int koff[EG_KC]; /* T > 1: row k of the k block of b, from b + n0*b_cs */
     const int *boff = T > 1 || tap[0] != 0 ? koff : NULL;
@@ -374,6 +387,104 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
             }
 #endif
             eg_panel2(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+        }
+    }
+}
+
+/* ---- both operands contiguous along k (gemm_f32_tiled_nt) --------------------------------
+ * A pointwise weight gradient dW[M, C] = dy[M, P] . x[C, P]^T contracts over the pixels, the
+ * contiguous direction of both operands: the engine above packs x transposed element by element
+ * and, with C = 8 or 16 columns, fills half a register tile. Here each of NT_MR x NT_NR outputs
+ * is a dot product in one vector accumulator along k (VW pixels per FMA). Per k block of EG_KCN,
+ * the NT_NR rows of b (16 KiB) stay in L1 while the rows of a stream past once; the accumulators
+ * go to a stack buffer between k blocks (a chunk of rows at a time) and are reduced across their
+ * lanes once, at the end. Rows past M / N repeat the last one (computed, never stored). */
+#if defined(EG_NT_MR)
+#elif defined(__AVX512F__)
+#define EG_NT_MR 2
+#define EG_NT_NR 8
+#else
+#define EG_NT_MR 1
+#define EG_NT_NR 6
+#endif
+#define EG_KCN 512
+#define EG_NT_BUF 8192 /* floats of partial sums: (rows of a chunk) x (N rounded up) x VW */
+
+static inline __attribute__((always_inline)) void
+eg_tile_nt(float *restrict part, const float *const *ar, const float *const *br, int kc, int first)
+{
+    eg_vf c[EG_NT_MR][EG_NT_NR];
+    for (int i = 0; i < EG_NT_MR; i++)
+        for (int j = 0; j < EG_NT_NR; j++)
+            c[i][j] = first ? eg_splat(0.0f) : (eg_vf)eg_ld(part + (i * EG_NT_NR + j) * EG_VW);
+    for (int k = 0; k < kc; k += EG_VW) {
+        eg_vf av[EG_NT_MR];
+        for (int i = 0; i < EG_NT_MR; i++)
+            av[i] = eg_ld(ar[i] + k);
+        for (int j = 0; j < EG_NT_NR; j++) {
+            eg_vf bv = eg_ld(br[j] + k);
+#if defined(__GNUC__) && defined(__AVX__) /* the vector fits one register */
+            __asm__("" : "+v"(bv)); /* one load per vector of b, not one folded into each FMA */
+#endif
+            for (int i = 0; i < EG_NT_MR; i++)
+                c[i][j] += av[i] * bv;
+        }
+    }
+    for (int i = 0; i < EG_NT_MR; i++)
+        for (int j = 0; j < EG_NT_NR; j++)
+            eg_st(part + (i * EG_NT_NR + j) * EG_VW, c[i][j]);
+}
+
+void gemm_f32_tiled_nt(float *restrict out, const float *restrict a, const float *restrict b, int M,
+                       int N, int K, int ldc, int ldn, int a_rs, int b_rs, int accumulate)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    float part[EG_NT_BUF] __attribute__((aligned(64)));
+    const int Nt = (N + EG_NT_NR - 1) / EG_NT_NR, tile = EG_NT_MR * EG_NT_NR * EG_VW;
+    int MC = EG_NT_BUF / (Nt * tile) * EG_NT_MR; /* rows of a per chunk */
+    if (MC < EG_NT_MR) {                         /* N too large for the buffer: columns in parts */
+        const int Nc = EG_NT_BUF / tile * EG_NT_NR;
+        for (int n0 = 0; n0 < N; n0 += Nc)
+            gemm_f32_tiled_nt(out + (ptrdiff_t)n0 * ldn, a, b + (ptrdiff_t)n0 * b_rs, M,
+                              N - n0 < Nc ? N - n0 : Nc, K, ldc, ldn, a_rs, b_rs, accumulate);
+        return;
+    }
+    const int Kv = K / EG_VW * EG_VW; /* vector part; the k tail is added per output */
+    for (int m0c = 0; m0c < M; m0c += MC) {
+        const int mc = M - m0c < MC ? M - m0c : MC;
+        for (int k0 = 0; k0 < Kv; k0 += EG_KCN) {
+            const int kc = Kv - k0 < EG_KCN ? Kv - k0 : EG_KCN;
+            for (int n0 = 0, nt = 0; n0 < N; n0 += EG_NT_NR, nt++) {
+                const float *br[EG_NT_NR];
+                for (int j = 0; j < EG_NT_NR; j++)
+                    br[j] = b + (ptrdiff_t)(n0 + j < N ? n0 + j : N - 1) * b_rs + k0;
+                for (int i0 = 0; i0 < mc; i0 += EG_NT_MR) {
+                    const float *ar[EG_NT_MR];
+                    for (int i = 0; i < EG_NT_MR; i++)
+                        ar[i] = a + (ptrdiff_t)(m0c + (i0 + i < mc ? i0 + i : mc - 1)) * a_rs + k0;
+                    eg_tile_nt(part + ((ptrdiff_t)(i0 / EG_NT_MR) * Nt + nt) * tile, ar, br, kc, k0 == 0);
+                }
+            }
+        }
+        for (int i = 0; i < mc; i++) {
+            const int m = m0c + i;
+            for (int n = 0; n < N; n++) {
+                float s = 0.0f;
+                if (Kv > 0) { /* a tree over the lanes: dependent chains of log2(VW) adds */
+                    float *v = part + ((ptrdiff_t)(i / EG_NT_MR) * Nt + n / EG_NT_NR) * tile +
+                               ((i % EG_NT_MR) * EG_NT_NR + n % EG_NT_NR) * EG_VW;
+                    for (int w = EG_VW / 2; w >= 1; w /= 2)
+                        for (int l = 0; l < w; l++)
+                            v[l] += v[l + w];
+                    s = v[0];
+                }
+                const float *am = a + (ptrdiff_t)m * a_rs, *bn = b + (ptrdiff_t)n * b_rs;
+                for (int k = Kv; k < K; k++)
+                    s += am[k] * bn[k];
+                float *o = out + (ptrdiff_t)m * ldc + (ptrdiff_t)n * ldn;
+                *o = accumulate ? *o + s : s;
+            }
         }
     }
 }

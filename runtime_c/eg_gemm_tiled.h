@@ -2,7 +2,7 @@
  * strided GEMM engine the tiled convolutions (eg_conv_tiled.c) are built on.
  *
  * Portable C99 + GCC vector extensions (gcc and clang, any ISA); no malloc; at most 16 KiB of
- * stack (one packed panel of b). Sums in a different order from the reference (k blocked,
+ * stack (one packed panel of b; gemm_f32_tiled_nt: 32 KiB of partial sums). Sums in a different order from the reference (k blocked,
  * fused multiply-adds where the ISA has them): results agree to fp32 rounding of the sums.
  */
 #ifndef EG_GEMM_TILED_H
@@ -45,5 +45,11 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
 void gemm_f32_tiled_ataps(float *restrict out, const float *restrict a, const float *restrict b,
                           int M, int N, int K, int ldc, int ldn, int a_rs, int T,
                           const int *restrict tap, int b_rs, float alpha, int accumulate);
+
+/* out[m*ldc + n*ldn] (+)= sum_{k<K} a[m*a_rs + k] * b[n*b_rs + k]: both operands contiguous along k
+ * (a . b^T; a pointwise convolution's weight gradient over its pixels), dot products in vector
+ * accumulators along k. "+=" when accumulate != 0. */
+void gemm_f32_tiled_nt(float *restrict out, const float *restrict a, const float *restrict b, int M,
+                       int N, int K, int ldc, int ldn, int a_rs, int b_rs, int accumulate);
 
 #endif /* EG_GEMM_TILED_H */

@@ -155,6 +155,12 @@ EDGE = [
     ("dilated 3x3 d2", 2, 4, 12, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1),
     ("kernel 1 row many M", 1, 2, 5, 5, 31, 3, 3, 2, 1, 0, 1, 0, 1, 1, 1, 1),
     ("weight gradient over 4096 wide pixels", 2, 2, 70, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    # GEMMs with <= 12 columns computed transposed (eg_gemm_tiled.c EG_SWAP_N): a 3x3 image
+    ("3x3 conv on a 3x3 image", 1, 8, 3, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    ("1x1 on 3x4 pixels, 40 channels", 2, 40, 3, 4, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    # pointwise weight gradients over >= 512 pixels: dot products (gemm_f32_tiled_nt), k tails
+    ("pointwise 600 pixels 13->11", 2, 13, 20, 30, 11, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("pointwise 2401 pixels 5->70", 1, 5, 49, 49, 70, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
 ]
 
 
@@ -359,11 +365,20 @@ def test_implicit_selection_rule():
     # resnet8 16->16 at 32x32: padded image + band (16*34*34 + 16*7*34) vs im2col 144*256
     assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1)
     assert use_implicit(1, 64, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1)
-    # an RGB stem at 96x96 keeps im2col (its padded copy would be > 2x the im2col tile)
-    assert not use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
-    # stride 2: four phase planes (16*4*17*17) + band (32*256) vs im2col 144*128
+    # an RGB stem at 224x224 keeps im2col (its padded copy: > 2x the im2col tile and > 128 Ki floats); at
+    # 96x96 (27 patch rows, 33k floats) it takes the implicit GEMM (measured 55 -> 53 us)
+    assert not use_implicit(1, 3, 224, 224, 16, 224, 224, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    assert use_implicit(1, 3, 96, 96, 16, 96, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    # stride 2: a plane per row phase and kernel column (16*2*3*17*16) vs im2col 144*256
     assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1)
-    assert not use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
+    # stride-2 input gradient: the phases (weights 16*32*9, two dy planes 32*2*17*16 + 16, two bands 16*256)
+    assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1) == \
+        16 * 32 * 9 + 32 * 2 * 17 * 16 + 16 + 2 * 16 * 256
+    assert use_implicit(1, 16, 32, 32, 32, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_input")
+    # 1x1 stride 2: the planes are dy itself (no scratch for them)
+    assert implicit_kind_scratch("bw_input", 1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1) == \
+        16 * 256
+    assert use_implicit(1, 16, 32, 32, 32, 16, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1, kind="bw_input")
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8)  # depthwise
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1)  # pointwise
     assert use_implicit(1, 16, 32, 32, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, kind="bw_input")
@@ -377,10 +392,17 @@ def test_implicit_selection_rule():
     # pointwise stride 1 reads x itself: only dy transposed; taken for >= 144 pixels, <= 16 rows, <= 64 KiB
     assert implicit_kind_scratch("bw_weight", 1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1) == 81 * 8
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 81 pixels
-    assert use_implicit(1, 48, 24, 24, 8, 24, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
+    assert use_implicit(1, 48, 12, 12, 8, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
+    # from NT_PIXELS (512) pixels on the tiled kernel's dot products (gemm_f32_tiled_nt) are faster
+    assert not use_implicit(1, 48, 24, 24, 8, 24, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")
     assert not use_implicit(1, 16, 12, 12, 96, 12, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 96 rows
     assert not use_implicit(1, 16, 48, 48, 16, 48, 48, 1, 1, 1, 1, 0, 0, 1, 1, 1, kind="bw_weight")  # 144 KiB
     assert not use_implicit(1, 8, 9, 9, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 8, kind="bw_weight")  # depthwise
+    # an RGB stem (27 patch rows): forward and weight gradient implicit up to 128 Ki floats (32924 and
+    # 66428 here); larger images keep im2col
+    assert use_implicit(1, 3, 96, 96, 16, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_weight")
+    assert use_implicit(1, 3, 96, 96, 16, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1)
+    assert not use_implicit(1, 3, 224, 224, 16, 112, 112, 3, 3, 2, 2, 1, 1, 1, 1, 1, kind="bw_weight")
 
 
 def test_scratch_formula_examples():
@@ -405,6 +427,9 @@ GEMM_CASES = [  # batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs(0: bro
     (1, 10, 1024, 64, 1, 0, 1.0, 0.0, True, True, None),
     (1, 5, 3, 0, 0, 0, 1.0, 1.0, True, True, "row"),
     (1, 128, 96, 600, 0, 0, 1.0, 0.0, True, True, None),
+    (1, 40, 9, 50, 1, 0, 1.0, 0.0, True, True, None),  # <= 12 columns, a transposed: out^T computed
+    (2, 33, 12, 300, 1, 1, 0.5, 1.0, True, True, "row"),  # ... over k blocks, b transposed too
+    (1, 32, 1, 7, 1, 0, -1.0, 0.0, True, True, None),
 ]
 
 
@@ -453,6 +478,102 @@ def test_gemm_tiled_matches_reference(k, case, fn):
     getattr(k, fn)(out, a, b, c, *args)
     g.check()
     assert_close(out, ref, mag, f"{fn} {case}")
+
+
+# Depthwise gradients (eg_dwconv_tiled.c channel blocks: bw_input a gather per input pixel, stride
+# phases as tap lists; bw_weight one accumulator per tap): odd sizes, channel counts that are not
+# multiples of 8 or 16 (a partial last block), strides 1/2/3 and 2x1, dilation, asymmetric pads and
+# pads beyond the kernel, bands that split the image, rows too wide for a band (the fallbacks).
+DW_GRAD_CASES = [
+    ("dwg mbv2 3x3 s2 48px C=48", 1, 48, 48, 48, 48, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 48),
+    ("dwg 3x3 s2 odd 23x17 C=21", 1, 21, 23, 17, 21, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 21),
+    ("dwg 3x3 s1 13x11 C=37 N=2", 2, 37, 13, 11, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 37),
+    ("dwg 5x5 s2 dil2 pads 2,3,1,0 C=19", 1, 19, 20, 22, 19, 5, 5, 2, 2, 2, 3, 1, 0, 2, 2, 19),
+    ("dwg 3x3 s1 dil3 C=16", 1, 16, 14, 15, 16, 3, 3, 1, 1, 3, 3, 3, 3, 3, 3, 16),
+    ("dwg 7x7 s3 C=10", 1, 10, 25, 26, 10, 7, 7, 3, 3, 3, 2, 3, 1, 1, 1, 10),
+    ("dwg 3x3 s2 no pad 12x12 C=33", 1, 33, 12, 12, 33, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 33),
+    ("dwg 3x3 s2 pads beyond kernel C=17", 1, 17, 5, 6, 17, 3, 3, 2, 2, 4, 4, 4, 4, 1, 1, 17),
+    ("dwg 1x3 1-D s2 C=9", 1, 9, 1, 41, 9, 1, 3, 1, 2, 0, 1, 0, 1, 1, 1, 9),
+    ("dwg 3x3 s2x1 C=12", 1, 12, 15, 14, 12, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 12),
+    ("dwg 3x3 s1 64px bands C=8", 1, 8, 64, 64, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8),
+    ("dwg 3x3 s2 96px bands C=24", 1, 24, 96, 96, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 24),
+    ("dwg 3x3 s1 C=3", 1, 3, 9, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3),
+    ("dwg mbv2 3x3 s1 3px C=336", 1, 336, 3, 3, 336, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 336),
+    ("dwg rows too wide: fallback", 1, 8, 4, 700, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8),
+]
+
+
+@pytest.fixture(scope="module")
+def k_avx2(tmp_path_factory) -> TiledKernels:
+    """The same kernels built without AVX-512 (8-wide channel blocks, element-wise transposes, the
+    narrower dot-product tile): the build an x86-64 host without AVX-512 gets."""
+    return TiledKernels(build_lib(tmp_path_factory.mktemp("egtiled_avx2"), HOST_CFLAGS + ["-mno-avx512f"]))
+
+
+@pytest.mark.parametrize("build", ["native", "no-avx512"])
+@pytest.mark.parametrize("case", DW_GRAD_CASES, ids=[c[0] for c in DW_GRAD_CASES])
+def test_depthwise_grads_match_reference_and_torch(k, k_avx2, case, build):
+    """conv2d_f32_bw_input_tiled / _bw_weight_tiled on depthwise layers, every element against the
+    reference kernels and against PyTorch autograd (both within RTOL * sum|terms| + ATOL)."""
+    import torch
+    import torch.nn.functional as F
+
+    kk = k if build == "native" else k_avx2
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    sizes = sizes_of(case)
+    N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dh, dw_, G = sizes
+    pb, pr = case[12], case[13]
+    x = f32(rng.standard_normal((N, C, H, W)))
+    w = f32(rng.standard_normal((M, 1, KH, KW)))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    y = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, None, (sh, sw), 0, (dh, dw_), G)
+    assert tuple(y.shape) == (N, M, OH, OW)
+    y.backward(torch.tensor(dy))
+    for m_upd in (M, M // 2 + 1):
+        for kind, shape, args, extra, theirs in (
+                ("bw_input", (N, C, H, W), (dy, w), (), xt.grad.numpy()),
+                ("bw_weight", (m_upd, 1, KH, KW), (dy, x), (m_upd, 1, C), wt.grad.numpy()[:m_upd])):
+            if kind == "bw_input" and m_upd != M:
+                continue
+            ref = np.zeros(shape, np.float32)
+            getattr(kk, f"conv2d_f32_{kind}")(ref, *args, *sizes, *extra)
+            mag = np.zeros(shape, np.float32)
+            getattr(kk, f"conv2d_f32_{kind}")(mag, *[np.abs(a) for a in args], *sizes, *extra)
+            g = Guarded()
+            out = g.out(*shape)
+            getattr(kk, f"conv2d_f32_{kind}_tiled")(out, *args, *sizes, *extra, None)
+            g.check()
+            assert_close(out, ref, mag, f"{kind} {case[0]} vs reference ({build})")
+            assert_close(out, theirs.astype(np.float64), mag, f"{kind} {case[0]} vs torch ({build})")
+
+
+@pytest.mark.parametrize("build", ["native", "no-avx512"])
+def test_gemm_nt_matches_numpy(k, k_avx2, build):
+    """gemm_f32_tiled_nt (out (+)= a . b^T, both contiguous along k): k tails, k blocks, rows and
+    columns past the register tile, columns beyond the partial-sum buffer, transposed output,
+    accumulate, every element."""
+    kk = k if build == "native" else k_avx2
+    rng = np.random.default_rng(5)
+    for M, N, K, transposed, acc in ((1, 1, 1, False, 0), (3, 5, 15, False, 0), (48, 8, 2304, False, 0),
+                                     (7, 13, 1200, True, 1), (13, 300, 530, False, 1), (5, 9, 16, True, 0),
+                                     (2, 3, 0, False, 0)):
+        a = f32(rng.standard_normal((M, K + 3)))  # row stride K + 3: rows apart, not packed
+        b = f32(rng.standard_normal((N, K + 1)))
+        expect = a[:, :K].astype(np.float64) @ b[:, :K].astype(np.float64).T
+        mag = np.abs(a[:, :K]).astype(np.float64) @ np.abs(b[:, :K]).astype(np.float64).T
+        g = Guarded()
+        out = g.out(N, M) if transposed else g.out(M, N)
+        base = f32(rng.standard_normal(out.shape))
+        if acc:
+            out[...] = base
+            expect = expect + (base.T if transposed else base)
+            mag = mag + np.abs(base.T if transposed else base)
+        ldc, ldn = (1, M) if transposed else (N, 1)
+        kk.gemm_f32_tiled_nt(out, a, b, M, N, K, ldc, ldn, K + 3, K + 1, acc)
+        g.check()
+        assert_close(out.T if transposed else out, expect, mag, f"gemm_f32_tiled_nt {M}x{N}x{K} ({build})")
 
 
 @pytest.mark.parametrize("cc", [

@@ -331,6 +331,13 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
     macs = training_step_macs(compiled.graph)
     row = Row(name, scheme, macs, compiled.info["arena_bytes"], math.nan,  # roofline: after the run
               {"edgegrad": Timing()}, tuple(peers))
+    wino = [n for n in compiled.graph.nodes if n.attrs.get("kernel") == "winograd"]
+    if wino:  # MACs/step counts direct-convolution MACs; these layers multiply less
+        tiles = sorted({n.attrs["wino_tile"] for n in wino})
+        row.notes.append(f"{len(wino)} conv calls ({graph_macs(compiled.graph, wino):,} of the MACs/step) run as "
+                         f"Winograd {'/'.join(f'F({t}x{t},3x3)' for t in tiles)}, which do "
+                         f"{'/'.join({2: '2.25x', 4: '4x'}[t] for t in tiles)} fewer multiplies than that count "
+                         "(the roofline counts direct-convolution MACs)")
     if len(trained) <= 6 and len(trained) < len(w0):  # say what a short scheme such as last:3 picked
         picked = [t if u["rows"] == u["total"] else f"{t} ({u['rows']} of {u['total']} rows)"
                   for t, u in trained.items()]

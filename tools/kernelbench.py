@@ -3,6 +3,7 @@ conv layers of the zoo models; prints a markdown table.
 
     python -m tools.kernelbench                    # resnet8, dscnn, mobilenetv2_w035_96
     python -m tools.kernelbench --models resnet8 --no-ref
+    python -m tools.kernelbench --models resnet8 --winograd   # implicit vs Winograd F2 / F4
     python -m tools.kernelbench --wgrad --models resnet8   # weight gradients: implicit vs Winograd
 
 The "tiled" columns time the fast variant select_kernels picks for the layer (marked in the kind
@@ -36,7 +37,10 @@ RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
 from compiler.kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
-from compiler.kernels_wgrad import use_winograd, winograd_applies, winograd_scratch_floats
+from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats, winograd_tile
+from compiler.kernels_wgrad import use_winograd
+from compiler.kernels_wgrad import winograd_applies as wgrad_applies
+from compiler.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -106,7 +110,7 @@ def zoo_convs(model: str) -> dict[ConvShape, int]:
 def build(out_dir: Path) -> ctypes.CDLL:
     lib = out_dir / "libkb.so"
     srcs = [str(RUNTIME / f"eg_{f}.c") for f in ("conv", "gemm", "conv_tiled", "dwconv_tiled", "gemm_tiled",
-                                                  "winograd_wgrad")]
+                                                 "winograd", "winograd_wgrad")]
     subprocess.run(["gcc", *HOST_CFLAGS, f"-I{RUNTIME}", *srcs, "-o", str(lib)], check=True)
     return ctypes.CDLL(str(lib))
 
@@ -155,6 +159,43 @@ def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
     return median_us(lambda: fn(*args))
 
 
+def time_winograd(lib, s: ConvShape, kind: str, tile: int | None) -> float:
+    """One call of conv2d_f32_<kind>_winograd with this tile (None: the implicit kernel)."""
+    if tile is None:
+        return time_ours(lib, s, kind, True)
+    rng = np.random.default_rng(0)
+    sizes = s.sizes()
+    N, C, H, W, M, OH, OW = sizes[:7]
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(M, dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    scratch = np.zeros(winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile), np.float32)
+    out = np.empty_like(dy if kind == "fw" else x)  # kept alive: ctypes holds only the address
+    args = [ptr(out), ptr(x), ptr(w), ptr(b)] if kind == "fw" else [ptr(out), ptr(dy), ptr(w)]
+    args += [*map(ctypes.c_int, sizes), ctypes.c_int(tile), ptr(scratch)] + ([ctypes.c_int(0)] if kind == "fw" else [])
+    fn = getattr(lib, f"conv2d_f32_{kind}_winograd")
+    fn.restype = None
+    return median_us(lambda: fn(*args))
+
+
+def winograd_table(lib, models: list[str]) -> None:
+    """Per stride-1 3x3 layer shape: the implicit kernel vs Winograd F(2x2,3x3) and F(4x4,3x3),
+    and the tile select_kernels picks (kernels_winograd.winograd_tile)."""
+    print("| model | layer | kind | implicit us | F2 us | F4 us | best/implicit | picked |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model in models:
+        for s in zoo_convs(model):
+            sizes = s.sizes()
+            for kind in ("fw", "bw_input"):
+                if not winograd_applies(*sizes[1:], kind=kind):
+                    continue
+                t = {tile: time_winograd(lib, s, kind, tile) for tile in (None, 2, 4)}
+                pick = winograd_tile(*sizes, kind=kind)
+                print(f"| {model} | {s.label()} | {kind} | {t[None]:.1f} | {t[2]:.1f} | {t[4]:.1f} | "
+                      f"{min(t[2], t[4]) / t[None]:.2f} | {'implicit' if pick is None else f'F{pick}'} |")
+
+
 def time_torch(s: ConvShape, kind: str) -> float:
     import torch
     import torch.nn.functional as F
@@ -188,7 +229,7 @@ def wgrad_rows(lib, s: ConvShape, rounds: int = 3) -> tuple[float, float]:
             ctypes.c_float(1e-12)]
     calls = []
     for name, floats in (("implicit", implicit_kind_scratch("bw_weight", *sizes)),
-                         ("winograd", winograd_scratch_floats(*sizes))):
+                         ("winograd", wgrad_scratch_floats(*sizes))):
         scratch = np.zeros(max(1, floats), np.float32)
         fn = getattr(lib, f"conv2d_f32_bw_weight_sgd_{name}")
         fn.restype = None
@@ -207,7 +248,7 @@ def wgrad_main(lib, models: list[str]) -> None:
         tot, rows = [0.0, 0.0], 0
         for s, n in zoo_convs(model).items():
             sizes = s.sizes()
-            if not winograd_applies(*sizes[1:]) or not use_implicit(*sizes, kind="bw_weight"):
+            if not wgrad_applies(*sizes[1:]) or not use_implicit(*sizes, kind="bw_weight"):
                 continue
             imp, win = wgrad_rows(lib, s)
             rows += 1
@@ -226,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--no-ref", action="store_true", help="skip the (slow) reference kernels")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    ap.add_argument("--winograd", action="store_true",
+                    help="only the stride-1 3x3 layers: implicit GEMM vs Winograd F(2x2,3x3) / F(4x4,3x3)")
     ap.add_argument("--wgrad", action="store_true",
                     help="weight gradients only: the implicit GEMM vs the Winograd kernel, fused SGD form")
     opts = ap.parse_args(argv)
@@ -239,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         opts.no_torch = True
     with tempfile.TemporaryDirectory() as tmp:
         lib = build(Path(tmp))
+        if opts.winograd:
+            winograd_table(lib, opts.models)
+            return 0
         print("| model | layer | n | kind | MMAC | ref us | tiled us | speedup | tiled GMAC/s | torch us |"
               " tiled/torch |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -18,5 +18,6 @@
 #define conv2d_f32_bw_input_implicit conv2d_f32_bw_input_implicit_neon
 #define conv2d_f32_bw_weight_implicit conv2d_f32_bw_weight_implicit_neon
 #define conv2d_f32_bw_weight_sgd_implicit conv2d_f32_bw_weight_sgd_implicit_neon
+#define EG_NT_PIXELS 0x7fffffff /* pointwise weight gradients stay on the threaded NEON engine */
 
 #include "../eg_conv_tiled.c"

@@ -1,0 +1,226 @@
+"""Winograd convolutions (runtime_c/eg_winograd.c) against PyTorch autograd (float64) and the
+fp32 reference kernels, every element.
+
+The kernels are built with the host target's flags into one library with the reference and
+GEMM engine, and called through ctypes (kernel_harness). For every shape, F(2x2,3x3) and
+F(4x4,3x3), the forward (with / without bias, ReLU on / off) and the input gradient are compared
+with PyTorch float64 results: conv2d for the forward, autograd's gradient of conv2d for dx.
+
+Tolerance: the transforms reassociate the sums (and F4's carry 1/6, 1/24 factors and ×8 terms),
+so the error scales with the sum of |terms|, not with the result:
+    |wino - torch64| <= TOL[tile] * sum |x||w| + 1e-7   (per element; the |x| (*) |w| conv)
+with TOL = 2e-6 for F2 and 2e-5 for F4 (measured worst over these cases: 3e-7 forward / 8e-7
+input gradient for F2, 7e-6 for F4; the direct fp32 reference kernel: 2.5e-7). Scratch is exactly winograd_scratch_floats(...),
+pre-filled with NaN between guard words; outputs sit between guards too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kernel_harness import RUNTIME, Guarded, Kernels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats
+
+torch = pytest.importorskip("torch")
+
+HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
+               "-fPIC", "-shared"]
+FAMILIES = ["conv", "gemm_tiled", "winograd"]
+TOL = {2: 2e-6, 4: 2e-5}
+ATOL = 1e-7
+GUARD = 64
+GUARD_BITS = np.uint32(0x7FC0DEAD)
+
+
+# native: the host build (16-float vectors with AVX-512); x86-64-v3: AVX2, the 8-float vectors every
+# other ISA (aarch64 NEON pairs) gets, so both vector widths' code paths run here
+ISAS = {"native": "-march=native", "x86-64-v3": "-march=x86-64-v3"}
+
+
+@pytest.fixture(scope="module", params=list(ISAS))
+def k(request, tmp_path_factory) -> Kernels:
+    out = tmp_path_factory.mktemp("egwino")
+    lib = out / "libegwino.so"
+    flags = [f if f != "-march=native" else ISAS[request.param] for f in HOST_CFLAGS]
+    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in FAMILIES],
+                    "-o", str(lib)], check=True, capture_output=True, text=True)
+    return Kernels(lib, families=FAMILIES, math_shim=False)
+
+
+class Scratch:
+    """n floats of NaN between guard words (the trailing guard as long as the buffer)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.raw = np.full(n + GUARD + (GUARD + n), np.nan, np.float32)
+        bits = self.raw.view(np.uint32)
+        bits[:GUARD] = GUARD_BITS
+        bits[GUARD + n:] = GUARD_BITS
+        self.buf = self.raw[GUARD:GUARD + n]
+
+    def check(self) -> None:
+        bits = self.raw.view(np.uint32)
+        assert (bits[:GUARD] == GUARD_BITS).all(), "kernel wrote before its scratch"
+        assert (bits[GUARD + self.n:] == GUARD_BITS).all(), f"kernel wrote past its {self.n} floats of scratch"
+
+
+# (N, C, H, W, M, pt, pl, pb, pr): ResNet-8's layers, odd sizes, images smaller than a tile,
+# channels that are not multiples of the vector width, every pad 0..2, bands (> 128 tiles)
+CASES = [
+    (1, 16, 32, 32, 16, 1, 1, 1, 1),
+    (1, 32, 16, 16, 32, 1, 1, 1, 1),
+    (1, 64, 8, 8, 64, 1, 1, 1, 1),
+    (1, 3, 32, 32, 16, 1, 1, 1, 1),
+    (2, 5, 9, 7, 11, 1, 1, 1, 1),
+    (1, 1, 1, 1, 1, 1, 1, 1, 1),
+    (1, 2, 1, 3, 3, 2, 2, 2, 2),
+    (1, 7, 2, 2, 17, 0, 1, 2, 0),
+    (1, 17, 3, 5, 1, 2, 0, 1, 2),
+    (1, 70, 6, 6, 33, 1, 1, 1, 1),
+    (1, 33, 5, 4, 70, 2, 2, 0, 0),
+    (1, 9, 33, 33, 20, 1, 1, 1, 1),
+    (1, 4, 33, 31, 6, 0, 0, 0, 0),
+    (1, 6, 19, 17, 5, 2, 1, 0, 2),
+    (3, 8, 11, 13, 16, 1, 2, 2, 1),
+    (1, 16, 3, 70, 18, 1, 1, 1, 1),
+    (1, 12, 40, 40, 8, 1, 1, 1, 1),
+    (1, 48, 12, 12, 48, 0, 2, 1, 2),
+    # ragged edges where 2 or 4 tile rows share a vector (tile rows of 8 or 4 tiles)
+    (1, 5, 15, 15, 6, 1, 1, 1, 1),
+    (2, 3, 7, 7, 4, 1, 1, 1, 1),
+    (1, 4, 14, 16, 3, 1, 0, 1, 2),
+]
+
+
+def out_size(c) -> tuple[int, int]:
+    _, _, H, W, _, pt, pl, pb, pr = c
+    return H + pt + pb - 2, W + pl + pr - 2
+
+
+def torch_ref(x, w, b, dy, c, act):
+    """float64 forward y, input gradient dx of conv2d (asymmetric pads by F.pad), and the
+    magnitudes sum |x||w| of both."""
+    F = torch.nn.functional
+    pt, pl, pb, pr = c[5:]
+    X = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    Wt = torch.tensor(w, dtype=torch.float64)
+    B = None if b is None else torch.tensor(b, dtype=torch.float64)
+    y = F.conv2d(F.pad(X, (pl, pr, pt, pb)), Wt, B)
+    if act:
+        y = torch.relu(y)
+    dY = torch.tensor(dy, dtype=torch.float64)
+    Xz = torch.tensor(np.abs(x), dtype=torch.float64, requires_grad=True)
+    mag = F.conv2d(F.pad(Xz, (pl, pr, pt, pb)), Wt.abs()) + (0 if B is None else B.abs()[:, None, None])
+    # dx = d/dx <dy, conv(x)>: autograd on the pre-activation conv (bw_input has no activation)
+    y0 = F.conv2d(F.pad(X, (pl, pr, pt, pb)), Wt)
+    (dx,) = torch.autograd.grad(y0, X, dY)
+    (dmag,) = torch.autograd.grad(F.conv2d(F.pad(Xz, (pl, pr, pt, pb)), Wt.abs()), Xz, dY.abs())
+    return y.detach().numpy(), mag.detach().numpy(), dx.numpy(), dmag.numpy()
+
+
+def check(actual, expected, magnitude, tol, what):
+    err = np.abs(actual.astype(np.float64) - expected)
+    bound = tol * magnitude + ATOL
+    bad = ~(err <= bound)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, 1, 0)), err.shape)
+        raise AssertionError(f"{what}: {bad.sum()} of {bad.size} off, first at {i}: {actual[i]} vs "
+                             f"{expected[i]} (bound {bound[i]}), worst err/mag {(err / magnitude.clip(1e-30)).max():.2e}")
+    return float((err / np.maximum(magnitude, 1e-30)).max())
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("case", CASES, ids=["x".join(map(str, c)) for c in CASES])
+def test_winograd_matches_torch(k, case, tile):
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr((case, tile)).encode()))
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(M, dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    for kind in ("fw", "bw_input"):
+        assert winograd_applies(*sizes[1:], kind=kind)
+    g = Guarded()
+    for bias, act in ((True, 0), (False, 1), (True, 1)):
+        y_ref, mag, dx_ref, dmag = torch_ref(x, w, b if bias else None, dy, case, act)
+        s = Scratch(winograd_scratch_floats("fw", C, M, H, W, OH, OW, tile))
+        y = g.out(N, M, OH, OW)
+        k.conv2d_f32_fw_winograd(y, x, w, b if bias else None, *sizes, tile, s.buf, act)
+        s.check()
+        check(y, y_ref, mag, TOL[tile], f"fw F{tile} bias={bias} act={act}")
+        # the fp32 reference kernel, for the same bound (with the activation applied by hand)
+        yr = g.out(N, M, OH, OW)
+        k.conv2d_f32_fw(yr, x, w, b if bias else None, *sizes)
+        check(np.maximum(yr, 0) if act else yr, y_ref, mag, TOL[tile], "reference fw")
+    s = Scratch(winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile))
+    dx = g.out(N, C, H, W)
+    k.conv2d_f32_bw_input_winograd(dx, dy, w, *sizes, tile, s.buf)
+    s.check()
+    check(dx, dx_ref, dmag, TOL[tile], f"bw_input F{tile}")
+    g.check()
+
+
+def test_tile_choice():
+    """The measured table's picks for ResNet-8, the model elsewhere, and no Winograd where its
+    scratch would exceed MAX_SCRATCH or the shape is not a stride-1 3x3."""
+    from compiler.kernels_winograd import MAX_SCRATCH, winograd_tile
+
+    def sizes(C, M, HW, **kw):
+        return {"N": 1, "C": C, "H": HW, "W": HW, "M": M, "OH": HW, "OW": HW, "KH": 3, "KW": 3, "sh": 1, "sw": 1,
+                "pt": 1, "pl": 1, "dh": 1, "dw": 1, "G": 1, **kw}
+
+    assert winograd_tile(**sizes(16, 16, 32)) == 4
+    assert winograd_tile(**sizes(32, 32, 16), kind="bw_input") == 2
+    assert winograd_tile(**sizes(3, 16, 32)) is None  # the stem: implicit measured faster
+    assert winograd_tile(**sizes(48, 48, 24)) == 2  # not in the table: the cost model
+    assert winograd_tile(**sizes(4, 4, 24)) is None  # few channels: transforms dominate
+    assert winograd_scratch_floats("fw", 512, 512, 14, 14, 14, 14, 2) > MAX_SCRATCH
+    assert winograd_tile(**sizes(512, 512, 14)) is None
+    assert winograd_tile(**sizes(16, 16, 32, sh=2, OH=16, OW=16)) is None
+
+
+def test_applies():
+    # stride 2, dilation, groups, 1x1, 5x5, pads beyond 2 are not Winograd F(m, 3) shapes
+    base = {"C": 4, "M": 4, "H": 8, "W": 8, "OH": 8, "OW": 8, "KH": 3, "KW": 3, "sh": 1, "sw": 1, "pt": 1, "pl": 1,
+            "dh": 1, "dw": 1, "G": 1}
+    assert winograd_applies(**base)
+    assert winograd_applies(**base, kind="bw_input")
+    assert not winograd_applies(**base, kind="bw_weight")
+    for bad in ({"sh": 2, "OH": 4, "OW": 4}, {"dh": 2, "OH": 6}, {"G": 2}, {"KH": 1, "KW": 1, "pt": 0, "pl": 0},
+                {"pt": 3, "OH": 10}, {"OH": 11, "pt": 2}):
+        assert not winograd_applies(**{**base, **bad}), bad
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
+    """ResNet-8 host training steps with every applicable conv (forward and input gradient) on
+    Winograd F(tile x tile, 3x3), whatever the measured table picks, against PyTorch SGD."""
+    from edgegrad import kernels_winograd
+    from egtest import compile_host
+    from test_zoo_train import LR, assert_trains_like_torch
+
+    from models import ZOO
+
+    def forced(*args, kind="fw", **sizes):
+        return tile if kernels_winograd.winograd_applies(*args[1:], **{k: v for k, v in sizes.items() if k not in (
+            "N", "M_upd", "Cg_upd", "Cx")}, kind=kind) else None
+
+    monkeypatch.setattr(kernels_winograd, "winograd_tile", forced)
+    build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="all", optimizer="sgd", lr=LR["sgd"])
+    src = (build / "model.c").read_text()
+    # five 3x3 stride-1 convs (the stem, stacks.0.conv1/conv2, stacks.{1,2}.conv2) in the step and in
+    # infer; four input gradients (the stem needs none)
+    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 4)
+    assert f", {tile}, " in src.split("conv2d_f32_fw_winograd(")[1].split(";")[0]
+    assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
+
+
