@@ -37,10 +37,10 @@ RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
 from compiler.kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
-from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats, winograd_tile
 from compiler.kernels_wgrad import use_winograd
 from compiler.kernels_wgrad import winograd_applies as wgrad_applies
 from compiler.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
+from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats, winograd_tile
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
