@@ -145,7 +145,8 @@ class Lowerer:
         kernel = n.attrs.get("kernel")
         if kernel == "neon" and n.attrs.get("f16"):  # the fp16 NEON kernels take no scratch
             return f"{base}_neon", ""
-        if kernel in ("tiled", "neon", "implicit", "dw_neon"):  # same arguments, scratch included
+        if kernel in ("tiled", "neon", "implicit", "dw_neon") or (kernel == "winograd" and n.op == "ConvBwWeight"):
+            # same arguments, scratch included (the Winograd weight gradient: eg_winograd_wgrad.h)
             scratch = self.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
             return f"{base}_{kernel}", f", {scratch}"
         if kernel in ("rvv", "zvfh", "gemv"):  # no scratch

@@ -17,6 +17,7 @@
 #include "eg_gemv.h"
 #include "eg_dwconv_tiled.h"
 #include "eg_winograd.h"
+#include "eg_winograd_wgrad.h"
 #include "eg_int8.h"
 #include "eg_f16.h"
 #include "eg_conv_f16.h"

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from edgegrad.passes.fuse import fuse
+from edgegrad.passes.fuse import SGD_KERNELS, fuse
 from edgegrad.pipeline import CompileConfig, compile_model
 from egtest import compile_host, train_build
 
@@ -27,8 +27,8 @@ def test_fuses_each_implicit_weight_gradient_with_its_sgd_step(tmp_path):
     fused = _graph("resnet8", tmp_path, update="all")
     plain = _graph("resnet8", tmp_path, update="all", fuse=False)
     n_conv = sum(n.op == "Conv" for n in plain.nodes)
-    implicit = [n for n in plain.nodes if n.op == "ConvBwWeight" and n.attrs["kernel"] == "implicit"]
-    assert len(implicit) == n_conv == 9  # every resnet8 weight gradient runs the implicit kernel
+    implicit = [n for n in plain.nodes if n.op == "ConvBwWeight" and n.attrs["kernel"] in SGD_KERNELS]
+    assert len(implicit) == n_conv == 9  # every resnet8 weight gradient runs the implicit or Winograd kernel
     nodes = [n for n in fused.nodes if n.op == "ConvBwWeightSGD"]
     assert len(nodes) == 9 and not any(n.op == "ConvBwWeight" for n in fused.nodes)
     for n in implicit:  # the gradient tensors are gone from the graph (and the arena)

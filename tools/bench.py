@@ -332,7 +332,11 @@ def bench_one(name: str, scheme: str, args, work: Path, log, peers: dict[str, st
     macs = training_step_macs(compiled.graph)
     row = Row(name, scheme, macs, compiled.info["arena_bytes"], math.nan,  # roofline: after the run
               {"edgegrad": Timing()}, tuple(peers))
-    wino = [n for n in compiled.graph.nodes if n.attrs.get("kernel") == "winograd"]
+    wino = [n for n in compiled.graph.nodes if n.attrs.get("kernel") == "winograd" and "wino_tile" in n.attrs]
+    wgrad = [n for n in compiled.graph.nodes if n.attrs.get("kernel") == "winograd" and "wino_tile" not in n.attrs]
+    if wgrad:  # ConvBwWeight(SGD): runtime_c/eg_winograd_wgrad.c
+        row.notes.append(f"{len(wgrad)} weight gradients run as Winograd F(3x3,2x2), 2.25x fewer multiplies than "
+                         "the MACs/step count for them")
     if wino:  # MACs/step counts direct-convolution MACs; these layers multiply less
         tiles = sorted({n.attrs["wino_tile"] for n in wino})
         row.notes.append(f"{len(wino)} conv calls ({graph_macs(compiled.graph, wino):,} of the MACs/step) run as "

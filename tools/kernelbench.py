@@ -4,6 +4,7 @@ conv layers of the zoo models; prints a markdown table.
     python -m tools.kernelbench                    # resnet8, dscnn, mobilenetv2_w035_96
     python -m tools.kernelbench --models resnet8 --no-ref
     python -m tools.kernelbench --models resnet8 --winograd   # implicit vs Winograd F2 / F4
+    python -m tools.kernelbench --wgrad --models resnet8   # weight gradients: implicit vs Winograd
 
 The "tiled" columns time the fast variant select_kernels picks for the layer (marked in the kind
 column when it is not the im2col one, e.g. ``fw (implicit)``). Each kernel call is timed on its own (ctypes for ours, so a call carries ~1 us of Python
@@ -11,6 +12,10 @@ overhead; torch eager pays its own dispatch overhead the same way); the median o
 is reported. Layer shapes come from the ONNX files (shape inference), batch 1; per-model
 totals multiply each distinct shape by how often it occurs and add fw + bw_input + bw_weight
 (bw_input of the stem included, though training does not need it).
+
+``--wgrad`` times the weight gradients (the fused SGD kernels training runs) of every conv layer
+the Winograd kernel applies to (3x3 stride 1), the implicit GEMM and conv2d_f32_bw_weight_sgd_winograd
+side by side, alternating calls, and marks which one select_kernels picks (kernels_wgrad.use_winograd).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ RUNTIME = ROOT / "runtime_c"
 sys.path.insert(0, str(ROOT))
 
 from compiler.kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
+from compiler.kernels_wgrad import use_winograd
+from compiler.kernels_wgrad import winograd_applies as wgrad_applies
+from compiler.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
 from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats, winograd_tile
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
@@ -102,7 +110,7 @@ def zoo_convs(model: str) -> dict[ConvShape, int]:
 def build(out_dir: Path) -> ctypes.CDLL:
     lib = out_dir / "libkb.so"
     srcs = [str(RUNTIME / f"eg_{f}.c") for f in ("conv", "gemm", "conv_tiled", "dwconv_tiled", "gemm_tiled",
-                                                 "winograd")]
+                                                 "winograd", "winograd_wgrad")]
     subprocess.run(["gcc", *HOST_CFLAGS, f"-I{RUNTIME}", *srcs, "-o", str(lib)], check=True)
     return ctypes.CDLL(str(lib))
 
@@ -208,6 +216,52 @@ def time_torch(s: ConvShape, kind: str) -> float:
         return median_us(lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *conv_args, mask))
 
 
+def wgrad_rows(lib, s: ConvShape, rounds: int = 3) -> tuple[float, float]:
+    """(implicit us, winograd us) of the fused-SGD weight gradient of layer s: the median of each,
+    best of `rounds` alternating rounds (the machine is shared: alternating keeps the ratio fair)."""
+    rng = np.random.default_rng(0)
+    sizes = s.sizes()
+    N, C, H, W, M, OH, OW = sizes[:7]
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    w = np.zeros((M, C // s.G, s.KH, s.KW), np.float32)
+    args = [ptr(w), ptr(dy), ptr(x), *map(ctypes.c_int, sizes + [M, C // s.G, C, C // s.G * s.KH * s.KW]),
+            ctypes.c_float(1e-12)]
+    calls = []
+    for name, floats in (("implicit", implicit_kind_scratch("bw_weight", *sizes)),
+                         ("winograd", wgrad_scratch_floats(*sizes))):
+        scratch = np.zeros(max(1, floats), np.float32)
+        fn = getattr(lib, f"conv2d_f32_bw_weight_sgd_{name}")
+        fn.restype = None
+        calls.append((fn, [*args, ptr(scratch)], scratch))
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for i, (fn, a, _s) in enumerate(calls):
+            best[i] = min(best[i], median_us(lambda fn=fn, a=a: fn(*a)))
+    return best[0], best[1]
+
+
+def wgrad_main(lib, models: list[str]) -> None:
+    print("| model | layer | n | MMAC | implicit us | GMAC/s | winograd us | GMAC/s-equiv | speedup | picked |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for model in models:
+        tot, rows = [0.0, 0.0], 0
+        for s, n in zoo_convs(model).items():
+            sizes = s.sizes()
+            if not wgrad_applies(*sizes[1:]) or not use_implicit(*sizes, kind="bw_weight"):
+                continue
+            imp, win = wgrad_rows(lib, s)
+            rows += 1
+            pick = use_winograd(*sizes)
+            tot[0] += n * imp
+            tot[1] += n * (win if pick else imp)
+            print(f"| {model} | {s.label()} | {n} | {s.macs / 1e6:.3f} | {imp:.1f} | {s.macs / imp / 1e3:.0f} | "
+                  f"{win:.1f} | {s.macs / win / 1e3:.0f} | {imp / win:.2f}x | {'winograd' if pick else 'implicit'} |")
+        if rows:
+            print(f"| **{model} total** | 3x3 stride-1 weight gradients | | | {tot[0]:.1f} | | {tot[1]:.1f} (picked) | | "
+                  f"{tot[0] / tot[1]:.2f}x | |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=MODELS)
@@ -215,7 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--winograd", action="store_true",
                     help="only the stride-1 3x3 layers: implicit GEMM vs Winograd F(2x2,3x3) / F(4x4,3x3)")
+    ap.add_argument("--wgrad", action="store_true",
+                    help="weight gradients only: the implicit GEMM vs the Winograd kernel, fused SGD form")
     opts = ap.parse_args(argv)
+    if opts.wgrad:
+        with tempfile.TemporaryDirectory() as tmp:
+            wgrad_main(build(Path(tmp)), opts.models)
+        return 0
     try:
         import torch  # noqa: F401
     except ImportError:

@@ -6,10 +6,10 @@ has a kernel for it; tensors that only carried values between the fused nodes ar
 graph (and so from the arena). Other graphs are returned unchanged.
 
 Fusions:
-- ``ConvBwWeightSGD``: a weight gradient computed by the ``implicit`` kernel (host) whose only reader is
+- ``ConvBwWeightSGD``: a weight gradient computed by the ``implicit`` or ``winograd`` kernel (host) whose only reader is
   one f32 ``SGDUpdate`` of the same block becomes one node, inputs (dy, x, w), at the update's place
   in the schedule (where w was updated before, so every earlier reader of w still sees the old
-  weights): conv2d_f32_bw_weight_sgd_implicit writes w -= lr * dW from the GEMM's registers, and
+  weights): conv2d_f32_bw_weight_sgd_<kernel> writes w -= lr * dW from the GEMM's registers, and
   the gradient buffer disappears.
 - ``ConvBwWeightMomentum``: the same for an f32 ``MomentumUpdate`` (inputs (dy, x, w, v)): momentum
   is linear in dW as well, so conv2d_f32_bw_weight_momentum_implicit scales v by mu, adds the
@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from ..ir import Graph, Node
 
+# weight-gradient kernels with a fused SGD form conv2d_f32_bw_weight_sgd_<kernel> (same scratch)
+SGD_KERNELS = ("implicit", "winograd")
+
 
 def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
     """The fused node for this weight gradient and its update, or None where they do not fit."""
@@ -32,7 +35,7 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
     w, grad = upd.inputs[0], upd.inputs[1]
     ws = a["w_shape"]
     taps = ws[2] * (ws[3] if len(ws) == 4 else 1)
-    if a.get("kernel") != "implicit" or g.tensors[w].dtype != "f32" or g.tensors[grad].dtype != "f32":
+    if a.get("kernel") not in SGD_KERNELS or g.tensors[w].dtype != "f32" or g.tensors[grad].dtype != "f32":
         return None
     # the update's block must be the gradient's compact layout: m_upd rows of cg_upd * taps
     if (u["rows"], u["inner"], u["stride"]) != (a["m_upd"], a["cg_upd"] * taps, ws[1] * taps):

@@ -32,6 +32,10 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
 - ``winograd``: on ``host``, 3x3 stride-1 forward and input-gradient convolutions as Winograd
   F(2x2,3x3) or F(4x4,3x3) (runtime_c/eg_winograd.c; ``attrs["wino_tile"]`` = 2 or 4) where
   kernels_winograd.winograd_tile says so (a measured table per layer shape, else a cost model).
+- ``winograd`` on a ConvBwWeight: on ``host``, the weight gradient of a 3x3 stride-1 ungrouped convolution by Winograd
+  F(3x3, 2x2) (runtime_c/eg_winograd_wgrad.c), where kernels_wgrad.use_winograd says it measured
+  faster than the implicit GEMM (on a host whose -march=native has AVX-512: kernels_wgrad.host_has_avx512);
+  scratch from kernels_wgrad.winograd_scratch_floats.
 - ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
   layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
   gradient, an outer product) (runtime_c/eg_gemv.c): the register-tiled GEMM packs and blocks
@@ -109,6 +113,8 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     from ..kernels_tiled import conv_scratch_floats, implicit_kind_scratch, use_implicit
     from ..kernels_winograd import winograd_scratch_floats, winograd_tile
     wino = target not in NEON_TARGETS and (RUNTIME / "eg_winograd.c").exists()
+    from ..kernels_wgrad import host_has_avx512, use_winograd
+    from ..kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
     for n in g.nodes:
@@ -124,6 +130,10 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
         if dw_neon and dw_neon_applies(**sizes):
             n.attrs["kernel"] = "dw_neon"
             floats = dw_neon_scratch_floats(kind, **sizes)
+        elif target == "host" and kind == "bw_weight" and use_winograd(**sizes) and host_has_avx512() and all(
+                g.tensors[t].dtype == "f32" for t in (*n.inputs, n.outputs[0])):
+            n.attrs["kernel"] = "winograd"
+            floats = wgrad_scratch_floats(**sizes)
         elif tile is not None:
             n.attrs["kernel"] = "winograd"
             n.attrs["wino_tile"] = tile
