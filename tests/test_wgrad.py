@@ -193,3 +193,14 @@ def test_resnet8_trains_like_torch(scheme, optimizer, fn, tmp_path):
     m_upd, cg_upd = (int(v) for v in calls[0].split(", ")[19:21])
     assert (m_upd, cg_upd) != (64, 64)  # a sparse update reached the kernel
     assert_trains_like_torch("resnet8", build, scheme, optimizer, LR[optimizer])
+
+
+def test_adam_keeps_the_implicit_weight_gradient(tmp_path):
+    """Adam's step is scale-free per element: a gradient Adam reads keeps the implicit kernel, whose rounding is
+    relative to each element (Winograd's is relative to the 3x3 block: cnn_fashion's dead channel then stepped
+    by ~lr where PyTorch steps ~0)."""
+    if not host_has_avx512():
+        pytest.skip("select_kernels picks the Winograd weight gradient on AVX-512 hosts only")
+    build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="last:3", optimizer="adam", lr=1e-3)
+    text = (build / "model.c").read_text()
+    assert "conv2d_f32_bw_weight_winograd(" not in text and "conv2d_f32_bw_weight_implicit(" in text

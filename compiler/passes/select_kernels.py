@@ -34,7 +34,8 @@ Variants (their C lives in runtime_c/, their constraints and scratch sizes in Py
   kernels_winograd.winograd_tile says so (a measured table per layer shape, else a cost model).
 - ``winograd`` on a ConvBwWeight: on ``host``, the weight gradient of a 3x3 stride-1 ungrouped convolution by Winograd
   F(3x3, 2x2) (runtime_c/eg_winograd_wgrad.c), where kernels_wgrad.use_winograd says it measured
-  faster than the implicit GEMM (on a host whose -march=native has AVX-512: kernels_wgrad.host_has_avx512);
+  faster than the implicit GEMM (on a host whose -march=native has AVX-512: kernels_wgrad.host_has_avx512),
+  unless Adam reads the gradient (``_feeds_adam``);
   scratch from kernels_wgrad.winograd_scratch_floats.
 - ``gemv``: on ``host``, a 2-D Gemm/MatMul whose output is one row (M == 1: a batch-1 linear
   layer's forward and input gradient) or whose contraction is one term (K == 1: its weight
@@ -95,6 +96,14 @@ def gemv_shaped(g: Graph, n) -> bool:
     return ys[0] == 1 or (sa[0] if ta else sa[1]) == 1
 
 
+def _feeds_adam(n, consumers) -> bool:
+    """A gradient that an Adam update reads. Adam's step g / (sqrt(v) + eps) is scale-free per element, so a
+    gradient needs each element right relative to itself; the Winograd weight gradient's rounding is relative to
+    its 3x3 block's sum of |terms| (a tap that cancels to ~0 comes out as a difference of large sums), which
+    Adam turns into steps of about lr where the reference steps ~0 (cnn_fashion, a dead channel)."""
+    return any(c.op == "AdamUpdate" for c in consumers.get(n.outputs[0], []))
+
+
 def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str] = (), backend: str = "ours",
                    board: str | None = None, log=lambda *a: None) -> Graph:
     if target == "mcu" and "zve32f" in extensions:
@@ -117,6 +126,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
     from ..kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
     dw_neon = target in NEON_TARGETS and (RUNTIME / "neon" / "eg_dw_neon.c").exists()
     f16_neon = target in F16_NEON_TARGETS and (RUNTIME / "neon" / "eg_f16_neon.c").exists()
+    consumers = g.consumers()
     for n in g.nodes:
         if n.attrs.get("f16"):  # native fp16 conv/GEMM: the reference, or _neon below
             continue
@@ -131,7 +141,7 @@ def select_kernels(g: Graph, target: str, extensions: tuple[str, ...] | list[str
             n.attrs["kernel"] = "dw_neon"
             floats = dw_neon_scratch_floats(kind, **sizes)
         elif target == "host" and kind == "bw_weight" and use_winograd(**sizes) and host_has_avx512() and all(
-                g.tensors[t].dtype == "f32" for t in (*n.inputs, n.outputs[0])):
+                g.tensors[t].dtype == "f32" for t in (*n.inputs, n.outputs[0])) and not _feeds_adam(n, consumers):
             n.attrs["kernel"] = "winograd"
             floats = wgrad_scratch_floats(**sizes)
         elif tile is not None:
