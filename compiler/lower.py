@@ -200,7 +200,9 @@ class Lowerer:
         return (f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
                 f"{a['m_upd']}, {a['cg_upd']}, {cx}{scratch});")
 
-    def op_ConvBwWeightSGD(self, n, dy, x, w):
+    def _bw_weight_update(self, n, opt: str, state: list[str], dy, x, hyper: list[float]) -> str:
+        """conv2d_f32_bw_weight_<opt>_<kernel>(w, *state, dy, x, sizes, m_upd, cg_upd, cx, w_stride, *hyper,
+        scratch): a weight gradient fused with its update (passes/fuse.py)."""
         a = n.attrs
         ws = a["w_shape"]
         xs_full = list(self.shape(x))
@@ -208,20 +210,16 @@ class Lowerer:
         xs_full[1] = ws[1] * a["group"]
         d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
         scratch = self.p(n.outputs[0]) if n.outputs else "NULL"
-        return (f"conv2d_f32_bw_weight_sgd_{a['kernel']}({self.p(w)}, {self.p(dy)}, {self.p(x)}, {self._ints(d)}, "
-                f"{a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {cfloat(a['lr'])}, {scratch});")
+        bufs = ", ".join(self.p(t) for t in (*state, dy, x))
+        hyp = ", ".join(cfloat(h) for h in hyper)
+        return (f"conv2d_f32_bw_weight_{opt}_{a['kernel']}({bufs}, {self._ints(d)}, "
+                f"{a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {hyp}, {scratch});")
+
+    def op_ConvBwWeightSGD(self, n, dy, x, w):
+        return self._bw_weight_update(n, "sgd", [w], dy, x, [n.attrs["lr"]])
 
     def op_ConvBwWeightMomentum(self, n, dy, x, w, v):
-        a = n.attrs
-        ws = a["w_shape"]
-        xs_full = list(self.shape(x))
-        cx = xs_full[1]
-        xs_full[1] = ws[1] * a["group"]
-        d = self._conv_dims(tuple(xs_full), tuple(ws), self.shape(dy), a)
-        scratch = self.p(n.outputs[0]) if n.outputs else "NULL"
-        return (f"conv2d_f32_bw_weight_momentum_{a['kernel']}({self.p(w)}, {self.p(v)}, {self.p(dy)}, {self.p(x)}, "
-                f"{self._ints(d)}, {a['m_upd']}, {a['cg_upd']}, {cx}, {a['w_stride']}, {cfloat(a['lr'])}, "
-                f"{cfloat(a['mu'])}, {scratch});")
+        return self._bw_weight_update(n, "momentum", [w, v], dy, x, [n.attrs["lr"], n.attrs["mu"]])
 
     # --- products
     def _gemm(self, y, a, b, c, batch, M, N, K, ta, tb, alpha, beta, abs_, bbs, csm, csn, fn="gemm_f32"):
