@@ -160,7 +160,9 @@ def test_every_zoo_model_and_reference_kernel_has_cuda():
     for h in ("eg_conv.h", "eg_gemm.h", "eg_eltwise.h", "eg_pool.h", "eg_norm.h", "eg_shape.h", "eg_softmax.h",
               "eg_optim.h"):
         declared |= set(re.findall(r"^void (\w+_f32\w*)\(", (RUNTIME / h).read_text(), re.MULTILINE))
-    assert len(declared) > 40 and declared - cuda_kernels() == set()
+    # reduce_rows_*: a bias gradient fused into its update by passes/fuse.py, which runs on host only
+    fused_host_only = {n for n in declared if n.startswith("reduce_rows_")}
+    assert len(declared) > 40 and declared - fused_host_only - cuda_kernels() == set()
     assert set(ZOO) - {"mlp_har", "cnn_fashion", "resnet8", "dscnn", "mobilenetv2_w035_96", "mlp_har_pre",
                        "cnn_fashion_pre", "cnn_fashion_dynamo", "resnet8_bn", "resnet8_constants", "dscnn_pad",
                        "mobilenetv2_w035_128", "mobilenetv2_w035_128_pre"} == set(), "a new zoo model: add it to a CUDA training test"

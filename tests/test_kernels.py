@@ -812,6 +812,35 @@ def test_optim_vs_torch(k, rng, opt, block):
         np.testing.assert_array_equal(w[:, inner:], w0[:, inner:])
 
 
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_reduce_rows_update_equals_reduce_sum_then_update(k, rng, opt):
+    """reduce_rows_<opt>_f32 (a bias gradient's row sums fused into its update, passes/fuse.py) gives
+    bit for bit what reduce_sum_f32 into a gradient buffer and then <opt>_f32 give, on a partial block."""
+    R, S, rows, inner, n = 6, 10, 4, 7, 37
+    x = f32(rng.standard_normal((rows * inner, n)))
+    w0 = f32(rng.standard_normal((R, S)))
+    state0 = [f32(rng.random(rows * inner)) for _ in range(2)]
+    g = f32(np.zeros(rows * inner))
+    k.reduce_sum_f32(g, x, 2, x.shape, (1, 0), contiguous_strides(x.shape), g.size)
+    w_ref, w = w0.copy(), w0.copy()
+    ref_state, state = [s.copy() for s in state0], [s.copy() for s in state0]
+    lr, mu, b1, b2, eps = 0.05, 0.9, 0.9, 0.999, 1e-8
+    if opt == "sgd":
+        k.sgd_f32(w_ref, g, rows, inner, S, lr)
+        k.reduce_rows_sgd_f32(w, x, rows, inner, S, n, lr)
+    elif opt == "momentum":
+        k.momentum_f32(w_ref, ref_state[0], g, rows, inner, S, lr, mu)
+        k.reduce_rows_momentum_f32(w, state[0], x, rows, inner, S, n, lr, mu)
+    else:
+        k.adam_f32(w_ref, *ref_state, g, rows, inner, S, lr, b1, b2, eps, 1 - b1 ** 3, 1 - b2 ** 3)
+        k.reduce_rows_adam_f32(w, *state, x, rows, inner, S, n, lr, b1, b2, eps, 1 - b1 ** 3, 1 - b2 ** 3)
+    np.testing.assert_array_equal(w, w_ref)
+    for a, b in zip(state, ref_state):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(w, w0)
+
+
 # ---- build ------------------------------------------------------------------------------------
 
 ACTIVATIONS = ["relu", "clip", "leakyrelu", "sigmoid", "tanh", "hardsigmoid", "hardswish"]
