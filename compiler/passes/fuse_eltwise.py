@@ -107,6 +107,7 @@ def _fuse_act(g: Graph, consumers) -> set[int]:
 def _fuse_mask(g: Graph, consumers) -> set[int]:
     """ConvBwInput -> ReluGrad/ClipGrad(dy, y): the mask moves into the input gradient's store."""
     producers = g.producers()
+    order = {id(n): i for i, n in enumerate(g.nodes)}
     drop: set[int] = set()
     for act in g.nodes:
         if act.op not in ("ReluGrad", "ClipGrad") or act.attrs.get("skip_on_overflow") or act.attrs.get("f16") \
@@ -118,6 +119,8 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
             continue
         if len(consumers.get(dy, [])) != 1 or dy in g.outputs or g.tensors[y].dtype != "f32":
             continue
+        if y in producers and order[id(producers[y])] > order[id(conv)]:
+            continue  # y is written after the input gradient (a recomputed activation, passes/recompute.py)
         if conv.attrs["kernel"] == "implicit" and any(s != 1 for s in conv.attrs["strides"]):
             continue  # conv2d_f32_bw_input_implicit_mask is the stride-1 implicit GEMM only
         if act.op == "ReluGrad":
