@@ -24,19 +24,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kernel_harness import RUNTIME, Guarded, Kernels
+from test_kernels_tiled import HOST_CFLAGS, Scratch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats
 
 torch = pytest.importorskip("torch")
 
-HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
-               "-fPIC", "-shared"]
 FAMILIES = ["conv", "gemm_tiled", "winograd"]
 TOL = {2: 2e-6, 4: 2e-5}
 ATOL = 1e-7
-GUARD = 64
-GUARD_BITS = np.uint32(0x7FC0DEAD)
 
 
 # native: the host build (16-float vectors with AVX-512); x86-64-v3: AVX2, the 8-float vectors every
@@ -53,22 +50,6 @@ def k(request, tmp_path_factory) -> Kernels:
                     "-o", str(lib)], check=True, capture_output=True, text=True)
     return Kernels(lib, families=FAMILIES, math_shim=False)
 
-
-class Scratch:
-    """n floats of NaN between guard words (the trailing guard as long as the buffer)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.raw = np.full(n + GUARD + (GUARD + n), np.nan, np.float32)
-        bits = self.raw.view(np.uint32)
-        bits[:GUARD] = GUARD_BITS
-        bits[GUARD + n:] = GUARD_BITS
-        self.buf = self.raw[GUARD:GUARD + n]
-
-    def check(self) -> None:
-        bits = self.raw.view(np.uint32)
-        assert (bits[:GUARD] == GUARD_BITS).all(), "kernel wrote before its scratch"
-        assert (bits[GUARD + self.n:] == GUARD_BITS).all(), f"kernel wrote past its {self.n} floats of scratch"
 
 
 # (N, C, H, W, M, pt, pl, pb, pr): ResNet-8's layers, odd sizes, images smaller than a tile,
