@@ -16,13 +16,17 @@ the binary records the target, the board, the extensions and the sizes (tools/ru
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jinja2
@@ -92,8 +96,8 @@ def build(
             info.update(board=name, mcpu=b["mcpu"], qemu_cpu=b["qemu_cpu"], threads=n_threads)
         if shutil.which(spec["cc"][0]) is None:
             raise EdgegradError(f"{spec['cc'][0]} not found: the {target} target needs it (tools/setup.sh installs it)")
-        _run([*spec["cc"], *flags, *list(extra_cflags), *includes, *map(str, sources),
-              *spec.get("ldflags", []), "-o", str(binary)])
+        objects = compile_objects(spec["cc"], [*flags, *extra_cflags], includes, sources, out)
+        _run([*spec["cc"], *flags, *list(extra_cflags), *objects, *spec.get("ldflags", []), "-o", str(binary)])
         info["sanitize"] = sanitize
     if "cuda" in spec and (out / "model.cu").exists():
         info["cuda"] = check_cuda(out, spec["cuda"])
@@ -173,6 +177,7 @@ def _build_mcu(spec: dict, out: Path, binary: Path, sources: list[Path], include
                           f"{layout['flash_length']} or SRAM {layout['sram_budget']} > {layout['sram_length']}")
     mcpu = spec["mcpu"] + "".join("+" + e.lower() for e in extensions)
     cc = [a.format(python=sys.executable) for a in spec["cc"]]
+    # One zig cc call: zig keeps its own cache of compiled objects.
     compile_cmd = [*cc, *spec["cflags"], f"-mcpu={mcpu}", *extra_cflags, *includes, *map(str, sources),
                    *spec.get("ldflags", [])]
 
@@ -260,7 +265,87 @@ def read_elf_sections(path: Path) -> dict[str, int]:
     return result
 
 
-def _run(cmd: list[str]) -> None:
+# ---- object cache ---------------------------------------------------------------------------
+
+
+def object_cache_dir() -> Path | None:
+    """Where compiled runtime objects are kept between builds (EDGEGRAD_OBJ_CACHE; `off` disables)."""
+    env = os.environ.get("EDGEGRAD_OBJ_CACHE")
+    if env == "off":
+        return None
+    return Path(env) if env else REPO / "build" / "obj-cache"
+
+
+OBJ_CACHE_KEEP = 2000  # objects kept; the least recently used go first
+
+
+def compile_objects(cc: Sequence[str], cflags: Sequence[str], includes: Sequence[str], sources: Sequence[Path],
+                    out: Path) -> list[str]:
+    """Compile each source on its own (in parallel) and return the objects to link, in order.
+
+    The runtime's kernels are the bulk of a build (-O3 over a dozen large files) and the same for
+    every model, so their objects are cached: the key is the compiler's resolved command line
+    (`-###`: -march=native expanded to this CPU's flags), the flags and the preprocessed source, so
+    an edited header, another define or another CPU compiles afresh. Sources in the build folder
+    (model.c) and objects (.o) are never cached."""
+    cache = object_cache_dir()
+    out = Path(out).resolve()
+    ident = _compiler_identity(tuple(cc), tuple(cflags))
+
+    def one(i_src: tuple[int, Path]) -> str:
+        i, src = i_src
+        if src.suffix == ".o":
+            return str(src)
+        obj = out / f"{i:02d}_{src.stem}.o"
+        compile_cmd = [*cc, *cflags, *includes, "-c", str(src)]
+        if cache is None or src.resolve().is_relative_to(out):
+            _run([*compile_cmd, "-o", str(obj)])
+            return str(obj)
+        pre = _run([*cc, *cflags, *includes, "-E", "-P", str(src)], capture=True)
+        key = hashlib.sha256("\0".join([ident, *cflags, src.suffix, pre]).encode()).hexdigest()[:40]
+        cached = cache / f"{key}.o"
+        if cached.exists():
+            os.utime(cached)
+        else:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cache / f".{key}.{os.getpid()}.{i}.tmp.o"
+            try:
+                _run([*compile_cmd, "-o", str(tmp)])
+                os.replace(tmp, cached)  # atomic: parallel builds may race on the same key
+            finally:
+                tmp.unlink(missing_ok=True)
+            _prune(cache)
+        return str(cached)
+
+    jobs = list(enumerate(Path(s) for s in sources))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        return list(pool.map(one, jobs))
+
+
+@functools.cache
+def _compiler_identity(cc: tuple[str, ...], cflags: tuple[str, ...]) -> str:
+    proc = subprocess.run([*cc, *cflags, "-###", "-x", "c", "-c", os.devnull, "-o", os.devnull],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        proc = subprocess.run([*cc, "--version"], check=False, capture_output=True, text=True)
+    return re.sub(r"\S*/cc\w{6}\.\w+", "", proc.stdout + proc.stderr)  # gcc's temporary file names
+
+
+def _prune(cache: Path) -> None:
+    objs = list(cache.glob("*.o"))
+    if len(objs) <= OBJ_CACHE_KEEP:
+        return
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:  # pruned by a parallel build
+            return 0.0
+    for p in sorted(objs, key=mtime)[: len(objs) - OBJ_CACHE_KEEP * 3 // 4]:
+        p.unlink(missing_ok=True)
+
+
+def _run(cmd: list[str], capture: bool = False) -> str:
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BuildError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    return proc.stdout if capture else ""
