@@ -505,14 +505,13 @@ static inline int eg_wino_rows(int TH, int TW) { return eg_wmin(TH, eg_wmax(1, E
 static inline __attribute__((always_inline)) void
 eg_wino_run(const int S, float *restrict y, const float *restrict x, const float *restrict b,
             int act, int N, int Ci, int H, int W, int Co, int OH, int OW, int pt, int pl,
-            float *restrict scratch)
+            const float *restrict U, float *restrict scratch)
 {
     const int n = S + 2, NX = n * n;
     const int TH = (OH + S - 1) / S, TW = (OW + S - 1) / S, Wl = (TW + 1 + 15) & ~15;
     const int R = eg_wino_rows(TH, TW), NT = R * TW, L = S * Wl;
     const ptrdiff_t LDV = NT + 16;
-    const float *U = scratch;
-    float *P = scratch + (ptrdiff_t)NX * (Co * Ci + EG_WPAD);
+    float *P = scratch; /* after U (the _pre kernels: U given, scratch starts here) */
     float *V = P + (ptrdiff_t)Ci * (S * R + 2) * L + 16;
     float *Mo = V + (ptrdiff_t)NX * (Ci * LDV + EG_WPAD);
     float *Xp = Mo; /* the padded rows are dead once unzipped into P, before the GEMMs write Mo */
@@ -554,13 +553,27 @@ static void eg_wino(int S, float *restrict y, const float *restrict x, const flo
 {
     if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
         return;
+    float *rest = scratch + (ptrdiff_t)(S + 2) * (S + 2) * (Co * Ci + EG_WPAD);
     if (S == 4) {
         eg_wino_weights(4, scratch, w, Co, Ci, flip);
-        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch);
+        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     } else {
         eg_wino_weights(2, scratch, w, Co, Ci, flip);
-        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch);
+        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     }
+}
+
+/* the same with U transformed beforehand (frozen weights, kernels_winograd.winograd_weights) */
+static void eg_wino_pre(int S, float *restrict y, const float *restrict x, const float *restrict U,
+                        const float *restrict b, int act, int N, int Ci, int H, int W, int Co,
+                        int OH, int OW, int pt, int pl, float *restrict scratch)
+{
+    if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
+        return;
+    if (S == 4)
+        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
+    else
+        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
 }
 
 void conv2d_f32_fw_winograd(float *restrict y, const float *restrict x, const float *restrict w,
@@ -592,4 +605,36 @@ void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
     (void)G;
     /* roles swap: dy [N, M, OH, OW] is the image, dx [N, C, H, W] the output, pads 2 - p */
     eg_wino(tile, dx, dy, w, NULL, 0, 1, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+}
+
+void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
+                                const float *restrict U, const float *restrict b, int N, int C,
+                                int H, int W, int M, int OH, int OW, int KH, int KW, int sh,
+                                int sw, int pt, int pl, int dil_h, int dil_w, int G, int tile,
+                                float *restrict scratch, int act)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    eg_wino_pre(tile, y, x, U, b, act, N, C, H, W, M, OH, OW, pt, pl, scratch);
+}
+
+void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict dy,
+                                      const float *restrict U, int N, int C, int H, int W, int M,
+                                      int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                      int pl, int dil_h, int dil_w, int G, int tile,
+                                      float *restrict scratch)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    eg_wino_pre(tile, dx, dy, U, NULL, 0, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
 }

@@ -205,3 +205,46 @@ def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
     assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
 
 
+
+
+# the _pre kernels (frozen weights transformed at compile time, passes/wino_frozen.py): ResNet-8's
+# layers, odd sizes and pads
+PRE_CASES = [CASES[0], CASES[2], CASES[4], CASES[9]]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("case", PRE_CASES, ids=["x".join(map(str, c)) for c in PRE_CASES])
+def test_winograd_pre_matches_torch(k, case, tile):
+    """conv2d_f32_{fw,bw_input}_winograd_pre with U from kernels_winograd.winograd_weights (float64
+    transform) against PyTorch float64, every element, at the same bound as the per-call transform;
+    scratch exactly winograd_scratch_floats(..., pre=True), U read-only (checked unchanged)."""
+    from compiler.kernels_winograd import winograd_weights, winograd_weights_floats
+
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr(("pre", case, tile)).encode()))
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(M, dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    y_ref, mag, dx_ref, dmag = torch_ref(x, w, b, dy, case, 1)
+    g = Guarded()
+    for kind in ("fw", "bw_input"):
+        u = winograd_weights(w, kind, tile)
+        assert u.size == winograd_weights_floats(kind, C, M, tile)
+        u0 = u.copy()
+        s = Scratch(winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile, pre=True))
+        if kind == "fw":
+            out = g.out(N, M, OH, OW)
+            k.conv2d_f32_fw_winograd_pre(out, x, u, b, *sizes, tile, s.buf, 1)
+            check(out, y_ref, mag, TOL[tile], f"fw_pre F{tile}")
+        else:
+            out = g.out(N, C, H, W)
+            k.conv2d_f32_bw_input_winograd_pre(out, dy, u, *sizes, tile, s.buf)
+            check(out, dx_ref, dmag, TOL[tile], f"bw_input_pre F{tile}")
+        s.check()
+        np.testing.assert_array_equal(u, u0)
+    g.check()
+    with pytest.raises(ValueError, match="tile"):
+        winograd_weights(w, "fw", 3)
