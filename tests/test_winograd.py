@@ -248,3 +248,47 @@ def test_winograd_pre_matches_torch(k, case, tile):
     g.check()
     with pytest.raises(ValueError, match="tile"):
         winograd_weights(w, "fw", 3)
+
+
+def test_resnet8_frozen_winograd_weights_reload(tmp_path):
+    """ResNet-8 last:3 (the benchmark scheme): the frozen 3x3 layers run on weights transformed at
+    compile time (conv2d_f32_fw_winograd_pre), the trained one keeps the per-call transform. The cached
+    transform cannot go stale: writing a frozen weight is refused (ERR_FROZEN, the value unchanged), and
+    reloading the trained params to their initial values and repeating the steps reproduces the fresh
+    process's run bit for bit; that run matches PyTorch."""
+    from edgegrad.pipeline import CompileConfig, frontend_graph
+    from edgegrad.run import Session, load_build
+    from edgegrad.tools import proto
+    from edgegrad.tools.runner import open_device
+    from egtest import FP32_ATOL, FP32_RTOL, compile_host
+    from test_zoo_train import LR, _samples
+    from torch_ref import TorchModel
+
+    from models import ZOO
+
+    build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="last:3", optimizer="sgd", lr=LR["sgd"])
+    src = (build / "model.c").read_text()
+    # stacks.0.conv1/conv2 and stacks.1.conv2 frozen, in the step and in infer; stacks.2.conv2 trained
+    assert (src.count("conv2d_f32_fw_winograd_pre("), src.count("conv2d_f32_fw_winograd(")) == (6, 2)
+    info = load_build(build)
+    xs, ys = _samples("resnet8")
+    g, updates = frontend_graph(ZOO["resnet8"].path, CompileConfig(update="last:3"))
+    with open_device(build / info["binary"], "host") as dev:
+        s = Session(dev, info)
+        w0 = s.read("stacks.0.conv1.weight", g.tensors["stacks.0.conv1.weight"].shape)
+        with pytest.raises(proto.DeviceError) as err:
+            s.write("stacks.0.conv1.weight", np.zeros_like(w0))
+        assert err.value.code == proto.ERR_FROZEN
+        np.testing.assert_array_equal(s.read("stacks.0.conv1.weight", w0.shape), w0)
+        runs = []
+        for _ in range(2):
+            for p in updates:  # (re)load the trained params: the initial values
+                s.write(p, g.tensors[p].data.astype(np.float32))
+            runs.append(([s.train(x, y) for x, y in zip(xs, ys)], s.trained()))
+    assert runs[0][0] == runs[1][0]
+    for p in updates:
+        np.testing.assert_array_equal(runs[0][1][p], runs[1][1][p], err_msg=p)
+    ref_losses, ref = TorchModel(g, list(updates)).train(xs, ys, lr=LR["sgd"], optimizer="sgd")
+    np.testing.assert_allclose(runs[0][0], ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
+    for p in updates:
+        np.testing.assert_allclose(runs[0][1][p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)
