@@ -486,6 +486,43 @@ eg_wino_output(const int S, const int K, float *restrict y, const float *restric
     }
 }
 
+/* ---- 3b. narrow element products (AVX-512): Mo[co][t] = sum_ci U[co][ci] V[ci][t], nt <= 16 ---
+ * Bands of at most 16 tiles (images up to 8x8 on F2): the GEMM engine's setup per call costs
+ * more than these [Co x Ci] x [Ci x 1 vector] products, so straight from U (broadcast) and V
+ * (one vector per row), MR rows of accumulators per pass over Ci. A row's vector is stored whole:
+ * its lanes past nt (junk) land in the next row, stored afterwards (rows in ascending order), or
+ * in the EG_WPAD floats after the last row. */
+#if EG_WVW == 16
+#define EG_WGEMM1 1
+static inline __attribute__((always_inline)) void
+eg_wgemm1_tile(const int MR, float *restrict Mo, const float *restrict U, const float *restrict V,
+               int Ci, ptrdiff_t LDV, int nt)
+{
+    eg_wv acc[12];
+    for (int i = 0; i < MR; i++)
+        acc[i] = eg_wsplat(0.0f);
+    for (int k = 0; k < Ci; k++) {
+        const eg_wv v = eg_wld(V + k * LDV);
+        for (int i = 0; i < MR; i++)
+            acc[i] += eg_wsplat(U[i * Ci + k]) * v;
+    }
+    for (int i = 0; i < MR; i++)
+        eg_wst(Mo + (ptrdiff_t)i * nt, acc[i]);
+}
+
+static void eg_wgemm1(float *restrict Mo, const float *restrict U, const float *restrict V, int Co,
+                      int nt, int Ci, ptrdiff_t LDV)
+{
+    int m = 0;
+    for (; m + 12 <= Co; m += 12)
+        eg_wgemm1_tile(12, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+    for (; m + 4 <= Co; m += 4)
+        eg_wgemm1_tile(4, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+    for (; m < Co; m++)
+        eg_wgemm1_tile(1, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+}
+#endif
+
 /* ---- the driver: y[N, Co, OH, OW] from x[N, Ci, H, W] and U (already in scratch) ----------- */
 static inline int eg_wino_rows_per_vector(int TW, int nr)
 {
@@ -532,6 +569,12 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
             else
                 eg_wino_input(S, 1, V, P, Ci, rows, Wl, nr, TW, LDV);
             for (int xi = 0; xi < NX; xi++)
+#ifdef EG_WGEMM1
+                if (nt <= 16)
+                    eg_wgemm1(Mo + (ptrdiff_t)xi * (Co * nt + EG_WPAD), U + (ptrdiff_t)xi * (Co * Ci + EG_WPAD),
+                              V + (ptrdiff_t)xi * (Ci * LDV + EG_WPAD), Co, nt, Ci, LDV);
+                else
+#endif
                 gemm_f32_tiled_strided(Mo + (ptrdiff_t)xi * (Co * nt + EG_WPAD),
                                        U + (ptrdiff_t)xi * (Co * Ci + EG_WPAD),
                                        V + (ptrdiff_t)xi * (Ci * LDV + EG_WPAD), NULL, Co, nt, Ci, nt, Ci, 1,
