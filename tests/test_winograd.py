@@ -167,6 +167,11 @@ def test_tile_choice():
     assert winograd_scratch_floats("fw", 512, 512, 14, 14, 14, 14, 2) > MAX_SCRATCH
     assert winograd_tile(**sizes(512, 512, 14)) is None
     assert winograd_tile(**sizes(16, 16, 32, sh=2, OH=16, OW=16)) is None
+    # frozen weights (the _pre kernels): F4 where the weight transform no longer counts, else the pick stays
+    from compiler.kernels_winograd import winograd_tile_frozen
+    assert winograd_tile_frozen(2, **sizes(32, 32, 16)) == 4
+    assert winograd_tile_frozen(2, **sizes(64, 64, 8), kind="bw_input") == 2
+    assert winograd_tile_frozen(2, **sizes(48, 48, 24)) == 2  # not measured: unchanged
 
 
 def test_applies():

@@ -6,14 +6,15 @@ weight is frozen (a ``const``, or a ``param`` the scheme does not train: emitted
 the protocol refuses writes to frozen buffers, so it cannot change after the build) reads its
 transformed weights U = G g G^T from a new ``const`` tensor (named in ``attrs["wino_u"]``;
 kernels_winograd.winograd_weights) through the ``_winograd_pre`` kernel, instead of transforming the
-weight on every call; its scratch loses U's part. Trained weights change every step and keep the
+weight on every call (with the tile kernels_winograd.winograd_tile_frozen measured faster so); its
+scratch loses U's part. Trained weights change every step and keep the
 per-call transform.
 """
 
 from __future__ import annotations
 
 from ..ir import Graph
-from ..kernels_winograd import winograd_scratch_floats, winograd_weights
+from ..kernels_winograd import winograd_scratch_floats, winograd_tile_frozen, winograd_weights
 from .select_kernels import conv_sizes
 
 
@@ -26,8 +27,9 @@ def wino_frozen(g: Graph, trainable: set[str]) -> Graph:
         frozen = w.role == "const" or (w.role == "param" and w.name not in trainable)
         if not frozen or w.dtype != "f32" or w.data is None:
             continue
-        kind, tile = ("fw" if n.op == "Conv" else "bw_input"), n.attrs["wino_tile"]
-        s = conv_sizes(g, n)
+        kind, s = ("fw" if n.op == "Conv" else "bw_input"), conv_sizes(g, n)
+        # without the per-call weight transform the faster tile may differ (kernels_winograd.MEASURED_PRE)
+        tile = n.attrs["wino_tile"] = winograd_tile_frozen(n.attrs["wino_tile"], **s, kind=kind)
         if (w.name, kind, tile) not in done:
             u = done[w.name, kind, tile] = g.unique(f"{w.name}/winograd{tile}_{kind}")
             data = winograd_weights(w.data.reshape(w.shape), kind, tile)
