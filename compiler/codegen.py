@@ -76,7 +76,9 @@ class CIdents:
 
 def emit_c(g: Graph, trainable: set[str], model_name: str, source: str, scheme_summary: str) -> Emitted:
     plan = g.meta["memory_plan"]
-    used = {i for n in g.nodes for i in n.inputs if i} | {o for n in g.nodes for o in n.outputs if o}
+    # a conv on transformed frozen weights (passes/wino_frozen.py) reads attrs["wino_u"], not its weight input
+    used = {i for n in g.nodes for k, i in enumerate(n.inputs) if i and not (k == 1 and n.attrs.get("wino_u"))}
+    used |= {o for n in g.nodes for o in n.outputs if o} | {n.attrs["wino_u"] for n in g.nodes if n.attrs.get("wino_u")}
     symbols: dict[str, str] = {}
     ident = CIdents()
 

@@ -14,6 +14,8 @@ No side effects on import.
 
 from __future__ import annotations
 
+import numpy as np
+
 BAND_TILES = 128  # EG_WTILES in runtime_c/eg_winograd.c: about this many tiles per band
 TILES = (2, 4)
 PAD = 16  # EG_WPAD: floats between the NX blocks of U, V and the products
@@ -35,8 +37,10 @@ def _run_sizes(kind: str, C: int, M: int, H: int, W: int, OH: int, OW: int) -> t
     return (C, M, OH, OW) if kind == "fw" else (M, C, H, W)
 
 
-def winograd_scratch_floats(kind: str, C: int, M: int, H: int, W: int, OH: int, OW: int, tile: int) -> int:
-    """Floats of scratch conv2d_f32_<kind>_winograd needs (the formula of eg_winograd.h)."""
+def winograd_scratch_floats(kind: str, C: int, M: int, H: int, W: int, OH: int, OW: int, tile: int,
+                            pre: bool = False) -> int:
+    """Floats of scratch conv2d_f32_<kind>_winograd needs (the formula of eg_winograd.h); ``pre``: the
+    ``_winograd_pre`` kernel's, whose transformed weights U come in their own buffer."""
     if tile not in TILES:
         raise ValueError(f"winograd tile must be one of {TILES}, got {tile}")
     Ci, Co, OHr, OWr = _run_sizes(kind, C, M, H, W, OH, OW)
@@ -46,7 +50,34 @@ def winograd_scratch_floats(kind: str, C: int, M: int, H: int, W: int, OH: int, 
     R = min(TH, max(1, BAND_TILES // TW))
     NT = R * TW
     rows = Ci * (S * R + 2) * S * Wl  # the planes, and the padded rows (sharing the products' space)
-    return NX * (Co * Ci + PAD) + rows + 16 + NX * (Ci * (NT + 16) + PAD) + max(NX * (Co * NT + PAD) + 16, rows)
+    u = 0 if pre else winograd_weights_floats(kind, C, M, tile)
+    return u + rows + 16 + NX * (Ci * (NT + 16) + PAD) + max(NX * (Co * NT + PAD) + 16, rows)
+
+
+def winograd_weights_floats(kind: str, C: int, M: int, tile: int) -> int:
+    """Floats of the transformed weights U (NX blocks of Co*Ci, EG_WPAD apart)."""
+    return (tile + 2) ** 2 * (C * M + PAD)
+
+
+_G = {2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+      4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                   [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
+
+
+def winograd_weights(w: np.ndarray, kind: str, tile: int) -> np.ndarray:
+    """U = G g G^T of every channel pair in the layout the ``_winograd_pre`` kernels read (eg_winograd.h):
+    U[xi][co][ci] at xi*(Co*Ci + 16) + co*Ci + ci, xi = i*(tile + 2) + j, the 16 floats between blocks zero.
+    w is the conv weight [M, C, 3, 3]; fw: g = w[co][ci]; bw_input (the run dy -> dx): Co = C, Ci = M,
+    g = w[ci][co] rotated by 180 degrees. Computed in float64, rounded once to float32."""
+    if tile not in TILES:
+        raise ValueError(f"winograd tile must be one of {TILES}, got {tile}")
+    g = np.asarray(w, np.float64)
+    if kind == "bw_input":
+        g = g.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+    G = _G[tile]
+    Co, Ci, n = g.shape[0], g.shape[1], tile + 2
+    u = np.einsum("ik,ockl,jl->ijoc", G, g, G).reshape(n * n, Co * Ci)
+    return np.concatenate([u, np.zeros((n * n, PAD))], axis=1).astype(np.float32).reshape(-1)
 
 
 # Measured per-call times in us (tools/kernelbench.py --winograd, ResNet-8 shapes, batch 1):
@@ -62,6 +93,35 @@ MEASURED: dict[tuple[str, int, int, int], tuple[float, float, float]] = {
     ("fw", 64, 64, 8): (29.8, 27.3, 69.3),
     ("bw_input", 64, 64, 8): (33.2, 26.9, 72.5),
 }
+
+
+# The same for the _pre kernels (frozen weights transformed at compile time, passes/wino_frozen.py):
+# (kind, Ci, Co, output side) -> (F2 pre, F4 pre), tools/kernelbench.py --winograd "F2/F4 pre" columns.
+# Without the per-call weight transform F4 (36 products a 4x4 tile, 4x the weight-transform work of F2)
+# can win where F2 won before.
+MEASURED_PRE: dict[tuple[str, int, int, int], tuple[float, float]] = {
+    ("fw", 3, 16, 32): (10.8, 9.9),
+    ("bw_input", 16, 3, 32): (14.9, 11.3),
+    ("fw", 16, 16, 32): (19.6, 18.0),
+    ("bw_input", 16, 16, 32): (20.2, 17.8),
+    ("fw", 32, 32, 16): (16.5, 15.0),
+    ("bw_input", 32, 32, 16): (16.5, 15.0),
+    ("fw", 64, 64, 8): (14.4, 40.6),
+    ("bw_input", 64, 64, 8): (14.4, 39.6),
+}
+
+
+def winograd_tile_frozen(tile: int, N: int, C: int, H: int, W: int, M: int, OH: int, OW: int, *args,
+                         kind: str = "fw", **_) -> int:
+    """The tile for a layer winograd_tile put on Winograd ``tile`` whose weights are frozen (the _pre
+    kernel): MEASURED_PRE's faster tile where measured (by 5%), else ``tile``."""
+    Ci, Co, OHr, OWr = _run_sizes(kind, C, M, H, W, OH, OW)
+    key = (kind, Ci, Co, max(OHr, OWr))
+    if key in MEASURED_PRE and OHr == OWr:
+        f2, f4 = MEASURED_PRE[key]
+        if min(f2, f4) < 0.95 * MEASURED_PRE[key][TILES.index(tile)]:
+            return 2 if f2 <= f4 else 4
+    return tile
 
 
 MAX_SCRATCH = 1 << 20  # floats (4 MiB): wide layers keep the implicit kernel rather than this much arena

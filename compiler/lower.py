@@ -152,7 +152,8 @@ class Lowerer:
         if kernel in ("rvv", "zvfh", "gemv"):  # no scratch
             return f"{base}_{kernel}", ""
         if kernel == "winograd":  # the tile (2: F(2x2,3x3), 4: F(4x4,3x3)) before the scratch
-            return f"{base}_winograd", f", {n.attrs['wino_tile']}, {self.p(n.outputs[1])}"
+            pre = "_pre" if n.attrs.get("wino_u") else ""  # frozen weights transformed at compile time
+            return f"{base}_winograd{pre}", f", {n.attrs['wino_tile']}, {self.p(n.outputs[1])}"
         return base, ""
 
     def _tvm(self, n, *tensors) -> str:
@@ -173,6 +174,7 @@ class Lowerer:
         elif n.attrs.get("act"):  # conv + bias + ReLU (passes/fuse_eltwise.py): the _act variant
             fn += "_act"
             scratch += f", {ACT_CODES[n.attrs['act']]}"
+        w = n.attrs.get("wino_u") or w  # _winograd_pre: the transformed weights (passes/wino_frozen.py)
         return f"{fn}({self.p(n.outputs[0])}, {self.p(x)}, {self.p(w)}, {self.p(b)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwInput(self, n, dy, w, y=""):
@@ -184,6 +186,7 @@ class Lowerer:
             kind, lo, hi = n.attrs["mask"]
             fn += "_mask"
             scratch += f", {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)}"
+        w = n.attrs.get("wino_u") or w  # _winograd_pre (passes/wino_frozen.py)
         return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
     def op_ConvBwWeight(self, n, dy, x):

@@ -1,7 +1,7 @@
 """The compile pipeline, one readable list of named steps:
 
     import_onnx -> fold_frozen -> fold_batchnorm -> build_training_graph -> relu_mask -> recompute
-    -> select_kernels -> fuse_eltwise -> fuse -> plan_memory -> emit_c -> build
+    -> select_kernels -> wino_frozen -> fuse_eltwise -> fuse -> plan_memory -> emit_c -> build
 
 Options travel in one CompileConfig. ``verify`` checks the graph after every pass;
 ``dump_after`` prints it after the named pass.
@@ -37,6 +37,7 @@ from .passes.quantize_qas import quantize_qas
 from .passes.recompute import recompute
 from .passes.relu_mask import relu_mask
 from .passes.select_kernels import MCU_EXTENSIONS, RVV_SOURCES, select_kernels
+from .passes.wino_frozen import wino_frozen
 from .scheme import Update, parse_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,7 @@ class CompileConfig:
     threads: int | None = None  # rpi/jetson worker threads of the NEON kernels (default: the board's cores)
     backend: str = "ours"  # rpi/jetson: ours | tvm | auto, where conv/Gemm kernels come from (compiler/tvm_backend.py)
     fuse: bool = True  # passes/fuse_eltwise.py + fuse.py: fused kernels where the target has them (off: the unfused ablation)
+    wino_pre: bool = True  # passes/wino_frozen.py: frozen Winograd weights transformed at compile time (off: per call)
 
 
 @dataclass
@@ -178,6 +180,9 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: CompileConfi
         _after(name, g, cfg, log)
     g = select_kernels(g, cfg.target, cfg.extensions, backend=cfg.backend, board=cfg.board, log=log)
     _after("select_kernels", g, cfg, log)
+    if cfg.wino_pre:
+        g = wino_frozen(g, trainable | set(g.meta.get("masters", [])))
+        _after("wino_frozen", g, cfg, log)
     if cfg.fuse:
         g = fuse_eltwise(g, cfg.target)
         _after("fuse_eltwise", g, cfg, log)

@@ -31,6 +31,7 @@
 #include "eg_winograd.h"
 
 #if defined(__AVX512F__)
+#include <immintrin.h>
 #define EG_WVW 16
 #else
 #define EG_WVW 8
@@ -157,6 +158,29 @@ static inline __attribute__((always_inline)) void eg_g(const int S, eg_wv *o, in
     }
 }
 
+#if EG_WVW == 16
+/* g[k] lane l = s[9*l + k] (l < 16, k < 9): lane l of g[k] is lane (9l + k) % 32 of the pair of
+ * loaded vectors (s[32w ..], s[32w + 16 ..]) with w = (9l + k) / 32, picked by one two-source
+ * permute per pair and merged by lane masks. */
+static inline __attribute__((always_inline)) void eg_wino_gather9(eg_wv *g, const float *restrict s)
+{
+    __m512 a[10];
+    for (int v = 0; v < 9; v++)
+        a[v] = _mm512_loadu_ps(s + 16 * v);
+    a[9] = a[8]; /* never picked: 9l + k < 144 */
+    const __m512i l9 = _mm512_set_epi32(135, 126, 117, 108, 99, 90, 81, 72, 63, 54, 45, 36, 27, 18, 9, 0);
+    for (int k = 0; k < 9; k++) {
+        const __m512i f = _mm512_add_epi32(l9, _mm512_set1_epi32(k));
+        __m512 o = _mm512_permutex2var_ps(a[0], f, a[1]);
+        for (int w = 1; w < 5; w++) {
+            const __mmask16 m = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(f, 5), _mm512_set1_epi32(w));
+            o = _mm512_mask_mov_ps(o, m, _mm512_permutex2var_ps(a[2 * w], f, a[2 * w + 1]));
+        }
+        g[k] = (eg_wv)o;
+    }
+}
+#endif
+
 /* ---- 1. weights: U[xi][co][ci] ------------------------------------------------------------
  * fw: g = w[co][ci]; flip (bw_input): g = w[ci][co] rotated by 180 degrees. Lanes are VW
  * consecutive ci, gathered into a stack tile first (lane stride 9 for fw, 9*Co for flip). */
@@ -175,6 +199,12 @@ eg_wino_weights(const int S, float *restrict U, const float *restrict w, int Co,
                 const float *src = flip ? w + ((ptrdiff_t)ci0 * Co + co) * 9 + 8
                                         : w + ((ptrdiff_t)co * Ci + ci0) * 9;
                 const ptrdiff_t ls = flip ? (ptrdiff_t)Co * 9 : 9, ks = flip ? -1 : 1;
+#if EG_WVW == 16
+                if (!flip) { /* the 16 x 9 floats are contiguous: 9 loads, transposed by permutes */
+                    eg_wino_gather9(g, src);
+                    goto gathered;
+                }
+#endif
                 for (int k = 0; k < 9; k++)
                     for (int l = 0; l < EG_WVW; l++)
                         g[k][l] = src[l * ls + k * ks];
@@ -191,6 +221,9 @@ eg_wino_weights(const int S, float *restrict U, const float *restrict w, int Co,
                     g[k] = eg_wld(gk[k]);
                 }
             }
+#if EG_WVW == 16
+        gathered:
+#endif
             for (int kw = 0; kw < 3; kw++) /* columns: t[i][kw] = G g[., kw] */
                 eg_g(S, t + kw, 3, g + kw, 3);
             for (int i = 0; i < n; i++) /* rows: u[i][j] = G t[i][.] */
@@ -209,8 +242,60 @@ eg_wino_weights(const int S, float *restrict U, const float *restrict w, int Co,
 }
 
 /* ---- 2. planes of one band: the padded rows of every channel, split into S column phases ----
- * First every padded row into Xp (stores only), then every row of Xp unzipped into its S phases:
- * loading a row right after writing it with shifted vectors stalls on store forwarding. */
+ * AVX-512: straight from x, per vector of 16 phase-plane columns j0..j0+15: the S*16 image
+ * columns S*j0 - pl .. they cover, by masked loads (lanes outside the image read as zeros), then
+ * each phase's lanes picked with two-source permutes. Elsewhere: first every padded row into Xp
+ * (stores only), then every row of Xp unzipped into its S phases: loading a row right after
+ * writing it with shifted vectors stalls on store forwarding. */
+#if EG_WVW == 16
+static inline __mmask16 eg_wcols(int c0, int W) /* lanes i with 0 <= c0 + i < W */
+{
+    const int lo = eg_wmax(0, -c0), hi = eg_wmin(16, W - c0);
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+EG_WSTAGE void
+eg_wino_planes(const int S, float *restrict P, float *restrict Xp, const float *restrict x, int Ci,
+               int H, int W, int pt, int pl, int r0, int rows, int Wl)
+{
+    const int L = S * Wl;
+    const __m512 zero = _mm512_setzero_ps();
+    __m512i idx[4]; /* phase p: lane l <- column S*l + p of the (first two) loaded vectors */
+    for (int p = 0; p < S; p++)
+        idx[p] = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_set1_epi32(S), _mm512_set_epi32(
+                                      15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)),
+                                  _mm512_set1_epi32(p));
+    (void)Xp;
+    for (int c = 0; c < Ci; c++) {
+        const float *xc = x + (ptrdiff_t)c * H * W;
+        for (int r = 0; r < rows; r++) {
+            float *Pr = P + ((ptrdiff_t)c * rows + r) * L;
+            const int ih = r0 + r - pt;
+            if (ih < 0 || ih >= H) {
+                for (int i = 0; i < L; i += 16)
+                    _mm512_storeu_ps(Pr + i, zero);
+                continue;
+            }
+            const float *xr = xc + (ptrdiff_t)ih * W;
+            for (int j0 = 0; j0 < Wl; j0 += 16) {
+                const int c0 = S * j0 - pl;
+                __m512 a[4] = {zero, zero, zero, zero};
+                for (int v = 0; v < S; v++) {
+                    const __mmask16 m = eg_wcols(c0 + 16 * v, W);
+                    /* masked-off lanes are not read (the address may lie before the row) */
+                    a[v] = m ? _mm512_maskz_loadu_ps(m, xr + (c0 + 16 * v)) : zero;
+                }
+                for (int p = 0; p < S; p++) {
+                    __m512 o = _mm512_permutex2var_ps(a[0], idx[p], a[1]);
+                    if (S == 4) /* lanes 0-7 from a0:a1, 8-15 from a2:a3 */
+                        o = _mm512_shuffle_f32x4(o, _mm512_permutex2var_ps(a[2], idx[p], a[3]), 0x44);
+                    _mm512_storeu_ps(Pr + p * Wl + j0, o);
+                }
+            }
+        }
+    }
+}
+#else
 EG_WSTAGE void
 eg_wino_planes(const int S, float *restrict P, float *restrict Xp, const float *restrict x, int Ci,
                int H, int W, int pt, int pl, int r0, int rows, int Wl)
@@ -267,6 +352,7 @@ eg_wino_planes(const int S, float *restrict P, float *restrict Xp, const float *
 #endif
     }
 }
+#endif
 
 /* ---- 3. input transform of one band: V[xi][ci][t], t = th*TW + tw ------------------------- */
 /* K tile rows per vector: K == 1 any TW (VW tiles of one row at a time); K == 2 / 4 when
@@ -400,6 +486,43 @@ eg_wino_output(const int S, const int K, float *restrict y, const float *restric
     }
 }
 
+/* ---- 3b. narrow element products (AVX-512): Mo[co][t] = sum_ci U[co][ci] V[ci][t], nt <= 16 ---
+ * Bands of at most 16 tiles (images up to 8x8 on F2): the GEMM engine's setup per call costs
+ * more than these [Co x Ci] x [Ci x 1 vector] products, so straight from U (broadcast) and V
+ * (one vector per row), MR rows of accumulators per pass over Ci. A row's vector is stored whole:
+ * its lanes past nt (junk) land in the next row, stored afterwards (rows in ascending order), or
+ * in the EG_WPAD floats after the last row. */
+#if EG_WVW == 16
+#define EG_WGEMM1 1
+static inline __attribute__((always_inline)) void
+eg_wgemm1_tile(const int MR, float *restrict Mo, const float *restrict U, const float *restrict V,
+               int Ci, ptrdiff_t LDV, int nt)
+{
+    eg_wv acc[12];
+    for (int i = 0; i < MR; i++)
+        acc[i] = eg_wsplat(0.0f);
+    for (int k = 0; k < Ci; k++) {
+        const eg_wv v = eg_wld(V + k * LDV);
+        for (int i = 0; i < MR; i++)
+            acc[i] += eg_wsplat(U[i * Ci + k]) * v;
+    }
+    for (int i = 0; i < MR; i++)
+        eg_wst(Mo + (ptrdiff_t)i * nt, acc[i]);
+}
+
+static void eg_wgemm1(float *restrict Mo, const float *restrict U, const float *restrict V, int Co,
+                      int nt, int Ci, ptrdiff_t LDV)
+{
+    int m = 0;
+    for (; m + 12 <= Co; m += 12)
+        eg_wgemm1_tile(12, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+    for (; m + 4 <= Co; m += 4)
+        eg_wgemm1_tile(4, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+    for (; m < Co; m++)
+        eg_wgemm1_tile(1, Mo + (ptrdiff_t)m * nt, U + (ptrdiff_t)m * Ci, V, Ci, LDV, nt);
+}
+#endif
+
 /* ---- the driver: y[N, Co, OH, OW] from x[N, Ci, H, W] and U (already in scratch) ----------- */
 static inline int eg_wino_rows_per_vector(int TW, int nr)
 {
@@ -419,14 +542,13 @@ static inline int eg_wino_rows(int TH, int TW) { return eg_wmin(TH, eg_wmax(1, E
 static inline __attribute__((always_inline)) void
 eg_wino_run(const int S, float *restrict y, const float *restrict x, const float *restrict b,
             int act, int N, int Ci, int H, int W, int Co, int OH, int OW, int pt, int pl,
-            float *restrict scratch)
+            const float *restrict U, float *restrict scratch)
 {
     const int n = S + 2, NX = n * n;
     const int TH = (OH + S - 1) / S, TW = (OW + S - 1) / S, Wl = (TW + 1 + 15) & ~15;
     const int R = eg_wino_rows(TH, TW), NT = R * TW, L = S * Wl;
     const ptrdiff_t LDV = NT + 16;
-    const float *U = scratch;
-    float *P = scratch + (ptrdiff_t)NX * (Co * Ci + EG_WPAD);
+    float *P = scratch; /* after U (the _pre kernels: U given, scratch starts here) */
     float *V = P + (ptrdiff_t)Ci * (S * R + 2) * L + 16;
     float *Mo = V + (ptrdiff_t)NX * (Ci * LDV + EG_WPAD);
     float *Xp = Mo; /* the padded rows are dead once unzipped into P, before the GEMMs write Mo */
@@ -447,6 +569,12 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
             else
                 eg_wino_input(S, 1, V, P, Ci, rows, Wl, nr, TW, LDV);
             for (int xi = 0; xi < NX; xi++)
+#ifdef EG_WGEMM1
+                if (nt <= 16)
+                    eg_wgemm1(Mo + (ptrdiff_t)xi * (Co * nt + EG_WPAD), U + (ptrdiff_t)xi * (Co * Ci + EG_WPAD),
+                              V + (ptrdiff_t)xi * (Ci * LDV + EG_WPAD), Co, nt, Ci, LDV);
+                else
+#endif
                 gemm_f32_tiled_strided(Mo + (ptrdiff_t)xi * (Co * nt + EG_WPAD),
                                        U + (ptrdiff_t)xi * (Co * Ci + EG_WPAD),
                                        V + (ptrdiff_t)xi * (Ci * LDV + EG_WPAD), NULL, Co, nt, Ci, nt, Ci, 1,
@@ -468,13 +596,27 @@ static void eg_wino(int S, float *restrict y, const float *restrict x, const flo
 {
     if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
         return;
+    float *rest = scratch + (ptrdiff_t)(S + 2) * (S + 2) * (Co * Ci + EG_WPAD);
     if (S == 4) {
         eg_wino_weights(4, scratch, w, Co, Ci, flip);
-        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch);
+        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     } else {
         eg_wino_weights(2, scratch, w, Co, Ci, flip);
-        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch);
+        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     }
+}
+
+/* the same with U transformed beforehand (frozen weights, kernels_winograd.winograd_weights) */
+static void eg_wino_pre(int S, float *restrict y, const float *restrict x, const float *restrict U,
+                        const float *restrict b, int act, int N, int Ci, int H, int W, int Co,
+                        int OH, int OW, int pt, int pl, float *restrict scratch)
+{
+    if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
+        return;
+    if (S == 4)
+        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
+    else
+        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
 }
 
 void conv2d_f32_fw_winograd(float *restrict y, const float *restrict x, const float *restrict w,
@@ -506,4 +648,36 @@ void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
     (void)G;
     /* roles swap: dy [N, M, OH, OW] is the image, dx [N, C, H, W] the output, pads 2 - p */
     eg_wino(tile, dx, dy, w, NULL, 0, 1, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+}
+
+void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
+                                const float *restrict U, const float *restrict b, int N, int C,
+                                int H, int W, int M, int OH, int OW, int KH, int KW, int sh,
+                                int sw, int pt, int pl, int dil_h, int dil_w, int G, int tile,
+                                float *restrict scratch, int act)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    eg_wino_pre(tile, y, x, U, b, act, N, C, H, W, M, OH, OW, pt, pl, scratch);
+}
+
+void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict dy,
+                                      const float *restrict U, int N, int C, int H, int W, int M,
+                                      int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                      int pl, int dil_h, int dil_w, int G, int tile,
+                                      float *restrict scratch)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    eg_wino_pre(tile, dx, dy, U, NULL, 0, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
 }

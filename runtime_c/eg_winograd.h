@@ -38,4 +38,20 @@ void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
                                   int dil_h, int dil_w, int G, int tile, float *restrict scratch);
 
+/* The same two with the weights transformed beforehand (frozen weights: the compiler emits U, see
+ * kernels_winograd.winograd_weights): U[xi][co][ci] at U + xi*(Co*Ci + 16) + co*Ci + ci, Co / Ci
+ * those of the convolution run (bw_input: U of the rotated, transposed kernel, Co = C, Ci = M);
+ * scratch is the above less its first NX*(Co*Ci + 16) floats (U's part). */
+void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
+                                const float *restrict U, const float *restrict b, int N, int C,
+                                int H, int W, int M, int OH, int OW, int KH, int KW, int sh,
+                                int sw, int pt, int pl, int dil_h, int dil_w, int G, int tile,
+                                float *restrict scratch, int act);
+
+void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict dy,
+                                      const float *restrict U, int N, int C, int H, int W, int M,
+                                      int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                      int pl, int dil_h, int dil_w, int G, int tile,
+                                      float *restrict scratch);
+
 #endif /* EG_WINOGRAD_H */

@@ -167,6 +167,11 @@ def test_tile_choice():
     assert winograd_scratch_floats("fw", 512, 512, 14, 14, 14, 14, 2) > MAX_SCRATCH
     assert winograd_tile(**sizes(512, 512, 14)) is None
     assert winograd_tile(**sizes(16, 16, 32, sh=2, OH=16, OW=16)) is None
+    # frozen weights (the _pre kernels): F4 where the weight transform no longer counts, else the pick stays
+    from compiler.kernels_winograd import winograd_tile_frozen
+    assert winograd_tile_frozen(2, **sizes(32, 32, 16)) == 4
+    assert winograd_tile_frozen(2, **sizes(64, 64, 8), kind="bw_input") == 2
+    assert winograd_tile_frozen(2, **sizes(48, 48, 24)) == 2  # not measured: unchanged
 
 
 def test_applies():
@@ -205,3 +210,90 @@ def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
     assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
 
 
+
+
+# the _pre kernels (frozen weights transformed at compile time, passes/wino_frozen.py): ResNet-8's
+# layers, odd sizes and pads
+PRE_CASES = [CASES[0], CASES[2], CASES[4], CASES[9]]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("case", PRE_CASES, ids=["x".join(map(str, c)) for c in PRE_CASES])
+def test_winograd_pre_matches_torch(k, case, tile):
+    """conv2d_f32_{fw,bw_input}_winograd_pre with U from kernels_winograd.winograd_weights (float64
+    transform) against PyTorch float64, every element, at the same bound as the per-call transform;
+    scratch exactly winograd_scratch_floats(..., pre=True), U read-only (checked unchanged)."""
+    from compiler.kernels_winograd import winograd_weights, winograd_weights_floats
+
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr(("pre", case, tile)).encode()))
+    x = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(M, dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    y_ref, mag, dx_ref, dmag = torch_ref(x, w, b, dy, case, 1)
+    g = Guarded()
+    for kind in ("fw", "bw_input"):
+        u = winograd_weights(w, kind, tile)
+        assert u.size == winograd_weights_floats(kind, C, M, tile)
+        u0 = u.copy()
+        s = Scratch(winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile, pre=True))
+        if kind == "fw":
+            out = g.out(N, M, OH, OW)
+            k.conv2d_f32_fw_winograd_pre(out, x, u, b, *sizes, tile, s.buf, 1)
+            check(out, y_ref, mag, TOL[tile], f"fw_pre F{tile}")
+        else:
+            out = g.out(N, C, H, W)
+            k.conv2d_f32_bw_input_winograd_pre(out, dy, u, *sizes, tile, s.buf)
+            check(out, dx_ref, dmag, TOL[tile], f"bw_input_pre F{tile}")
+        s.check()
+        np.testing.assert_array_equal(u, u0)
+    g.check()
+    with pytest.raises(ValueError, match="tile"):
+        winograd_weights(w, "fw", 3)
+
+
+def test_resnet8_frozen_winograd_weights_reload(tmp_path):
+    """ResNet-8 last:3 (the benchmark scheme): the frozen 3x3 layers run on weights transformed at
+    compile time (conv2d_f32_fw_winograd_pre), the trained one keeps the per-call transform. The cached
+    transform cannot go stale: writing a frozen weight is refused (ERR_FROZEN, the value unchanged), and
+    reloading the trained params to their initial values and repeating the steps reproduces the fresh
+    process's run bit for bit; that run matches PyTorch."""
+    from edgegrad.pipeline import CompileConfig, frontend_graph
+    from edgegrad.run import Session, load_build
+    from edgegrad.tools import proto
+    from edgegrad.tools.runner import open_device
+    from egtest import FP32_ATOL, FP32_RTOL, compile_host
+    from test_zoo_train import LR, _samples
+    from torch_ref import TorchModel
+
+    from models import ZOO
+
+    build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="last:3", optimizer="sgd", lr=LR["sgd"])
+    src = (build / "model.c").read_text()
+    # stacks.0.conv1/conv2 and stacks.1.conv2 frozen, in the step and in infer; stacks.2.conv2 trained
+    assert (src.count("conv2d_f32_fw_winograd_pre("), src.count("conv2d_f32_fw_winograd(")) == (6, 2)
+    info = load_build(build)
+    xs, ys = _samples("resnet8")
+    g, updates = frontend_graph(ZOO["resnet8"].path, CompileConfig(update="last:3"))
+    with open_device(build / info["binary"], "host") as dev:
+        s = Session(dev, info)
+        w0 = s.read("stacks.0.conv1.weight", g.tensors["stacks.0.conv1.weight"].shape)
+        with pytest.raises(proto.DeviceError) as err:
+            s.write("stacks.0.conv1.weight", np.zeros_like(w0))
+        assert err.value.code == proto.ERR_FROZEN
+        np.testing.assert_array_equal(s.read("stacks.0.conv1.weight", w0.shape), w0)
+        runs = []
+        for _ in range(2):
+            for p in updates:  # (re)load the trained params: the initial values
+                s.write(p, g.tensors[p].data.astype(np.float32))
+            runs.append(([s.train(x, y) for x, y in zip(xs, ys)], s.trained()))
+    assert runs[0][0] == runs[1][0]
+    for p in updates:
+        np.testing.assert_array_equal(runs[0][1][p], runs[1][1][p], err_msg=p)
+    ref_losses, ref = TorchModel(g, list(updates)).train(xs, ys, lr=LR["sgd"], optimizer="sgd")
+    np.testing.assert_allclose(runs[0][0], ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
+    for p in updates:
+        np.testing.assert_allclose(runs[0][1][p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)

@@ -40,7 +40,13 @@ from compiler.kernels_tiled import conv_scratch_floats, implicit_kind_scratch, u
 from compiler.kernels_wgrad import use_winograd
 from compiler.kernels_wgrad import winograd_applies as wgrad_applies
 from compiler.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
-from compiler.kernels_winograd import winograd_applies, winograd_scratch_floats, winograd_tile
+from compiler.kernels_winograd import (
+    winograd_applies,
+    winograd_scratch_floats,
+    winograd_tile,
+    winograd_tile_frozen,
+    winograd_weights,
+)
 
 HOST_CFLAGS = ["-std=c99", "-O3", "-march=native", "-fno-math-errno", "-Wall", "-Wextra", "-Werror",
                "-fPIC", "-shared"]
@@ -159,8 +165,9 @@ def time_ours(lib, s: ConvShape, kind: str, tiled: bool) -> float:
     return median_us(lambda: fn(*args))
 
 
-def time_winograd(lib, s: ConvShape, kind: str, tile: int | None) -> float:
-    """One call of conv2d_f32_<kind>_winograd with this tile (None: the implicit kernel)."""
+def time_winograd(lib, s: ConvShape, kind: str, tile: int | None, pre: bool = False) -> float:
+    """One call of conv2d_f32_<kind>_winograd with this tile (None: the implicit kernel); pre: the
+    _winograd_pre kernel on weights transformed beforehand (a frozen layer, passes/wino_frozen.py)."""
     if tile is None:
         return time_ours(lib, s, kind, True)
     rng = np.random.default_rng(0)
@@ -170,11 +177,13 @@ def time_winograd(lib, s: ConvShape, kind: str, tile: int | None) -> float:
     w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
     b = rng.standard_normal(M, dtype=np.float32)
     dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
-    scratch = np.zeros(winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile), np.float32)
+    scratch = np.zeros(winograd_scratch_floats(kind, C, M, H, W, OH, OW, tile, pre=pre), np.float32)
     out = np.empty_like(dy if kind == "fw" else x)  # kept alive: ctypes holds only the address
+    if pre:
+        w = winograd_weights(w, kind, tile)
     args = [ptr(out), ptr(x), ptr(w), ptr(b)] if kind == "fw" else [ptr(out), ptr(dy), ptr(w)]
     args += [*map(ctypes.c_int, sizes), ctypes.c_int(tile), ptr(scratch)] + ([ctypes.c_int(0)] if kind == "fw" else [])
-    fn = getattr(lib, f"conv2d_f32_{kind}_winograd")
+    fn = getattr(lib, f"conv2d_f32_{kind}_winograd" + ("_pre" if pre else ""))
     fn.restype = None
     return median_us(lambda: fn(*args))
 
@@ -182,8 +191,9 @@ def time_winograd(lib, s: ConvShape, kind: str, tile: int | None) -> float:
 def winograd_table(lib, models: list[str]) -> None:
     """Per stride-1 3x3 layer shape: the implicit kernel vs Winograd F(2x2,3x3) and F(4x4,3x3),
     and the tile select_kernels picks (kernels_winograd.winograd_tile)."""
-    print("| model | layer | kind | implicit us | F2 us | F4 us | best/implicit | picked |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | layer | kind | implicit us | F2 us | F4 us | best/implicit | picked | F2 pre us | F4 pre us | "
+          "picked frozen |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for model in models:
         for s in zoo_convs(model):
             sizes = s.sizes()
@@ -191,9 +201,12 @@ def winograd_table(lib, models: list[str]) -> None:
                 if not winograd_applies(*sizes[1:], kind=kind):
                     continue
                 t = {tile: time_winograd(lib, s, kind, tile) for tile in (None, 2, 4)}
+                tp = {tile: time_winograd(lib, s, kind, tile, pre=True) for tile in (2, 4)}
                 pick = winograd_tile(*sizes, kind=kind)
+                frozen = None if pick is None else winograd_tile_frozen(pick, *sizes, kind=kind)
                 print(f"| {model} | {s.label()} | {kind} | {t[None]:.1f} | {t[2]:.1f} | {t[4]:.1f} | "
-                      f"{min(t[2], t[4]) / t[None]:.2f} | {'implicit' if pick is None else f'F{pick}'} |")
+                      f"{min(t[2], t[4]) / t[None]:.2f} | {'implicit' if pick is None else f'F{pick}'} | "
+                      f"{tp[2]:.1f} | {tp[4]:.1f} | {'implicit' if frozen is None else f'F{frozen}'} |")
 
 
 def time_torch(s: ConvShape, kind: str) -> float:
