@@ -138,7 +138,8 @@ def _pair(name, tmp_path, optimizer, lr, monkeypatch=None):
     return fused, train_build(fused, xs, ys), train_build(ref, xs, ys), text, ref_text
 
 
-@pytest.mark.parametrize("name,masks", [("resnet8", False), ("mobilenetv2_w035_96", True), ("dscnn", True)])
+@pytest.mark.parametrize("name,masks", [("resnet8", False), ("mobilenetv2_w035_96", True), ("dscnn", True),
+                                         ("mlp_har", True)])
 def test_act_and_mask_fusions_are_bit_exact(name, masks, tmp_path, monkeypatch):
     # (ResNet-8's masked input gradients now run the Winograd kernel, which has no mask: only act there)
     _, (lf, tf, of), (lu, tu, ou), text, ref_text = _pair(name, tmp_path, "sgd", 0.05, monkeypatch)

@@ -91,12 +91,13 @@ def fused_summary(g: Graph) -> dict[str, int]:
     out: dict[str, int] = {}
     for n in g.nodes:
         kinds = []
-        if n.op == "Conv" and n.attrs.get("act"):
-            kinds.append(f"conv+{n.attrs['act']}")
+        if n.op in ("Conv", "Gemm") and n.attrs.get("act"):
+            kinds.append(f"{n.op.lower()}+{n.attrs['act']}")
         if n.op == "Conv" and n.attrs.get("kernel") == "dwclip":
             kinds.append("depthwise+clip")
-        if n.op == "ConvBwInput" and n.attrs.get("mask"):
-            kinds.append(f"conv_bw_input+{'ReluGrad' if n.attrs['mask'][0] == 'relu' else 'ClipGrad'}")
+        if n.op in ("ConvBwInput", "Gemm") and n.attrs.get("mask"):
+            what = "conv_bw_input" if n.op == "ConvBwInput" else "gemm_bw_input"
+            kinds.append(f"{what}+{'ReluGrad' if n.attrs['mask'][0] == 'relu' else 'ClipGrad'}")
         if n.op in ("ConvBwWeightSGD", "ConvBwWeightMomentum"):
             kinds.append(n.op)
         if n.op == "ReduceSumUpdate":
