@@ -14,13 +14,17 @@ Scratch is exactly the plain kernel's, NaN-filled, between guard words.
 
 from __future__ import annotations
 
+import subprocess
 import zlib
 
 import numpy as np
 import pytest
+from edgegrad.kernels_winograd import winograd_scratch_floats
+from kernel_harness import RUNTIME, Kernels
 from test_kernels_tiled import (
     ATOL,
     CASES,
+    HOST_CFLAGS,
     IMPLICIT_CASES,
     RTOL,
     Guarded,
@@ -33,6 +37,10 @@ from test_kernels_tiled import (
     implicit_kind_scratch,
     sizes_of,
 )
+from test_winograd import CASES as WINO_CASES
+from test_winograd import FAMILIES as WINO_FAMILIES
+from test_winograd import ISAS as WINO_ISAS
+from test_winograd import out_size as wino_out_size
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +62,11 @@ def _mask_y(rng, shape):
     return y
 
 
-def _run(k, fn, out_shape, args, sizes, tail, n_scratch):
+def _run(k, fn, out_shape, args, sizes, tail, n_scratch, pre=()):
     s = Scratch(n_scratch)
     g = Guarded()
     out = g.out(*out_shape)
-    getattr(k, fn)(out, *args, *sizes, s.buf, *tail)
+    getattr(k, fn)(out, *args, *sizes, *pre, s.buf, *tail)
     g.check()
     s.check()
     return out
@@ -78,8 +86,8 @@ def _check(k, variant, case, scratch):
         for act, ref in ((1, _relu(plain)), (2, _relu6(plain)), (0, plain)):
             out = _run(k, f"conv2d_f32_fw_{variant}_act", (N, M, OH, OW), (x, w, b), sizes, (act,), n)
             np.testing.assert_array_equal(out, ref, err_msg=f"fw_{variant}_act {act} {case[0]}")
-    # the implicit _mask variant is the stride-1 implicit GEMM (fuse_eltwise folds no mask into a strided one)
-    if variant != "implicit" or (implicit_case(case, "bw_input") and case[8] == case[9] == 1):
+    # the implicit _mask variant: the stride-1 implicit GEMM, or the strided phase kernel (mask as rows are zipped)
+    if variant != "implicit" or implicit_case(case, "bw_input"):
         n = scratch("bw_input", sizes)
         plain = _run(k, f"conv2d_f32_bw_input_{variant}", (N, C, H, W), (dy, w), sizes, (), n)
         y = _mask_y(rng, (N, C, H, W))
@@ -172,3 +180,38 @@ def test_gemv_act_and_mask(k, case):
         k.gemm_f32_gemv_mask(out, *args, y, mask, lo, hi)
         g.check()
         np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)), err_msg=f"gemv_mask {mask} {case}")
+
+
+@pytest.fixture(scope="module", params=list(WINO_ISAS))
+def wk(request, tmp_path_factory) -> Kernels:
+    """eg_winograd.c and eg_winograd_wgrad.c at both vector widths (test_winograd.py's ISAS)."""
+    lib = tmp_path_factory.mktemp("egwfused") / "libegwfused.so"
+    flags = [f if f != "-march=native" else WINO_ISAS[request.param] for f in HOST_CFLAGS]
+    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in WINO_FAMILIES],
+                    "-o", str(lib)], check=True, capture_output=True, text=True)
+    return Kernels(lib, families=WINO_FAMILIES, math_shim=False)
+
+
+# ResNet-8's three layer sizes, ragged edges, rows where 2 or 4 tile rows share a vector, batch 2, bands
+WINO_MASK_CASES = [WINO_CASES[i] for i in (0, 1, 2, 4, 11, 14, 18, 19)]
+
+
+@pytest.mark.parametrize("case", WINO_MASK_CASES, ids=["x".join(map(str, c)) for c in WINO_MASK_CASES])
+def test_winograd_bw_input_mask(wk, case):
+    """conv2d_f32_bw_input_winograd_mask = conv2d_f32_bw_input_winograd then relu_f32_bw / clip_f32_bw,
+    bit for bit (F2 and F4, both vector widths)."""
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = wino_out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 3)
+    w = f32(rng.standard_normal((M, C, 3, 3)))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    y = _mask_y(rng, (N, C, H, W))
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    for tile in (2, 4):
+        n = winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile)
+        plain = _run(wk, "conv2d_f32_bw_input_winograd", (N, C, H, W), (dy, w), sizes, (), n, pre=(tile,))
+        for mask, lo, hi, keep in ((1, 0.0, 0.0, y > 0), (2, 0.0, 6.0, (y > 0) & (y < 6)), (0, 0.0, 0.0, True)):
+            out = _run(wk, "conv2d_f32_bw_input_winograd_mask", (N, C, H, W), (dy, w), sizes, (y, mask, lo, hi), n,
+                       pre=(tile,))
+            np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)),
+                                          err_msg=f"bw_input_winograd_mask F{tile} {mask} {case}")

@@ -20,7 +20,8 @@ Fusions (each chosen per target, at compile time):
 - ``input gradient + ReluGrad / ClipGrad`` on ``host``: the ConvBwInput that produces the dy of a
   ReluGrad(dy, y) or ClipGrad(dy, y), where that ReluGrad/ClipGrad is dy's only reader, masks
   its store by y (``attrs["mask"] = (kind, lo, hi)``, y a third input), lowered to
-  conv2d_f32_bw_input_{implicit,tiled}_mask. A dy that is a sum of branches (the ReLU after a
+  conv2d_f32_bw_input_{implicit,tiled,winograd}_mask (the implicit one strided too: its phase kernel
+  masks each dx row as it zips the phases into it; the Winograd one as its output transform stores a row). A dy that is a sum of branches (the ReLU after a
   ResNet Add, whose output feeds the next block and its skip connection) is produced by an Add,
   not a convolution, and is left alone, as is a dy that something else reads unmasked.
 - ``Gemm + bias + ReLU/ReLU6`` and ``Gemm input gradient + ReluGrad/ClipGrad`` on ``host``: the same two
@@ -36,7 +37,7 @@ from ..ir import Graph
 FUSE_TARGETS = {"host"}
 FUSE_ACT_KERNELS = {"implicit", "tiled", "winograd"}  # forward kernels with the trailing int act
 FUSE_RELU6_KERNELS = {"implicit", "tiled"}  # ... and act 2, ReLU6 = Clip(0, 6)
-FUSE_MASK_KERNELS = {"implicit", "tiled"}  # input-gradient kernels with the _mask variant
+FUSE_MASK_KERNELS = {"implicit", "tiled", "winograd"}  # input-gradient kernels with the _mask variant
 FUSE_GEMM_KERNELS = {"gemv"}  # Gemm kernels with the _act and _mask variants (runtime_c/eg_gemv.h)
 
 
@@ -131,8 +132,6 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
             continue
         if y in producers and order[id(producers[y])] > order[id(conv)]:
             continue  # y is written after the input gradient (a recomputed activation, passes/recompute.py)
-        if conv.op == "ConvBwInput" and conv.attrs["kernel"] == "implicit" and any(s != 1 for s in conv.attrs["strides"]):
-            continue  # conv2d_f32_bw_input_implicit_mask is the stride-1 implicit GEMM only
         if act.op == "ReluGrad":
             conv.attrs["mask"] = ("relu", 0.0, 0.0)
         else:
