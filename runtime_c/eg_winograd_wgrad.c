@@ -365,3 +365,25 @@ void conv2d_f32_bw_weight_sgd_winograd(float *restrict w, const float *restrict 
         return;
     eg_wg(w, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, w_stride, -lr, 1, scratch);
 }
+
+/* Momentum is linear in dW too (as conv2d_f32_bw_weight_momentum_implicit): v = mu*v, the output
+ * transform adds dW to v, then w -= lr * v over the block, as momentum_f32 (no gradient buffer). */
+void conv2d_f32_bw_weight_momentum_winograd(float *restrict w, float *restrict v,
+                                            const float *restrict dy, const float *restrict x,
+                                            int N, int C, int H, int W, int M, int OH, int OW,
+                                            int KH, int KW, int sh, int sw, int pt, int pl,
+                                            int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                            int Cx, int w_stride, float lr, float mu,
+                                            float *restrict scratch)
+{
+    (void)C;
+    const int Ku = Cg_upd * 9;
+    if (!eg_wg_applies(KH, KW, sh, sw, pt, pl, dil_h, dil_w, G) || M_upd <= 0 || Cg_upd <= 0)
+        return;
+    for (ptrdiff_t i = 0; i < (ptrdiff_t)M_upd * Ku; i++)
+        v[i] *= mu;
+    eg_wg(v, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, Ku, 1.0f, 1, scratch);
+    for (int m = 0; m < M_upd; m++)
+        for (int j = 0; j < Ku; j++)
+            w[(ptrdiff_t)m * w_stride + j] -= lr * v[(ptrdiff_t)m * Ku + j];
+}

@@ -20,6 +20,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from edgegrad.kernels_wgrad import host_has_avx512
 from edgegrad.passes import fuse_eltwise
 from edgegrad.pipeline import CompileConfig, compile_model
 from egtest import compile_host, export, train_build
@@ -194,6 +195,8 @@ def test_optimizer_fusions_train_like_unfused(name, optimizer, exact, tmp_path):
     assert f"reduce_rows_{optimizer}_f32(" in text and "reduce_sum_f32(" not in text
     assert "reduce_rows_" not in ref_text
     assert ("conv2d_f32_bw_weight_momentum_implicit(" in text) == (optimizer == "momentum")
+    # the Winograd weight gradient (AVX-512 hosts) takes momentum too: ResNet-8's 3x3 stride-1 layers
+    assert ("conv2d_f32_bw_weight_momentum_winograd(" in text) == (optimizer == "momentum" and host_has_avx512())
     fused = json.loads((build / "build.json").read_text())["fused"]  # what `edgegrad inspect BUILD` prints
     assert fused[f"bias_grad+{optimizer}"] > 0 and fused["conv+relu"] > 0
     tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-5, "atol": 1e-6}

@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
+from edgegrad.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
 from edgegrad.kernels_winograd import winograd_scratch_floats
 from kernel_harness import RUNTIME, Kernels
 from test_kernels_tiled import (
@@ -187,9 +188,9 @@ def wk(request, tmp_path_factory) -> Kernels:
     """eg_winograd.c and eg_winograd_wgrad.c at both vector widths (test_winograd.py's ISAS)."""
     lib = tmp_path_factory.mktemp("egwfused") / "libegwfused.so"
     flags = [f if f != "-march=native" else WINO_ISAS[request.param] for f in HOST_CFLAGS]
-    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in WINO_FAMILIES],
+    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in (*WINO_FAMILIES, "winograd_wgrad")],
                     "-o", str(lib)], check=True, capture_output=True, text=True)
-    return Kernels(lib, families=WINO_FAMILIES, math_shim=False)
+    return Kernels(lib, families=WINO_FAMILIES + ["winograd_wgrad"], math_shim=False)
 
 
 # ResNet-8's three layer sizes, ragged edges, rows where 2 or 4 tile rows share a vector, batch 2, bands
@@ -215,3 +216,50 @@ def test_winograd_bw_input_mask(wk, case):
                        pre=(tile,))
             np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)),
                                           err_msg=f"bw_input_winograd_mask F{tile} {mask} {case}")
+
+
+# (N, C, M, H, W, pt, pl): ResNet-8's stride-1 layers, ragged tiles, batch 2 over many chunks (partial sums)
+WGRAD_MOMENTUM_CASES = [(1, 16, 16, 32, 32, 1, 1), (1, 64, 64, 8, 8, 1, 1), (1, 5, 7, 9, 11, 0, 0),
+                        (2, 9, 13, 33, 20, 1, 2)]
+
+
+@pytest.mark.parametrize("case", WGRAD_MOMENTUM_CASES, ids=["x".join(map(str, c)) for c in WGRAD_MOMENTUM_CASES])
+def test_winograd_weight_momentum(wk, case):
+    """conv2d_f32_bw_weight_momentum_winograd against its unfused pair: conv2d_f32_bw_weight_winograd, then
+    v = mu*v + dW, w -= lr*v in fp32: the same dW, only the roundings of the momentum sums (v is scaled
+    in place first, dW added by the output transform) differ; weights outside the block untouched."""
+    N, C, M, H, W, pt, pl = case
+    OH, OW = H + 2 * pt - 2, W + 2 * pl - 2
+    sizes = (N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 4)
+    x = f32(rng.standard_normal((N, C, H, W)))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    lr, mu = np.float32(0.03), np.float32(0.9)
+    eps = np.finfo(np.float32).eps
+    for m_upd, cg_upd in ((M, C), (max(1, (M + 1) // 2), max(1, C - 1))):
+        n = wgrad_scratch_floats(*sizes, M_upd=m_upd, Cg_upd=cg_upd, Cx=C)
+        dw = np.zeros((m_upd, cg_upd, 3, 3), np.float32)
+        wk.conv2d_f32_bw_weight_winograd(dw, dy, x, *sizes, m_upd, cg_upd, C, Scratch(n).buf)
+        mag = np.zeros_like(dw)
+        wk.conv2d_f32_bw_weight(mag, np.abs(dy), np.abs(x), *sizes, m_upd, cg_upd, C)
+        mag = np.broadcast_to(mag.max(axis=(2, 3), keepdims=True), mag.shape)
+        w0 = f32(rng.standard_normal((M, C, 3, 3)))
+        v0 = f32(rng.standard_normal((m_upd, cg_upd, 3, 3)))
+        v_pair = mu * v0 + dw
+        w_pair = w0.copy()
+        w_pair[:m_upd, :cg_upd] -= lr * v_pair
+        s = Scratch(n)
+        g = Guarded()
+        w, v = g.out(M, C, 3, 3), g.out(m_upd, cg_upd, 3, 3)
+        w[...], v[...] = w0, v0
+        wk.conv2d_f32_bw_weight_momentum_winograd(w, v, dy, x, *sizes, m_upd, cg_upd, C, C * 9, lr, mu, s.buf)
+        g.check()
+        s.check()
+        v_bound = 4 * eps * (np.abs(mu * v0) + np.abs(dw) + mag)
+        assert (np.abs(v - v_pair) <= v_bound).all(), f"momentum_winograd v {case} {m_upd} {cg_upd}"
+        w_bound = lr * v_bound + 4 * eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * np.abs(v_pair))
+        assert (np.abs(w[:m_upd, :cg_upd] - w_pair[:m_upd, :cg_upd]) <= w_bound).all(), \
+            f"momentum_winograd w {case} {m_upd} {cg_upd}"
+        rest = np.ones(w.shape, bool)
+        rest[:m_upd, :cg_upd] = False
+        np.testing.assert_array_equal(w[rest], w0[rest])
