@@ -226,8 +226,8 @@ WGRAD_MOMENTUM_CASES = [(1, 16, 16, 32, 32, 1, 1), (1, 64, 64, 8, 8, 1, 1), (1, 
 @pytest.mark.parametrize("case", WGRAD_MOMENTUM_CASES, ids=["x".join(map(str, c)) for c in WGRAD_MOMENTUM_CASES])
 def test_winograd_weight_momentum(wk, case):
     """conv2d_f32_bw_weight_momentum_winograd against its unfused pair: conv2d_f32_bw_weight_winograd, then
-    v = mu*v + dW, w -= lr*v in fp32: the same dW, only the roundings of the momentum sums (v is scaled
-    in place first, dW added by the output transform) differ; weights outside the block untouched."""
+    v = mu*v + dW, w -= lr*v in fp32: the same dW, only the roundings of the momentum sums (contracted or
+    not) may differ; weights outside the block untouched."""
     N, C, M, H, W, pt, pl = case
     OH, OW = H + 2 * pt - 2, W + 2 * pl - 2
     sizes = (N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1)
