@@ -1,7 +1,8 @@
 """The fused conv entry points of runtime_c/eg_conv_tiled.c (passes/fuse_eltwise.py, fuse.py) against
 the plain kernel followed by the separate pass (gemm_f32_gemv_{act,mask} of eg_gemv.c likewise), over the
 shapes of test_kernels_tiled.py (zoo layers, groups, strides, depthwise paths: channel blocks, phase planes,
-the direct loops):
+the direct loops). The Winograd fused kernels (input gradient _mask, weight gradient _momentum) are tested
+against their unfused pairs in test_winograd.py / test_wgrad.py, whose libraries are built at both vector widths:
 
 - conv2d_f32_fw_{tiled,implicit}_act (act 1 ReLU, 2 ReLU6) = relu_f32_fw / clip_f32_fw(0, 6) of the
   plain kernel's output, bit for bit (the epilogue is applied to the same sums);
@@ -14,18 +15,13 @@ Scratch is exactly the plain kernel's, NaN-filled, between guard words.
 
 from __future__ import annotations
 
-import subprocess
 import zlib
 
 import numpy as np
 import pytest
-from edgegrad.kernels_wgrad import winograd_scratch_floats as wgrad_scratch_floats
-from edgegrad.kernels_winograd import winograd_scratch_floats
-from kernel_harness import RUNTIME, Kernels
 from test_kernels_tiled import (
     ATOL,
     CASES,
-    HOST_CFLAGS,
     IMPLICIT_CASES,
     RTOL,
     Guarded,
@@ -38,10 +34,6 @@ from test_kernels_tiled import (
     implicit_kind_scratch,
     sizes_of,
 )
-from test_winograd import CASES as WINO_CASES
-from test_winograd import FAMILIES as WINO_FAMILIES
-from test_winograd import ISAS as WINO_ISAS
-from test_winograd import out_size as wino_out_size
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +55,11 @@ def _mask_y(rng, shape):
     return y
 
 
-def _run(k, fn, out_shape, args, sizes, tail, n_scratch, pre=()):
+def _run(k, fn, out_shape, args, sizes, tail, n_scratch):
     s = Scratch(n_scratch)
     g = Guarded()
     out = g.out(*out_shape)
-    getattr(k, fn)(out, *args, *sizes, *pre, s.buf, *tail)
+    getattr(k, fn)(out, *args, *sizes, s.buf, *tail)
     g.check()
     s.check()
     return out
@@ -182,84 +174,3 @@ def test_gemv_act_and_mask(k, case):
         g.check()
         np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)), err_msg=f"gemv_mask {mask} {case}")
 
-
-@pytest.fixture(scope="module", params=list(WINO_ISAS))
-def wk(request, tmp_path_factory) -> Kernels:
-    """eg_winograd.c and eg_winograd_wgrad.c at both vector widths (test_winograd.py's ISAS)."""
-    lib = tmp_path_factory.mktemp("egwfused") / "libegwfused.so"
-    flags = [f if f != "-march=native" else WINO_ISAS[request.param] for f in HOST_CFLAGS]
-    subprocess.run(["gcc", *flags, f"-I{RUNTIME}", *[str(RUNTIME / f"eg_{f}.c") for f in (*WINO_FAMILIES, "winograd_wgrad")],
-                    "-o", str(lib)], check=True, capture_output=True, text=True)
-    return Kernels(lib, families=WINO_FAMILIES + ["winograd_wgrad"], math_shim=False)
-
-
-# ResNet-8's three layer sizes, ragged edges, rows where 2 or 4 tile rows share a vector, batch 2, bands
-WINO_MASK_CASES = [WINO_CASES[i] for i in (0, 1, 2, 4, 11, 14, 18, 19)]
-
-
-@pytest.mark.parametrize("case", WINO_MASK_CASES, ids=["x".join(map(str, c)) for c in WINO_MASK_CASES])
-def test_winograd_bw_input_mask(wk, case):
-    """conv2d_f32_bw_input_winograd_mask = conv2d_f32_bw_input_winograd then relu_f32_bw / clip_f32_bw,
-    bit for bit (F2 and F4, both vector widths)."""
-    N, C, H, W, M, pt, pl, _, _ = case
-    OH, OW = wino_out_size(case)
-    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 3)
-    w = f32(rng.standard_normal((M, C, 3, 3)))
-    dy = f32(rng.standard_normal((N, M, OH, OW)))
-    y = _mask_y(rng, (N, C, H, W))
-    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
-    for tile in (2, 4):
-        n = winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile)
-        plain = _run(wk, "conv2d_f32_bw_input_winograd", (N, C, H, W), (dy, w), sizes, (), n, pre=(tile,))
-        for mask, lo, hi, keep in ((1, 0.0, 0.0, y > 0), (2, 0.0, 6.0, (y > 0) & (y < 6)), (0, 0.0, 0.0, True)):
-            out = _run(wk, "conv2d_f32_bw_input_winograd_mask", (N, C, H, W), (dy, w), sizes, (y, mask, lo, hi), n,
-                       pre=(tile,))
-            np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)),
-                                          err_msg=f"bw_input_winograd_mask F{tile} {mask} {case}")
-
-
-# (N, C, M, H, W, pt, pl): ResNet-8's stride-1 layers, ragged tiles, batch 2 over many chunks (partial sums)
-WGRAD_MOMENTUM_CASES = [(1, 16, 16, 32, 32, 1, 1), (1, 64, 64, 8, 8, 1, 1), (1, 5, 7, 9, 11, 0, 0),
-                        (2, 9, 13, 33, 20, 1, 2)]
-
-
-@pytest.mark.parametrize("case", WGRAD_MOMENTUM_CASES, ids=["x".join(map(str, c)) for c in WGRAD_MOMENTUM_CASES])
-def test_winograd_weight_momentum(wk, case):
-    """conv2d_f32_bw_weight_momentum_winograd against its unfused pair: conv2d_f32_bw_weight_winograd, then
-    v = mu*v + dW, w -= lr*v in fp32: the same dW, only the roundings of the momentum sums (contracted or
-    not) may differ; weights outside the block untouched."""
-    N, C, M, H, W, pt, pl = case
-    OH, OW = H + 2 * pt - 2, W + 2 * pl - 2
-    sizes = (N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1)
-    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 4)
-    x = f32(rng.standard_normal((N, C, H, W)))
-    dy = f32(rng.standard_normal((N, M, OH, OW)))
-    lr, mu = np.float32(0.03), np.float32(0.9)
-    eps = np.finfo(np.float32).eps
-    for m_upd, cg_upd in ((M, C), (max(1, (M + 1) // 2), max(1, C - 1))):
-        n = wgrad_scratch_floats(*sizes, M_upd=m_upd, Cg_upd=cg_upd, Cx=C)
-        dw = np.zeros((m_upd, cg_upd, 3, 3), np.float32)
-        wk.conv2d_f32_bw_weight_winograd(dw, dy, x, *sizes, m_upd, cg_upd, C, Scratch(n).buf)
-        mag = np.zeros_like(dw)
-        wk.conv2d_f32_bw_weight(mag, np.abs(dy), np.abs(x), *sizes, m_upd, cg_upd, C)
-        mag = np.broadcast_to(mag.max(axis=(2, 3), keepdims=True), mag.shape)
-        w0 = f32(rng.standard_normal((M, C, 3, 3)))
-        v0 = f32(rng.standard_normal((m_upd, cg_upd, 3, 3)))
-        v_pair = mu * v0 + dw
-        w_pair = w0.copy()
-        w_pair[:m_upd, :cg_upd] -= lr * v_pair
-        s = Scratch(n)
-        g = Guarded()
-        w, v = g.out(M, C, 3, 3), g.out(m_upd, cg_upd, 3, 3)
-        w[...], v[...] = w0, v0
-        wk.conv2d_f32_bw_weight_momentum_winograd(w, v, dy, x, *sizes, m_upd, cg_upd, C, C * 9, lr, mu, s.buf)
-        g.check()
-        s.check()
-        v_bound = 4 * eps * (np.abs(mu * v0) + np.abs(dw) + mag)
-        assert (np.abs(v - v_pair) <= v_bound).all(), f"momentum_winograd v {case} {m_upd} {cg_upd}"
-        w_bound = lr * v_bound + 4 * eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * np.abs(v_pair))
-        assert (np.abs(w[:m_upd, :cg_upd] - w_pair[:m_upd, :cg_upd]) <= w_bound).all(), \
-            f"momentum_winograd w {case} {m_upd} {cg_upd}"
-        rest = np.ones(w.shape, bool)
-        rest[:m_upd, :cg_upd] = False
-        np.testing.assert_array_equal(w[rest], w0[rest])

@@ -205,3 +205,35 @@ def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
     assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
 
 
+def _mask_y(rng, shape):
+    """Forward outputs with exact kinks: zeros, the ReLU6 bound 6, values inside and outside."""
+    return rng.choice(np.array([0.0, 6.0, 0.5, 3.0, 7.0, -1.0], np.float32), shape)
+
+
+# ResNet-8's three layer sizes, ragged edges, rows where 2 or 4 tile rows share a vector, batch 2, bands
+MASK_CASES = [CASES[i] for i in (0, 1, 2, 4, 11, 14, 18, 19)]
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=["x".join(map(str, c)) for c in MASK_CASES])
+def test_bw_input_mask_is_the_unfused_pair(k, case):
+    """conv2d_f32_bw_input_winograd_mask (passes/fuse_eltwise.py) = conv2d_f32_bw_input_winograd, then
+    relu_f32_bw / clip_f32_bw by y, bit for bit (F2 and F4, both vector widths)."""
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 3)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    y = _mask_y(rng, (N, C, H, W))
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    g = Guarded()
+    for tile in (2, 4):
+        s = Scratch(winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile))
+        plain = g.out(N, C, H, W)
+        k.conv2d_f32_bw_input_winograd(plain, dy, w, *sizes, tile, s.buf)
+        for mask, lo, hi, keep in ((1, 0.0, 0.0, y > 0), (2, 0.0, 6.0, (y > 0) & (y < 6)), (0, 0.0, 0.0, True)):
+            out = g.out(N, C, H, W)
+            k.conv2d_f32_bw_input_winograd_mask(out, dy, w, *sizes, tile, s.buf, y, mask, lo, hi)
+            s.check()
+            np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)),
+                                          err_msg=f"bw_input_winograd_mask F{tile} {mask} {case}")
+    g.check()
