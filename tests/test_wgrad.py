@@ -216,7 +216,7 @@ def _calls(build, name):
 
 @pytest.mark.parametrize("scheme,optimizer,fn", [
     ("in:last:3@0.5", "sgd", "conv2d_f32_bw_weight_sgd_winograd"),  # fused SGD, half the input channels
-    ("weights:last:3@0.5", "momentum", "conv2d_f32_bw_weight_winograd"),  # gradient buffer, half the rows
+    ("weights:last:3@0.5", "momentum", "conv2d_f32_bw_weight_momentum_winograd"),  # fused momentum, half the rows
 ])
 def test_resnet8_trains_like_torch(scheme, optimizer, fn, tmp_path):
     if not host_has_avx512():
@@ -224,7 +224,8 @@ def test_resnet8_trains_like_torch(scheme, optimizer, fn, tmp_path):
     build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update=scheme, optimizer=optimizer, lr=LR[optimizer])
     calls = _calls(build, fn)
     assert calls, f"{fn} not in the generated step"
-    m_upd, cg_upd = (int(v) for v in calls[0].split(", ")[19:21])
+    first = 20 if "momentum" in fn else 19  # after (w, v, dy, x) or (w, dy, x) and the 16 sizes
+    m_upd, cg_upd = (int(v) for v in calls[0].split(", ")[first:first + 2])
     assert (m_upd, cg_upd) != (64, 64)  # a sparse update reached the kernel
     assert_trains_like_torch("resnet8", build, scheme, optimizer, LR[optimizer])
 

@@ -199,8 +199,9 @@ def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
     build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="all", optimizer="sgd", lr=LR["sgd"])
     src = (build / "model.c").read_text()
     # five 3x3 stride-1 convs (the stem, stacks.0.conv1/conv2, stacks.{1,2}.conv2) in the step and in
-    # infer; four input gradients (the stem needs none)
-    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 4)
+    # infer; four input gradients (the stem needs none), three of them masked by the ReLU before them
+    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 1)
+    assert src.count("conv2d_f32_bw_input_winograd_mask(") == 3
     assert f", {tile}, " in src.split("conv2d_f32_fw_winograd(")[1].split(";")[0]
     assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
 
