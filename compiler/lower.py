@@ -229,9 +229,19 @@ class Lowerer:
         return (f"{fn}({self.p(y)}, {self.p(a)}, {self.p(b)}, {self.p(c)}, {batch}, {M}, {N}, {K}, {ta}, {tb}, "
                 f"{cfloat(alpha)}, {cfloat(beta)}, {abs_}, {bbs}, {csm}, {csn});")
 
-    def op_Gemm(self, n, a, b, c=""):
+    def op_Gemm(self, n, a, b, c="", y=""):
         if n.attrs.get("kernel") == "tvm":
             return self._tvm(n, a, b, c)
+        at = n.attrs
+        if at.get("act") or at.get("mask"):  # fused epilogue (passes/fuse_eltwise.py): gemm_f32_gemv_{act,mask}
+            fn, args = self._gemm_plain(n, a, b, c).split("(", 1)
+            if at.get("act"):
+                return f"{fn}_act({args[:-2]}, {ACT_CODES[at['act']]});"
+            kind, lo, hi = at["mask"]
+            return f"{fn}_mask({args[:-2]}, {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)});"
+        return self._gemm_plain(n, a, b, c)
+
+    def _gemm_plain(self, n, a, b, c):
         at = n.attrs
         ta, tb = at.get("transA", 0), at.get("transB", 0)
         M, N = self.shape(n.outputs[0])

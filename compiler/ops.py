@@ -134,6 +134,22 @@ def conv_sum(node, x, w) -> np.ndarray:
     return y
 
 
+def _fused_epilogue(node, y, m=None):
+    """The epilogue passes/fuse_eltwise.py folds into a Conv / Gemm / ConvBwInput (for the numpy interpreter, as
+    the C kernels): act relu / relu6 as Relu / Clip(0, 6); mask (kind, lo, hi) by the activation m as ReluGrad
+    (m > 0) / ClipGrad (lo < m < hi)."""
+    act, mask = node.attrs.get("act"), node.attrs.get("mask")
+    if act == "relu":
+        y = np.where(y > 0, y, np.float32(0))
+    elif act == "relu6":
+        y = np.minimum(np.maximum(y, np.float32(0)), np.float32(6))
+    if mask:
+        kind, lo, hi = mask
+        keep = m > 0 if kind == "relu" else (m > lo) & (m < hi)
+        y = np.where(keep.reshape(y.shape), y, np.float32(0))
+    return _f32(y)
+
+
 @op("Conv")
 def conv_ref(node, x, w, b=None):
     """y[n,m,oh,ow] = sum_{c,kh,kw} x[n, g*Cg+c, oh*sh+kh*dh-pt, ow*sw+kw*dw-pl] * w[m,c,kh,kw] + b[m]"""
@@ -143,12 +159,13 @@ def conv_ref(node, x, w, b=None):
     y = _f32(y)
     if "clip" in node.attrs:  # a Clip fused into the epilogue (passes/fuse_eltwise.py)
         y = np.minimum(np.maximum(y, node.attrs["clip"][0]), node.attrs["clip"][1]).astype(np.float32)
+    y = _fused_epilogue(node, y)
     return y[:, :, 0, :] if x.ndim == 3 else y
 
 
 @op("ConvBwInput")
-def conv_bw_input_ref(node, dy, w):
-    """dx = transposed conv of dy with w (the adjoint of Conv with respect to x)."""
+def conv_bw_input_ref(node, dy, w, y=None):
+    """dx = transposed conv of dy with w (the adjoint of Conv with respect to x); masked by y where fused."""
     a = node.attrs
     xshape = a["x_shape"]
     dy4, w4 = _as4d(dy), (_as4d(w) if w.ndim == 3 else w)
@@ -169,7 +186,7 @@ def conv_bw_input_ref(node, dy, w):
                 dxp[:, g * Cg:(g + 1) * Cg, i * dh: i * dh + sh * (OH - 1) + 1: sh,
                     j * dw: j * dw + sw * (OW - 1) + 1: sw] += contrib
     dx = _f32(dxp[:, :, pt:pt + H, pl:pl + W])
-    return dx.reshape(xshape)
+    return _fused_epilogue(node, dx.reshape(xshape), y)
 
 
 @op("ConvBwWeight")
@@ -233,13 +250,13 @@ def _mm(a, b, ta, tb):
 
 
 @op("Gemm")
-def gemm_ref(node, a, b, c=None):
-    """y = alpha * op(a) @ op(b) + beta * c"""
+def gemm_ref(node, a, b, c=None, m=None):
+    """y = alpha * op(a) @ op(b) + beta * c (then the fused activation, or the mask by m)"""
     at = node.attrs
     y = at.get("alpha", 1.0) * _mm(a, b, at.get("transA", 0), at.get("transB", 0))
     if c is not None:
         y = y + at.get("beta", 1.0) * c
-    return _f32(y)
+    return _fused_epilogue(node, _f32(y), m)
 
 
 @grad("Gemm")

@@ -1409,7 +1409,7 @@ static void eg_phase_row(float *restrict row, int W, int sw, const float *const 
 static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
                                const float *restrict w, int N, int C, int H, int W, int M,
                                int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
-                               int dil_h, int dil_w, int G, float *restrict scratch)
+                               int dil_h, int dil_w, int G, const eg_epi *e, float *restrict scratch)
 {
     if (KH * KW > EG_IMPLICIT_TAPS || sh > EG_PHASES || sw > EG_PHASES || H <= 0 || W <= 0)
         return;
@@ -1498,8 +1498,10 @@ static void eg_bw_input_phases(float *restrict dx, const float *restrict dy,
                             for (int pw = 0; pw < sw; pw++)
                                 src[pw] = ybuf[pw] < 0 ? NULL
                                         : yw + ((ptrdiff_t)ybuf[pw] * Cg + c) * LD + (ptrdiff_t)r * Wq;
-                            eg_phase_row(dxg + c * HW + (ptrdiff_t)((j0 + r) * sh + ph) * W, W,
-                                         sw, src);
+                            float *row = dxg + c * HW + (ptrdiff_t)((j0 + r) * sh + ph) * W;
+                            eg_phase_row(row, W, sw, src);
+                            if (e) /* each dx element is written once, here: the mask at its store */
+                                eg_epi_row(row, row, W, e, row - dx);
                         }
                 }
             }
@@ -1517,7 +1519,7 @@ void conv2d_f32_bw_input_implicit(float *restrict dx, const float *restrict dy,
 {
     if (sh != 1 || sw != 1) {
         eg_bw_input_phases(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h,
-                           dil_w, G, scratch);
+                           dil_w, G, NULL, scratch);
         return;
     }
     const int Cg = C / G, Mg = M / G, T = KH * KW;
@@ -1536,10 +1538,13 @@ void conv2d_f32_bw_input_implicit_mask(float *restrict dx, const float *restrict
                                        float *restrict scratch, const float *restrict y, int mask,
                                        float lo, float hi)
 {
-    (void)sh;
-    (void)sw;
     const int Cg = C / G, Mg = M / G, T = KH * KW;
     const eg_epi e = eg_mask_epi(y, mask, lo, hi);
+    if (sh != 1 || sw != 1) {
+        eg_bw_input_phases(dx, dy, w, N, C, H, W, M, OH, OW, KH, KW, sh, sw, pt, pl, dil_h,
+                           dil_w, G, &e, scratch);
+        return;
+    }
     eg_implicit(dx, dy, scratch, w, eg_transpose_w, 0, NULL, N, M, OH, OW, C, H, W, KH, KW, 1, 1,
                 (KH - 1) * dil_h - pt, (KW - 1) * dil_w - pl, dil_h, dil_w, G, 1, &e,
                 scratch + (ptrdiff_t)Cg * Mg * T);

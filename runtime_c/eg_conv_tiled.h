@@ -113,7 +113,8 @@ void conv2d_f32_bw_weight_momentum_implicit(float *restrict w, float *restrict v
  *   relu_f32_fw only on NaN. (conv2d_f32_fw_winograd takes act 0 or 1.)
  * _mask: dx = the input gradient masked by the forward output y of the activation before this
  *   layer ([N,C,H,W], as dx): mask 1 as relu_f32_bw (y > 0), 2 as clip_f32_bw (lo < y < hi).
- *   conv2d_f32_bw_input_implicit_mask: stride 1 only (passes/fuse_eltwise.py checks). */
+ *   conv2d_f32_bw_input_implicit_mask with stride > 1 masks each dx row as its phases are zipped
+ *   into it (every element is written once there). */
 void conv2d_f32_fw_tiled_act(float *restrict y, const float *restrict x, const float *restrict w,
                              const float *restrict b, int N, int C, int H, int W, int M, int OH,
                              int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,

@@ -138,9 +138,34 @@ static void eg_gemv_row(float *restrict y, const float *restrict arow, ptrdiff_t
     }
 }
 
-void gemm_f32_gemv(float *restrict y, const float *restrict a, const float *restrict b,
-                   const float *restrict c, int batch, int M, int N, int K, int transA,
-                   int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn)
+/* The fused epilogues (passes/fuse_eltwise.py), after alpha/beta, on one output row:
+ * act 1 ReLU, 2 ReLU6 (as relu_f32_fw / clip_f32_fw(0, 6)); mask 1 ReluGrad (keep where
+ * mrow > 0), 2 ClipGrad (keep where lo < mrow < hi), as relu_f32_bw / clip_f32_bw. */
+static void eg_gemv_epi(float *restrict yrow, int N, int act, const float *restrict mrow, int mask,
+                        float lo, float hi)
+{
+    if (act == 1) {
+        for (int n = 0; n < N; n++)
+            yrow[n] = yrow[n] > 0.0f ? yrow[n] : 0.0f;
+    } else if (act == 2) {
+        for (int n = 0; n < N; n++) {
+            const float v = yrow[n] < 0.0f ? 0.0f : yrow[n];
+            yrow[n] = v > 6.0f ? 6.0f : v;
+        }
+    }
+    if (mask == 1) {
+        for (int n = 0; n < N; n++)
+            yrow[n] = mrow[n] > 0.0f ? yrow[n] : 0.0f;
+    } else if (mask == 2) {
+        for (int n = 0; n < N; n++)
+            yrow[n] = (mrow[n] > lo && mrow[n] < hi) ? yrow[n] : 0.0f;
+    }
+}
+
+static void eg_gemv_run(float *restrict y, const float *restrict a, const float *restrict b,
+                        const float *restrict c, int batch, int M, int N, int K, int transA,
+                        int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn,
+                        int act, const float *restrict mk, int mask, float lo, float hi)
 {
     const ptrdiff_t am = transA ? 1 : K, ak = transA ? M : 1;
     const ptrdiff_t bn = transB ? K : 1;
@@ -173,6 +198,33 @@ void gemm_f32_gemv(float *restrict y, const float *restrict a, const float *rest
                 for (int n = 0; n < N; n++)
                     yrow[n] *= alpha;
             }
+            if (act | mask)
+                eg_gemv_epi(yrow, N, act, mk ? mk + (yrow - y) : NULL, mask, lo, hi);
         }
     }
+}
+
+void gemm_f32_gemv(float *restrict y, const float *restrict a, const float *restrict b,
+                   const float *restrict c, int batch, int M, int N, int K, int transA,
+                   int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn)
+{
+    eg_gemv_run(y, a, b, c, batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs, c_sm, c_sn, 0, NULL, 0,
+                0.0f, 0.0f);
+}
+
+void gemm_f32_gemv_act(float *restrict y, const float *restrict a, const float *restrict b,
+                       const float *restrict c, int batch, int M, int N, int K, int transA,
+                       int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn, int act)
+{
+    eg_gemv_run(y, a, b, c, batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs, c_sm, c_sn, act, NULL, 0,
+                0.0f, 0.0f);
+}
+
+void gemm_f32_gemv_mask(float *restrict y, const float *restrict a, const float *restrict b,
+                        const float *restrict c, int batch, int M, int N, int K, int transA,
+                        int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn,
+                        const float *restrict ym, int mask, float lo, float hi)
+{
+    eg_gemv_run(y, a, b, c, batch, M, N, K, transA, transB, alpha, beta, a_bs, b_bs, c_sm, c_sn, 0, ym, mask,
+                lo, hi);
 }

@@ -15,4 +15,16 @@ void gemm_f32_gemv(float *restrict y, const float *restrict a, const float *rest
                    const float *restrict c, int batch, int M, int N, int K, int transA,
                    int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn);
 
+/* Fused epilogues (passes/fuse_eltwise.py), applied to each output element after alpha/beta:
+ * _act: act 1 ReLU, 2 ReLU6 (Gemm + bias + activation, the relu_f32_fw / clip_f32_fw(0, 6) result);
+ * _mask: y is kept where ym (the forward activation, same shape as y) has mask 1 ym > 0
+ * (ReluGrad), 2 lo < ym < hi (ClipGrad), else 0 (relu_f32_bw / clip_f32_bw). Same sums, same bits. */
+void gemm_f32_gemv_act(float *restrict y, const float *restrict a, const float *restrict b,
+                       const float *restrict c, int batch, int M, int N, int K, int transA,
+                       int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn, int act);
+void gemm_f32_gemv_mask(float *restrict y, const float *restrict a, const float *restrict b,
+                        const float *restrict c, int batch, int M, int N, int K, int transA,
+                        int transB, float alpha, float beta, int a_bs, int b_bs, int c_sm, int c_sn,
+                        const float *restrict ym, int mask, float lo, float hi);
+
 #endif /* EG_GEMV_H */

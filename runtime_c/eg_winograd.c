@@ -398,11 +398,32 @@ eg_wino_input(const int S, const int K, float *restrict V, const float *restrict
     }
 }
 
+/* The input gradient's fused mask (conv2d_f32_bw_input_winograd_mask): kind 1 ReluGrad (keep
+ * where y > 0), 2 ClipGrad (keep where lo < y < hi), as relu_f32_bw / clip_f32_bw; y has the
+ * output's layout. Applied to each output row right after the output transform stores it. */
+typedef struct {
+    int kind;
+    const float *y;
+    float lo, hi;
+} eg_wmask;
+
+static void eg_wmask_row(float *restrict d, const float *restrict y, int n, const eg_wmask *mk)
+{
+    if (mk->kind == 1) {
+        for (int i = 0; i < n; i++)
+            d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+    } else {
+        const float lo = mk->lo, hi = mk->hi;
+        for (int i = 0; i < n; i++)
+            d[i] = (y[i] > lo && y[i] < hi) ? d[i] : 0.0f;
+    }
+}
+
 /* ---- 4. output transform of one band into y rows [S*th0, ...) ----------------------------- */
 EG_WSTAGE void
 eg_wino_output(const int S, const int K, float *restrict y, const float *restrict Mo,
-               const float *restrict b, int act, int Co, int OH, int OW, int th0, int nr, int TW,
-               int nt)
+               const float *restrict b, int act, const eg_wmask *mk, int Co, int OH, int OW, int th0,
+               int nr, int TW, int nt)
 {
     const int n = S + 2;
     const ptrdiff_t MS = (ptrdiff_t)Co * nt + EG_WPAD, P = (ptrdiff_t)OH * OW;
@@ -469,6 +490,8 @@ eg_wino_output(const int S, const int K, float *restrict y, const float *restric
                                     eg_wsth(yr + i, eg_wldh(zr + i));
                             for (; i < nw; i++)
                                 yr[i] = zr[i];
+                            if (mk)
+                                eg_wmask_row(yr, mk->y + (yr - y), nw, mk);
                         }
                         continue;
                     }
@@ -480,6 +503,8 @@ eg_wino_output(const int S, const int K, float *restrict y, const float *restric
                         eg_wst(yr + k * EG_WVW, z[k]);
                     for (int i = k * EG_WVW; i < nv; i++)
                         yr[i] = z[k][i - k * EG_WVW];
+                    if (mk)
+                        eg_wmask_row(yr, mk->y + (yr - y), nv, mk);
                 }
             }
         }
@@ -541,7 +566,7 @@ static inline int eg_wino_rows(int TH, int TW) { return eg_wmin(TH, eg_wmax(1, E
 
 static inline __attribute__((always_inline)) void
 eg_wino_run(const int S, float *restrict y, const float *restrict x, const float *restrict b,
-            int act, int N, int Ci, int H, int W, int Co, int OH, int OW, int pt, int pl,
+            int act, const eg_wmask *mask, int N, int Ci, int H, int W, int Co, int OH, int OW, int pt, int pl,
             const float *restrict U, float *restrict scratch)
 {
     const int n = S + 2, NX = n * n;
@@ -557,6 +582,12 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
     for (int bn = 0; bn < N; bn++) {
         const float *xn = x + (ptrdiff_t)bn * Ci * H * W;
         float *yn = y + (ptrdiff_t)bn * Co * OH * OW;
+        eg_wmask mn; /* the mask of image bn */
+        if (mask) {
+            mn = *mask;
+            mn.y += (ptrdiff_t)bn * Co * OH * OW;
+        }
+        const eg_wmask *mk = mask ? &mn : NULL;
         for (int th0 = 0; th0 < TH; th0 += R) {
             const int nr = eg_wmin(R, TH - th0), nt = nr * TW, rows = S * nr + 2;
             eg_wino_planes(S, P, Xp, xn, Ci, H, W, pt, pl, S * th0, rows, Wl);
@@ -581,17 +612,17 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
                                        (int)LDV, 1, 0);
             /* the output transform reads whole vectors: the lanes past nt are junk */
             if (K == 4)
-                eg_wino_output(S, 4, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+                eg_wino_output(S, 4, yn, Mo, b, act, mk, Co, OH, OW, th0, nr, TW, nt);
             else if (K == 2)
-                eg_wino_output(S, 2, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+                eg_wino_output(S, 2, yn, Mo, b, act, mk, Co, OH, OW, th0, nr, TW, nt);
             else
-                eg_wino_output(S, 1, yn, Mo, b, act, Co, OH, OW, th0, nr, TW, nt);
+                eg_wino_output(S, 1, yn, Mo, b, act, mk, Co, OH, OW, th0, nr, TW, nt);
         }
     }
 }
 
 static void eg_wino(int S, float *restrict y, const float *restrict x, const float *restrict w,
-                    const float *restrict b, int act, int flip, int N, int Ci, int H, int W, int Co,
+                    const float *restrict b, int act, const eg_wmask *mk, int flip, int N, int Ci, int H, int W, int Co,
                     int OH, int OW, int pt, int pl, float *restrict scratch)
 {
     if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
@@ -599,24 +630,24 @@ static void eg_wino(int S, float *restrict y, const float *restrict x, const flo
     float *rest = scratch + (ptrdiff_t)(S + 2) * (S + 2) * (Co * Ci + EG_WPAD);
     if (S == 4) {
         eg_wino_weights(4, scratch, w, Co, Ci, flip);
-        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
+        eg_wino_run(4, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     } else {
         eg_wino_weights(2, scratch, w, Co, Ci, flip);
-        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
+        eg_wino_run(2, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
     }
 }
 
 /* the same with U transformed beforehand (frozen weights, kernels_winograd.winograd_weights) */
 static void eg_wino_pre(int S, float *restrict y, const float *restrict x, const float *restrict U,
-                        const float *restrict b, int act, int N, int Ci, int H, int W, int Co,
-                        int OH, int OW, int pt, int pl, float *restrict scratch)
+                        const float *restrict b, int act, const eg_wmask *mk, int N, int Ci, int H, int W,
+                        int Co, int OH, int OW, int pt, int pl, float *restrict scratch)
 {
     if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
         return;
     if (S == 4)
-        eg_wino_run(4, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
+        eg_wino_run(4, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
     else
-        eg_wino_run(2, y, x, b, act, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
+        eg_wino_run(2, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
 }
 
 void conv2d_f32_fw_winograd(float *restrict y, const float *restrict x, const float *restrict w,
@@ -631,7 +662,7 @@ void conv2d_f32_fw_winograd(float *restrict y, const float *restrict x, const fl
     (void)dil_h;
     (void)dil_w;
     (void)G;
-    eg_wino(tile, y, x, w, b, act, 0, N, C, H, W, M, OH, OW, pt, pl, scratch);
+    eg_wino(tile, y, x, w, b, act, NULL, 0, N, C, H, W, M, OH, OW, pt, pl, scratch);
 }
 
 void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
@@ -647,7 +678,26 @@ void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
     (void)dil_w;
     (void)G;
     /* roles swap: dy [N, M, OH, OW] is the image, dx [N, C, H, W] the output, pads 2 - p */
-    eg_wino(tile, dx, dy, w, NULL, 0, 1, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+    eg_wino(tile, dx, dy, w, NULL, 0, NULL, 1, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+}
+
+void conv2d_f32_bw_input_winograd_mask(float *restrict dx, const float *restrict dy,
+                                       const float *restrict w, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G, int tile,
+                                       float *restrict scratch, const float *restrict y, int mask,
+                                       float lo, float hi)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    const eg_wmask mk = {mask, y, lo, hi};
+    eg_wino(tile, dx, dy, w, NULL, 0, mask == 1 || mask == 2 ? &mk : NULL, 1, N, M, OH, OW, C, H, W, 2 - pt,
+            2 - pl, scratch);
 }
 
 void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
@@ -663,7 +713,7 @@ void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
     (void)dil_h;
     (void)dil_w;
     (void)G;
-    eg_wino_pre(tile, y, x, U, b, act, N, C, H, W, M, OH, OW, pt, pl, scratch);
+    eg_wino_pre(tile, y, x, U, b, act, NULL, N, C, H, W, M, OH, OW, pt, pl, scratch);
 }
 
 void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict dy,
@@ -679,5 +729,24 @@ void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict 
     (void)dil_h;
     (void)dil_w;
     (void)G;
-    eg_wino_pre(tile, dx, dy, U, NULL, 0, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+    eg_wino_pre(tile, dx, dy, U, NULL, 0, NULL, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
+}
+
+void conv2d_f32_bw_input_winograd_pre_mask(float *restrict dx, const float *restrict dy,
+                                           const float *restrict U, int N, int C, int H, int W, int M,
+                                           int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                           int pl, int dil_h, int dil_w, int G, int tile,
+                                           float *restrict scratch, const float *restrict y, int mask,
+                                           float lo, float hi)
+{
+    (void)KH;
+    (void)KW;
+    (void)sh;
+    (void)sw;
+    (void)dil_h;
+    (void)dil_w;
+    (void)G;
+    const eg_wmask mk = {mask, y, lo, hi};
+    eg_wino_pre(tile, dx, dy, U, NULL, 0, mask == 1 || mask == 2 ? &mk : NULL, N, M, OH, OW, C, H, W, 2 - pt,
+                2 - pl, scratch);
 }

@@ -54,4 +54,23 @@ void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict 
                                       int pl, int dil_h, int dil_w, int G, int tile,
                                       float *restrict scratch);
 
+/* The input gradient masked by y [N,C,H,W] (the forward output of the activation before this
+ * layer, passes/fuse_eltwise.py) as each output row is stored: mask 1 as relu_f32_bw (keep where
+ * y > 0), 2 as clip_f32_bw (lo < y < hi), 0 none; bit for bit the plain kernel then the pass. */
+void conv2d_f32_bw_input_winograd_mask(float *restrict dx, const float *restrict dy,
+                                       const float *restrict w, int N, int C, int H, int W, int M,
+                                       int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                       int pl, int dil_h, int dil_w, int G, int tile,
+                                       float *restrict scratch, const float *restrict y, int mask,
+                                       float lo, float hi);
+
+/* The _pre input gradient masked as conv2d_f32_bw_input_winograd_mask (frozen weights under a fused
+ * ReluGrad/ClipGrad). */
+void conv2d_f32_bw_input_winograd_pre_mask(float *restrict dx, const float *restrict dy,
+                                           const float *restrict U, int N, int C, int H, int W, int M,
+                                           int OH, int OW, int KH, int KW, int sh, int sw, int pt,
+                                           int pl, int dil_h, int dil_w, int G, int tile,
+                                           float *restrict scratch, const float *restrict y, int mask,
+                                           float lo, float hi);
+
 #endif /* EG_WINOGRAD_H */

@@ -159,13 +159,21 @@ static const int eg_wg_idx2[4][16] = {
     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16}};
 #endif
 
+/* The momentum step at the store (conv2d_f32_bw_weight_momentum_winograd): out is v; each stored
+ * dW element becomes v = mu * v + dW, then w -= lr * v (w: the block's weights, rows ldw apart). */
+typedef struct {
+    float *w;
+    ptrdiff_t ldw;
+    float lr, mu;
+} eg_wg_mom;
+
 /* out rows m0 + i (i < R), pairs c0 + j (j < S): Z by the lane-parallel GEMM over T tiles, then
- * alpha * A^T Z A packed into 9 lanes; acc: out += that (SGD), else out = that. Always inlined
- * with constant R, S so the accumulators live in registers. */
+ * alpha * A^T Z A packed into 9 lanes; acc: out += that (SGD), else out = that; mom: the momentum
+ * step (above). Always inlined with constant R, S so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void
 eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const float *restrict U,
             const float *restrict V, ptrdiff_t ts, int t0, int t1, float *restrict z, ptrdiff_t zs,
-            int first, int last, float alpha, int acc)
+            int first, int last, float alpha, int acc, const eg_wg_mom *mom)
 {
     eg_wv c[EG_WG_R][EG_WG_S];
     for (int i = 0; i < R; i++)
@@ -230,6 +238,24 @@ eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const 
 #endif
         }
         float *d = out + i * ldw;
+        if (mom) { /* v = mu * v + dW, w -= lr * v, as momentum_f32 */
+            float pk[9 * EG_WG_S + 16];
+            float *wr = mom->w + i * mom->ldw;
+            const float mu = mom->mu, lr = mom->lr;
+#if defined(__AVX512F__)
+            for (int j = 0; j < S; j++)
+                _mm512_storeu_ps(pk + 9 * j, ov[j]); /* lanes 9..15 are overwritten by the next pair */
+#else
+            for (int k = 0; k < 9 * S; k++)
+                pk[k] = buf[k];
+#endif
+            for (int k = 0; k < 9 * S; k++) {
+                const float vk = mu * d[k] + pk[k];
+                d[k] = vk;
+                wr[k] -= lr * vk;
+            }
+            continue;
+        }
 #if defined(__AVX512F__)
         /* the S pairs' 9*S floats as whole vectors (two-source permutes), so no store overlaps a
          * later load (a masked or overlapping store would stall the next pair's load) */
@@ -261,7 +287,7 @@ eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const 
 
 #define EG_WG_CASE(r, s)                                                                         \
     case (r) * 8 + (s):                                                                          \
-        eg_wg_block(r, s, o, ldw, um, vc, ts, t0, t1, zb, zs, first, last, alpha, acc);          \
+        eg_wg_block(r, s, o, ldw, um, vc, ts, t0, t1, zb, zs, first, last, alpha, acc, mb);      \
         break
 
 /* The GEMM over one chunk of nt tiles (rows of U and V ts floats apart): the partial sums of every
@@ -269,7 +295,7 @@ eg_wg_block(const int R, const int S, float *restrict out, ptrdiff_t ldw, const 
  * m blocks pass over one block of V rows while it is in L1. */
 static void eg_wg_gemm(float *restrict out, const float *restrict U, const float *restrict V,
                        float *restrict z, int M_upd, int Cg_upd, int nt, ptrdiff_t ts, int first,
-                       int last, ptrdiff_t ldw, float alpha, int acc)
+                       int last, ptrdiff_t ldw, float alpha, int acc, const eg_wg_mom *mom)
 {
     const ptrdiff_t zs = (ptrdiff_t)Cg_upd * 16;
     const int t0 = 0, t1 = nt;
@@ -281,6 +307,13 @@ static void eg_wg_gemm(float *restrict out, const float *restrict U, const float
                 const int rr = M_upd - m0 < EG_WG_R ? M_upd - m0 : EG_WG_R;
                 const float *um = U + m0 * ts;
                 float *o = out + m0 * ldw + 9 * c0, *zb = z ? z + m0 * zs + 16 * c0 : z;
+                eg_wg_mom mblk;
+                const eg_wg_mom *mb = NULL;
+                if (mom) {
+                    mblk = *mom;
+                    mblk.w += m0 * mom->ldw + 9 * c0;
+                    mb = &mblk;
+                }
             switch (rr * 8 + ss) {
 #if EG_WG_R == 4 && EG_WG_S == 6
             EG_WG_CASE(4, 6); EG_WG_CASE(4, 5); EG_WG_CASE(4, 4); EG_WG_CASE(4, 3); EG_WG_CASE(4, 2);
@@ -312,14 +345,22 @@ static int eg_wg_applies(int KH, int KW, int sh, int sw, int pt, int pl, int dil
 
 static void eg_wg(float *restrict out, const float *restrict dy, const float *restrict x, int N,
                   int H, int W, int M, int OH, int OW, int pt, int pl, int M_upd, int Cg_upd,
-                  int Cx, ptrdiff_t ldw, float alpha, int acc, float *restrict scratch)
+                  int Cx, ptrdiff_t ldw, float alpha, int acc, const eg_wg_mom *mom,
+                  float *restrict scratch)
 {
     if (M_upd <= 0 || Cg_upd <= 0)
         return;
     if (N <= 0 || OH <= 0 || OW <= 0) { /* no terms: the gradient is zero */
-        for (int m = 0; m < M_upd && !acc; m++)
-            for (int i = 0; i < 9 * Cg_upd; i++)
-                out[m * ldw + i] = 0.0f;
+        for (int m = 0; m < M_upd && (!acc || mom); m++)
+            for (int i = 0; i < 9 * Cg_upd; i++) {
+                if (!mom) {
+                    out[m * ldw + i] = 0.0f;
+                    continue;
+                }
+                const float vk = mom->mu * out[m * ldw + i];
+                out[m * ldw + i] = vk;
+                mom->w[m * mom->ldw + i] -= mom->lr * vk;
+            }
         return;
     }
     const int TH = (OH + 1) / 2, TW = (OW + 1) / 2, Hp = 2 * TH + 2, Wp = 2 * TW + 2;
@@ -336,7 +377,7 @@ static void eg_wg(float *restrict out, const float *restrict dy, const float *re
             eg_wg_dy(U, dy + (ptrdiff_t)n * M * OH * OW, M_upd, OH, OW, r0, r1, TW, ts);
             eg_wg_input(V, planes, Cg_upd, Hp, Wp, r0, r1, TW, ts);
             eg_wg_gemm(out, U, V, z, M_upd, Cg_upd, (r1 - r0) * TW, ts, k == 0, k == chunks - 1, ldw,
-                       alpha, acc);
+                       alpha, acc, mom);
         }
     }
 }
@@ -351,7 +392,7 @@ void conv2d_f32_bw_weight_winograd(float *restrict dwt, const float *restrict dy
     if (!eg_wg_applies(KH, KW, sh, sw, pt, pl, dil_h, dil_w, G))
         return;
     eg_wg(dwt, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, (ptrdiff_t)Cg_upd * 9, 1.0f,
-          0, scratch);
+          0, NULL, scratch);
 }
 
 void conv2d_f32_bw_weight_sgd_winograd(float *restrict w, const float *restrict dy,
@@ -363,5 +404,23 @@ void conv2d_f32_bw_weight_sgd_winograd(float *restrict w, const float *restrict 
     (void)C;
     if (!eg_wg_applies(KH, KW, sh, sw, pt, pl, dil_h, dil_w, G))
         return;
-    eg_wg(w, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, w_stride, -lr, 1, scratch);
+    eg_wg(w, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, w_stride, -lr, 1, NULL, scratch);
+}
+
+/* The momentum step where the output transform stores each dW element (v = mu*v + dW, then
+ * w -= lr * v, as momentum_f32): no gradient buffer and no extra pass over v or w. */
+void conv2d_f32_bw_weight_momentum_winograd(float *restrict w, float *restrict v,
+                                            const float *restrict dy, const float *restrict x,
+                                            int N, int C, int H, int W, int M, int OH, int OW,
+                                            int KH, int KW, int sh, int sw, int pt, int pl,
+                                            int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                            int Cx, int w_stride, float lr, float mu,
+                                            float *restrict scratch)
+{
+    (void)C;
+    if (!eg_wg_applies(KH, KW, sh, sw, pt, pl, dil_h, dil_w, G))
+        return;
+    const eg_wg_mom mom = {w, w_stride, lr, mu};
+    eg_wg(v, dy, x, N, H, W, M, OH, OW, pt, pl, M_upd, Cg_upd, Cx, (ptrdiff_t)Cg_upd * 9, 1.0f, 1, &mom,
+          scratch);
 }

@@ -39,4 +39,15 @@ void conv2d_f32_bw_weight_sgd_winograd(float *restrict w, const float *restrict 
                                        int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
                                        int Cx, int w_stride, float lr, float *restrict scratch);
 
+/* The momentum step in the output transform (same scratch): for m < M_upd, j < Cg_upd * 9,
+ * v[m * Cg_upd * 9 + j] = mu * v + dW[m, j], then w[m * w_stride + j] -= lr * v, as momentum_f32,
+ * without a gradient buffer (the arguments of conv2d_f32_bw_weight_momentum_implicit). */
+void conv2d_f32_bw_weight_momentum_winograd(float *restrict w, float *restrict v,
+                                            const float *restrict dy, const float *restrict x,
+                                            int N, int C, int H, int W, int M, int OH, int OW,
+                                            int KH, int KW, int sh, int sw, int pt, int pl,
+                                            int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
+                                            int Cx, int w_stride, float lr, float mu,
+                                            float *restrict scratch);
+
 #endif /* EG_WINOGRAD_WGRAD_H */

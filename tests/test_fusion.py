@@ -20,6 +20,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from edgegrad.kernels_wgrad import host_has_avx512
 from edgegrad.passes import fuse_eltwise
 from edgegrad.pipeline import CompileConfig, compile_model
 from egtest import compile_host, export, train_build
@@ -43,8 +44,8 @@ def test_resnet8_fuses_around_the_residual_adds(tmp_path):
     assert len(act) == 4 and {n.attrs["act"] for n in act} == {"relu"}
     relus = [n for n in g.nodes if n.op == "Relu"]
     assert len(relus) == 3 and all(prod[n.inputs[0]].op == "Add" for n in relus)
-    # the inner ReLUs' gradients come from the next conv's input gradient: masked in its store where
-    # that kernel has a _mask variant (implicit, tiled; not the Winograd one); the others' dy sums two
+    # the inner ReLUs' gradients come from the next conv's input gradient: masked in its store (implicit,
+    # tiled and Winograd kernels have a _mask variant); the others' dy sums two
     # branches (next block + skip): produced by an Add, kept as ReluGrad (the last block's: the pooling's)
     masked = [n for n in g.nodes if n.op == "ConvBwInput" and n.attrs.get("mask")]
     assert all(n.attrs["mask"] == ("relu", 0.0, 0.0) and n.attrs["kernel"] in fuse_eltwise.FUSE_MASK_KERNELS
@@ -138,11 +139,68 @@ def _pair(name, tmp_path, optimizer, lr, monkeypatch=None):
     return fused, train_build(fused, xs, ys), train_build(ref, xs, ys), text, ref_text
 
 
-@pytest.mark.parametrize("name,masks", [("resnet8", False), ("mobilenetv2_w035_96", True), ("dscnn", True)])
-def test_act_and_mask_fusions_are_bit_exact(name, masks, tmp_path, monkeypatch):
-    # (ResNet-8's masked input gradients now run the Winograd kernel, which has no mask: only act there)
+@pytest.mark.parametrize("name", ["resnet8", "mobilenetv2_w035_96", "dscnn", "mlp_har"])
+def test_act_and_mask_fusions_are_bit_exact(name, tmp_path, monkeypatch):
+    # ResNet-8: Winograd input gradients (conv2d_f32_bw_input_winograd_mask); mlp_har: gemm_f32_gemv_{act,mask}
     _, (lf, tf, of), (lu, tu, ou), text, ref_text = _pair(name, tmp_path, "sgd", 0.05, monkeypatch)
-    assert "_act(" in text and ("_mask(" in text) == masks and "_act(" not in ref_text and "_mask(" not in ref_text
+    assert "_act(" in text and "_mask(" in text and "_act(" not in ref_text and "_mask(" not in ref_text
+    if name == "resnet8":
+        assert "conv2d_f32_bw_input_winograd_mask(" in text
+    np.testing.assert_array_equal(lf, lu)
+    assert tf.keys() == tu.keys() and tf
+    for p in tf:
+        np.testing.assert_array_equal(tf[p], tu[p], err_msg=p)
+    np.testing.assert_array_equal(of[0], ou[0])
+
+
+@pytest.mark.parametrize("name", ["mlp_har", "cnn_fashion", "resnet8", "dscnn"])
+def test_interpreter_runs_the_fused_graph(name, monkeypatch):
+    """`edgegrad plan --data` interprets the fused host graph (plan.training_graph): the numpy references apply
+    act / mask as the kernels do (ops._fused_epilogue), so its gradients equal the unfused graph's exactly
+    (before, a fused conv's ReLU was skipped: cnn_fashion's scores off by 0.66; a masked node did not run)."""
+    from edgegrad.autodiff import TrainConfig
+    from edgegrad.pipeline import frontend_graph
+    from edgegrad.plan import gradient_scores
+    e = ZOO[name]
+    g0, _ = frontend_graph(e.path, CompileConfig(update="all"))
+    xs, ys = _samples(name, 2)
+    fused = gradient_scores(g0, list(zip(xs, ys)), TrainConfig())
+    monkeypatch.setattr(fuse_eltwise, "_fuse_act", lambda g, c: set())
+    monkeypatch.setattr(fuse_eltwise, "_fuse_mask", lambda g, c: set())
+    plain = gradient_scores(g0, list(zip(xs, ys)), TrainConfig())
+    assert fused.keys() == plain.keys() and fused
+    for p in fused:
+        np.testing.assert_array_equal(fused[p], plain[p], err_msg=p)
+
+
+class StridedAfterRelu(nn.Module):
+    """A stride-2 conv reading a ReLU: its input gradient runs the implicit phase kernel, masked as the
+    phases are zipped into dx rows (conv2d_f32_bw_input_implicit_mask with stride 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 32, 3, padding=1)
+        self.c2 = nn.Conv2d(32, 24, 3, stride=2, padding=1)
+        self.fc = nn.Linear(24, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.c2(torch.relu(self.c1(x)))).mean((2, 3)))
+
+
+def test_strided_implicit_mask_is_bit_exact(tmp_path, monkeypatch):
+    model = export(StridedAfterRelu(), torch.zeros(1, 3, 32, 32), tmp_path / "strided.onnx")
+    g = _graph(model, tmp_path, update="all")
+    bw = next(n for n in g.nodes if n.op == "ConvBwInput")
+    assert bw.attrs["kernel"] == "implicit" and bw.attrs["strides"] == [2, 2] and bw.attrs["mask"][0] == "relu"
+    rng = np.random.default_rng(1)
+    xs, ys = list(rng.standard_normal((3, 1, 3, 32, 32)).astype(np.float32)), [0, 3, 1]
+    cfg = {"update": "all", "optimizer": "sgd", "lr": 0.05, "extra_cflags": FAST}
+    fused = compile_host(model, tmp_path / "f", **cfg)
+    monkeypatch.setattr(fuse_eltwise, "_fuse_mask", lambda g, c: set())
+    ref = compile_host(model, tmp_path / "u", **cfg)
+    assert "conv2d_f32_bw_input_implicit_mask(" in (fused / "model.c").read_text()
+    assert "_mask(" not in (ref / "model.c").read_text()
+    (lf, tf, of), (lu, tu, ou) = train_build(fused, xs, ys), train_build(ref, xs, ys)
     np.testing.assert_array_equal(lf, lu)
     assert tf.keys() == tu.keys() and tf
     for p in tf:
@@ -157,6 +215,8 @@ def test_optimizer_fusions_train_like_unfused(name, optimizer, exact, tmp_path):
     assert f"reduce_rows_{optimizer}_f32(" in text and "reduce_sum_f32(" not in text
     assert "reduce_rows_" not in ref_text
     assert ("conv2d_f32_bw_weight_momentum_implicit(" in text) == (optimizer == "momentum")
+    # the Winograd weight gradient (AVX-512 hosts) takes momentum too: ResNet-8's 3x3 stride-1 layers
+    assert ("conv2d_f32_bw_weight_momentum_winograd(" in text) == (optimizer == "momentum" and host_has_avx512())
     fused = json.loads((build / "build.json").read_text())["fused"]  # what `edgegrad inspect BUILD` prints
     assert fused[f"bias_grad+{optimizer}"] > 0 and fused["conv+relu"] > 0
     tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-5, "atol": 1e-6}

@@ -4,6 +4,7 @@ properties (no overlap, arena vs lower bound, in-place and views)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,24 @@ def test_checker_catches_overlap():
     b.offset = a.offset  # both alive at the start of the step
     with pytest.raises(AssertionError, match="overlap"):
         check_plan(plan)
+
+
+def test_read_before_write_is_an_internal_error(tmp_path):
+    """The bug class of a fused mask reading a recomputed activation before its recompute: the planner
+    would overlap the buffer and the step read garbage. plan_memory refuses, naming tensor and both nodes."""
+    from edgegrad.errors import EdgegradError
+    g = compile_model(ZOO["mlp_har"].path, tmp_path, CompileConfig(build=False, quiet=True)).graph
+    reader = next(n for n in g.nodes if n.attrs.get("mask"))  # masked by y, the hidden layer's ReLU output
+    y = reader.inputs[-1]
+    writer = g.producers()[y]
+    plan_memory(g)
+    g.nodes.remove(writer)  # y written after its reader, as a misplaced recompute would
+    g.nodes.insert(g.nodes.index(reader) + 1, writer)
+    first = next(n for n in g.nodes if y in n.inputs)  # (the forward's next layer reads y first now)
+    with pytest.raises(EdgegradError, match=re.escape(f"internal error: memory plan: {first.name} ({first.op}) at "
+                                                      f"step {g.nodes.index(first)} reads '{y}' before it is written "
+                                                      f"(written by {writer.name} ({writer.op}) at step")):
+        plan_memory(g)
 
 
 def test_views_and_inplace_share_buffers():

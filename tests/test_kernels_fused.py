@@ -1,6 +1,8 @@
 """The fused conv entry points of runtime_c/eg_conv_tiled.c (passes/fuse_eltwise.py, fuse.py) against
-the plain kernel followed by the separate pass, over the shapes of test_kernels_tiled.py (zoo layers,
-groups, strides, depthwise paths: channel blocks, phase planes, the direct loops):
+the plain kernel followed by the separate pass (gemm_f32_gemv_{act,mask} of eg_gemv.c likewise), over the
+shapes of test_kernels_tiled.py (zoo layers, groups, strides, depthwise paths: channel blocks, phase planes,
+the direct loops). The Winograd fused kernels (input gradient _mask, weight gradient _momentum) are tested
+against their unfused pairs in test_winograd.py / test_wgrad.py, whose libraries are built at both vector widths:
 
 - conv2d_f32_fw_{tiled,implicit}_act (act 1 ReLU, 2 ReLU6) = relu_f32_fw / clip_f32_fw(0, 6) of the
   plain kernel's output, bit for bit (the epilogue is applied to the same sums);
@@ -77,8 +79,8 @@ def _check(k, variant, case, scratch):
         for act, ref in ((1, _relu(plain)), (2, _relu6(plain)), (0, plain)):
             out = _run(k, f"conv2d_f32_fw_{variant}_act", (N, M, OH, OW), (x, w, b), sizes, (act,), n)
             np.testing.assert_array_equal(out, ref, err_msg=f"fw_{variant}_act {act} {case[0]}")
-    # the implicit _mask variant is the stride-1 implicit GEMM (fuse_eltwise folds no mask into a strided one)
-    if variant != "implicit" or (implicit_case(case, "bw_input") and case[8] == case[9] == 1):
+    # the implicit _mask variant: the stride-1 implicit GEMM, or the strided phase kernel (mask as rows are zipped)
+    if variant != "implicit" or implicit_case(case, "bw_input"):
         n = scratch("bw_input", sizes)
         plain = _run(k, f"conv2d_f32_bw_input_{variant}", (N, C, H, W), (dy, w), sizes, (), n)
         y = _mask_y(rng, (N, C, H, W))
@@ -134,3 +136,41 @@ def test_implicit_act_mask_and_momentum(k, case):
         rest = np.ones(w.shape, bool)
         rest[:m_upd, :cg_upd] = False
         np.testing.assert_array_equal(w[rest], w0[rest])
+
+
+# gemm_f32_gemv_{act,mask} (eg_gemv.h): the batch-1 linear layers' forward (dot, with bias) and input
+# gradient (axpy), plus a batched and a row-by-row shape: the plain kernel then the separate pass, bit for bit
+GEMV_FUSED = [  # batch, M, N, K, transA, transB, beta, C per row
+    (1, 1, 100, 561, 0, 1, 1.0, True),  # mlp_har's first layer
+    (1, 1, 37, 13, 0, 1, 1.0, True),
+    (1, 1, 100, 6, 0, 0, 0.0, False),  # input gradient dy . W
+    (2, 3, 20, 9, 0, 1, 0.5, True),
+]
+
+
+@pytest.mark.parametrize("case", GEMV_FUSED)
+def test_gemv_act_and_mask(k, case):
+    batch, M, N, K, ta, tb, beta, with_c = case
+    rng = np.random.default_rng(N * 100 + K)
+    a = f32(rng.standard_normal((batch, K, M) if ta else (batch, M, K)) * 2)
+    b = f32(rng.standard_normal((batch, N, K) if tb else (batch, K, N)))
+    c = f32(rng.standard_normal(N)) if with_c else None
+    args = (a, b, c, batch, M, N, K, ta, tb, 1.0, beta, M * K, N * K, 0, 1)
+    plain = np.zeros((batch, M, N), np.float32)
+    k.gemm_f32_gemv(plain, *args)
+    assert (plain > 6).any() and (plain < 0).any()
+    for act, ref in ((1, _relu(plain)), (2, _relu6(plain)), (0, plain)):
+        g = Guarded()
+        out = g.out(batch, M, N)
+        k.gemm_f32_gemv_act(out, *args, act)
+        g.check()
+        np.testing.assert_array_equal(out, ref, err_msg=f"gemv_act {act} {case}")
+    y = _mask_y(rng, (batch, M, N))
+    for mask, lo, hi, keep in ((1, 0.0, 0.0, y > 0), (2, 0.0, 6.0, (y > 0) & (y < 6)),
+                               (2, -0.5, 3.0, (y > -0.5) & (y < 3))):
+        g = Guarded()
+        out = g.out(batch, M, N)
+        k.gemm_f32_gemv_mask(out, *args, y, mask, lo, hi)
+        g.check()
+        np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)), err_msg=f"gemv_mask {mask} {case}")
+

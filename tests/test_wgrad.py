@@ -135,6 +135,40 @@ def test_sgd_fused(k, shape):
         np.testing.assert_array_equal(w[keep], w0[keep])
 
 
+@pytest.mark.parametrize("shape", [SHAPES[i] for i in (0, 2, 4, 7)], ids=lambda s: "n{}c{}m{}_{}x{}_p{}{}{}{}".format(*s))
+def test_momentum_fused_is_the_unfused_pair(k, shape):
+    """conv2d_f32_bw_weight_momentum_winograd (passes/fuse.py) against conv2d_f32_bw_weight_winograd then
+    v = mu*v + dW, w -= lr*v in fp32: the same dW, only the momentum sums' roundings (contracted or not) may
+    differ; every weight outside the block bit-identical. ResNet-8's layers, batch 2 over many chunks."""
+    x, dy, sizes = _case(shape, 3)
+    _N, C, M = shape[:3]
+    lr, mu = np.float32(0.03), np.float32(0.9)
+    eps = np.finfo(np.float32).eps
+    rng = np.random.default_rng(4)
+    for m_upd, cg_upd, cx in _updates(C, M):
+        xs = np.ascontiguousarray(x[:, :cx])
+        _, mag = _ref(k, dy, xs, sizes, m_upd, cg_upd, cx)
+        g = Guarded()
+        dw = g.out(m_upd, cg_upd, 3, 3)
+        scratch = g.out(winograd_scratch_floats(*sizes, M_upd=m_upd, Cg_upd=cg_upd, Cx=cx))
+        k.conv2d_f32_bw_weight_winograd(dw, dy, xs, *sizes, m_upd, cg_upd, cx, scratch)
+        w0 = rng.standard_normal((M, C, 3, 3)).astype(np.float32)
+        v0 = rng.standard_normal((m_upd, cg_upd, 3, 3)).astype(np.float32)
+        v_pair = mu * v0 + dw
+        w_pair = w0[:m_upd, :cg_upd] - lr * v_pair
+        w, v = g.out(M, C, 3, 3), g.out(m_upd, cg_upd, 3, 3)
+        w[...], v[...] = w0, v0
+        k.conv2d_f32_bw_weight_momentum_winograd(w, v, dy, xs, *sizes, m_upd, cg_upd, cx, C * 9, lr, mu, scratch)
+        g.check()
+        v_bound = 4 * eps * (np.abs(mu * v0) + np.abs(dw) + mag)
+        assert np.all(np.abs(v - v_pair) <= v_bound), f"v, m_upd {m_upd} cg_upd {cg_upd}"
+        w_bound = lr * v_bound + 4 * eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * np.abs(v_pair))
+        assert np.all(np.abs(w[:m_upd, :cg_upd] - w_pair) <= w_bound), f"w, m_upd {m_upd} cg_upd {cg_upd}"
+        keep = np.ones((M, C), bool)
+        keep[:m_upd, :cg_upd] = False
+        np.testing.assert_array_equal(w[keep], w0[keep])
+
+
 def test_matches_torch(k):
     """dW against PyTorch autograd of conv2d (pads applied with F.pad, so asymmetric ones too)."""
     import torch
@@ -182,7 +216,7 @@ def _calls(build, name):
 
 @pytest.mark.parametrize("scheme,optimizer,fn", [
     ("in:last:3@0.5", "sgd", "conv2d_f32_bw_weight_sgd_winograd"),  # fused SGD, half the input channels
-    ("weights:last:3@0.5", "momentum", "conv2d_f32_bw_weight_winograd"),  # gradient buffer, half the rows
+    ("weights:last:3@0.5", "momentum", "conv2d_f32_bw_weight_momentum_winograd"),  # fused momentum, half the rows
 ])
 def test_resnet8_trains_like_torch(scheme, optimizer, fn, tmp_path):
     if not host_has_avx512():
@@ -190,7 +224,8 @@ def test_resnet8_trains_like_torch(scheme, optimizer, fn, tmp_path):
     build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update=scheme, optimizer=optimizer, lr=LR[optimizer])
     calls = _calls(build, fn)
     assert calls, f"{fn} not in the generated step"
-    m_upd, cg_upd = (int(v) for v in calls[0].split(", ")[19:21])
+    first = 20 if "momentum" in fn else 19  # after (w, v, dy, x) or (w, dy, x) and the 16 sizes
+    m_upd, cg_upd = (int(v) for v in calls[0].split(", ")[first:first + 2])
     assert (m_upd, cg_upd) != (64, 64)  # a sparse update reached the kernel
     assert_trains_like_torch("resnet8", build, scheme, optimizer, LR[optimizer])
 

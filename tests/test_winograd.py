@@ -204,12 +204,11 @@ def test_resnet8_trains_like_torch_with_winograd(tile, tmp_path, monkeypatch):
     build = compile_host(ZOO["resnet8"].path, tmp_path / "b", update="all", optimizer="sgd", lr=LR["sgd"])
     src = (build / "model.c").read_text()
     # five 3x3 stride-1 convs (the stem, stacks.0.conv1/conv2, stacks.{1,2}.conv2) in the step and in
-    # infer; four input gradients (the stem needs none)
-    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 4)
+    # infer; four input gradients (the stem needs none), three of them masked by the ReLU before them
+    assert (src.count("conv2d_f32_fw_winograd("), src.count("conv2d_f32_bw_input_winograd(")) == (10, 1)
+    assert src.count("conv2d_f32_bw_input_winograd_mask(") == 3
     assert f", {tile}, " in src.split("conv2d_f32_fw_winograd(")[1].split(";")[0]
     assert_trains_like_torch("resnet8", build, "all", "sgd", LR["sgd"])
-
-
 
 
 # the _pre kernels (frozen weights transformed at compile time, passes/wino_frozen.py): ResNet-8's
@@ -297,3 +296,49 @@ def test_resnet8_frozen_winograd_weights_reload(tmp_path):
     np.testing.assert_allclose(runs[0][0], ref_losses, rtol=FP32_RTOL, atol=FP32_ATOL)
     for p in updates:
         np.testing.assert_allclose(runs[0][1][p], ref[p], rtol=FP32_RTOL, atol=FP32_ATOL, err_msg=p)
+
+
+def _mask_y(rng, shape):
+    """Forward outputs with exact kinks: zeros, the ReLU6 bound 6, values inside and outside."""
+    return rng.choice(np.array([0.0, 6.0, 0.5, 3.0, 7.0, -1.0], np.float32), shape)
+
+
+# ResNet-8's three layer sizes, ragged edges, rows where 2 or 4 tile rows share a vector, batch 2, bands
+MASK_CASES = [CASES[i] for i in (0, 1, 2, 4, 11, 14, 18, 19)]
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=["x".join(map(str, c)) for c in MASK_CASES])
+def test_bw_input_mask_is_the_unfused_pair(k, case):
+    """conv2d_f32_bw_input_winograd_mask (passes/fuse_eltwise.py) = conv2d_f32_bw_input_winograd, then
+    relu_f32_bw / clip_f32_bw by y, bit for bit (F2 and F4, both vector widths); the same for the _pre
+    twin (frozen weights transformed at compile time)."""
+    from compiler.kernels_winograd import winograd_weights
+
+    N, C, H, W, M, pt, pl, _, _ = case
+    OH, OW = out_size(case)
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()) + 3)
+    w = rng.standard_normal((M, C, 3, 3), dtype=np.float32)
+    dy = rng.standard_normal((N, M, OH, OW), dtype=np.float32)
+    y = _mask_y(rng, (N, C, H, W))
+    sizes = [N, C, H, W, M, OH, OW, 3, 3, 1, 1, pt, pl, 1, 1, 1]
+    g = Guarded()
+    for tile in (2, 4):
+        s = Scratch(winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile))
+        plain = g.out(N, C, H, W)
+        k.conv2d_f32_bw_input_winograd(plain, dy, w, *sizes, tile, s.buf)
+        for mask, lo, hi, keep in ((1, 0.0, 0.0, y > 0), (2, 0.0, 6.0, (y > 0) & (y < 6)), (0, 0.0, 0.0, True)):
+            out = g.out(N, C, H, W)
+            k.conv2d_f32_bw_input_winograd_mask(out, dy, w, *sizes, tile, s.buf, y, mask, lo, hi)
+            s.check()
+            np.testing.assert_array_equal(out, np.where(keep, plain, np.float32(0)),
+                                          err_msg=f"bw_input_winograd_mask F{tile} {mask} {case}")
+        u = winograd_weights(w, "bw_input", tile)
+        sp = Scratch(winograd_scratch_floats("bw_input", C, M, H, W, OH, OW, tile, pre=True))
+        plain = g.out(N, C, H, W)
+        k.conv2d_f32_bw_input_winograd_pre(plain, dy, u, *sizes, tile, sp.buf)
+        out = g.out(N, C, H, W)
+        k.conv2d_f32_bw_input_winograd_pre_mask(out, dy, u, *sizes, tile, sp.buf, y, 2, 0.0, 6.0)
+        sp.check()
+        np.testing.assert_array_equal(out, np.where((y > 0) & (y < 6), plain, np.float32(0)),
+                                      err_msg=f"bw_input_winograd_pre_mask F{tile} {case}")
+    g.check()

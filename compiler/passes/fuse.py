@@ -12,7 +12,7 @@ Fusions:
   weights): conv2d_f32_bw_weight_sgd_<kernel> writes w -= lr * dW from the GEMM's registers, and
   the gradient buffer disappears.
 - ``ConvBwWeightMomentum``: the same for an f32 ``MomentumUpdate`` (inputs (dy, x, w, v)): momentum
-  is linear in dW as well, so conv2d_f32_bw_weight_momentum_implicit scales v by mu, adds the
+  is linear in dW as well, so conv2d_f32_bw_weight_momentum_{implicit,winograd} scales v by mu, adds the
   GEMM's parts of dW to v, then w -= lr * v. (Adam squares the whole gradient: it keeps its buffer.)
 - ``ReduceSumUpdate``: a bias gradient (``ReduceSumTo`` of a conv/Gemm output gradient over its
   pixels, batch 1: row sums of contiguous rows) whose only reader is one f32 SGD/momentum/Adam
@@ -43,7 +43,7 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
     attrs = {k: v for k, v in a.items()}
     attrs.update(lr=u["lr"], w_stride=u["stride"], rows=u["rows"], inner=u["inner"], stride=u["stride"])
     if upd.op == "MomentumUpdate":
-        if a.get("kernel") not in MOMENTUM_KERNELS:  # kernels with a _momentum_ form (wgrad-fuse.txt: not winograd yet)
+        if a.get("kernel") not in MOMENTUM_KERNELS:  # kernels with a _momentum_ form
             return None
         attrs["mu"] = u["mu"]
         return Node("ConvBwWeightMomentum", [conv.inputs[0], conv.inputs[1], w, upd.inputs[2]], conv.outputs[1:],
@@ -53,7 +53,7 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
 
 
 FUSED_UPDATES = {"SGDUpdate": "sgd", "MomentumUpdate": "momentum", "AdamUpdate": "adam"}
-MOMENTUM_KERNELS = ("implicit",)  # conv2d_f32_bw_weight_momentum_{kernel}
+MOMENTUM_KERNELS = ("implicit", "winograd")  # conv2d_f32_bw_weight_momentum_{kernel}
 
 
 def _row_sums(g: Graph, red: Node) -> int | None:
@@ -91,12 +91,13 @@ def fused_summary(g: Graph) -> dict[str, int]:
     out: dict[str, int] = {}
     for n in g.nodes:
         kinds = []
-        if n.op == "Conv" and n.attrs.get("act"):
-            kinds.append(f"conv+{n.attrs['act']}")
+        if n.op in ("Conv", "Gemm") and n.attrs.get("act"):
+            kinds.append(f"{n.op.lower()}+{n.attrs['act']}")
         if n.op == "Conv" and n.attrs.get("kernel") == "dwclip":
             kinds.append("depthwise+clip")
-        if n.op == "ConvBwInput" and n.attrs.get("mask"):
-            kinds.append(f"conv_bw_input+{'ReluGrad' if n.attrs['mask'][0] == 'relu' else 'ClipGrad'}")
+        if n.op in ("ConvBwInput", "Gemm") and n.attrs.get("mask"):
+            what = "conv_bw_input" if n.op == "ConvBwInput" else "gemm_bw_input"
+            kinds.append(f"{what}+{'ReluGrad' if n.attrs['mask'][0] == 'relu' else 'ClipGrad'}")
         if n.op in ("ConvBwWeightSGD", "ConvBwWeightMomentum"):
             kinds.append(n.op)
         if n.op == "ReduceSumUpdate":

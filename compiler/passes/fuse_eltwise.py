@@ -20,9 +20,14 @@ Fusions (each chosen per target, at compile time):
 - ``input gradient + ReluGrad / ClipGrad`` on ``host``: the ConvBwInput that produces the dy of a
   ReluGrad(dy, y) or ClipGrad(dy, y), where that ReluGrad/ClipGrad is dy's only reader, masks
   its store by y (``attrs["mask"] = (kind, lo, hi)``, y a third input), lowered to
-  conv2d_f32_bw_input_{implicit,tiled}_mask. A dy that is a sum of branches (the ReLU after a
+  conv2d_f32_bw_input_{implicit,tiled,winograd}_mask (the implicit one strided too: its phase kernel
+  masks each dx row as it zips the phases into it; the Winograd one as its output transform stores a row). A dy that is a sum of branches (the ReLU after a
   ResNet Add, whose output feeds the next block and its skip connection) is produced by an Add,
   not a convolution, and is left alone, as is a dy that something else reads unmasked.
+- ``Gemm + bias + ReLU/ReLU6`` and ``Gemm input gradient + ReluGrad/ClipGrad`` on ``host``: the same two
+  rewrites for a Gemm run by the ``gemv`` kernel (batch-1 linear layers, mlp_har and the classifier
+  heads): ``attrs["act"]`` -> gemm_f32_gemv_act; ``attrs["mask"]`` with y as a fourth input after C
+  ("" where there is none) -> gemm_f32_gemv_mask (runtime_c/eg_gemv.h), the epilogue after alpha/beta.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from ..ir import Graph
 FUSE_TARGETS = {"host"}
 FUSE_ACT_KERNELS = {"implicit", "tiled", "winograd"}  # forward kernels with the trailing int act
 FUSE_RELU6_KERNELS = {"implicit", "tiled"}  # ... and act 2, ReLU6 = Clip(0, 6)
-FUSE_MASK_KERNELS = {"implicit", "tiled"}  # input-gradient kernels with the _mask variant
+FUSE_MASK_KERNELS = {"implicit", "tiled", "winograd"}  # input-gradient kernels with the _mask variant
+FUSE_GEMM_KERNELS = {"gemv"}  # Gemm kernels with the _act and _mask variants (runtime_c/eg_gemv.h)
 
 
 def _depthwise_2d(g: Graph, n) -> bool:
@@ -81,7 +87,10 @@ def _fuse_act(g: Graph, consumers) -> set[int]:
     """Conv -> Relu (or ReLU6): the activation moves into the conv's store."""
     drop: set[int] = set()
     for n in g.nodes:
-        if n.op != "Conv" or "act" in n.attrs or "clip" in n.attrs or not _plain_f32(g, n, FUSE_ACT_KERNELS):
+        if "act" in n.attrs or "clip" in n.attrs:
+            continue
+        if not (n.op == "Conv" and _plain_f32(g, n, FUSE_ACT_KERNELS)
+                or n.op == "Gemm" and _plain_f32(g, n, FUSE_GEMM_KERNELS)):
             continue
         mid = n.outputs[0]
         users = consumers.get(mid, [])
@@ -94,7 +103,7 @@ def _fuse_act(g: Graph, consumers) -> set[int]:
         if relu.op == "Relu":
             n.attrs["act"] = "relu"
         elif (relu.op == "Clip" and (float(relu.attrs["lo"]), float(relu.attrs["hi"])) == (0.0, 6.0)
-              and n.attrs["kernel"] in FUSE_RELU6_KERNELS):
+              and n.attrs["kernel"] in FUSE_RELU6_KERNELS | FUSE_GEMM_KERNELS):
             n.attrs["act"] = "relu6"
         else:
             continue
@@ -115,19 +124,22 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
             continue
         dy, y = act.inputs[0], act.inputs[1]
         conv = producers.get(dy)
-        if conv is None or conv.op != "ConvBwInput" or "mask" in conv.attrs or not _plain_f32(g, conv, FUSE_MASK_KERNELS):
+        if conv is None or "mask" in conv.attrs or "act" in conv.attrs or not (
+                conv.op == "ConvBwInput" and _plain_f32(g, conv, FUSE_MASK_KERNELS)
+                or conv.op == "Gemm" and _plain_f32(g, conv, FUSE_GEMM_KERNELS)):
             continue
         if len(consumers.get(dy, [])) != 1 or dy in g.outputs or g.tensors[y].dtype != "f32":
             continue
         if y in producers and order[id(producers[y])] > order[id(conv)]:
             continue  # y is written after the input gradient (a recomputed activation, passes/recompute.py)
-        if conv.attrs["kernel"] == "implicit" and any(s != 1 for s in conv.attrs["strides"]):
-            continue  # conv2d_f32_bw_input_implicit_mask is the stride-1 implicit GEMM only
         if act.op == "ReluGrad":
             conv.attrs["mask"] = ("relu", 0.0, 0.0)
         else:
             conv.attrs["mask"] = ("clip", float(act.attrs["lo"]), float(act.attrs["hi"]))
-        conv.inputs = [*conv.inputs, y]
+        if conv.op == "Gemm":  # y after C ("" where the product has none): inputs (a, b, c, y)
+            conv.inputs = [*conv.inputs, *[""] * (3 - len(conv.inputs)), y]
+        else:
+            conv.inputs = [*conv.inputs, y]
         conv.outputs = [act.outputs[0], *conv.outputs[1:]]
         drop.add(id(act))
         del g.tensors[dy]

@@ -10,7 +10,8 @@ Algorithm (greedy by size, as in TFLite Micro's GreedyMemoryPlanner):
    buffer whose lifetime is the union of its members' [first def, last use].
 2. Buffers are placed largest first, each at the lowest 16-byte aligned offset where it
    overlaps in address with no already-placed buffer that is alive at the same time.
-Guarantees: no two buffers alive at the same step overlap (``check_plan`` proves it); the
+Guarantees: every arena tensor is written before any node reads it (else an internal EdgegradError naming
+the tensor, its reader and its writer); no two buffers alive at the same step overlap (``check_plan`` proves it); the
 arena size is reported against the lower bound max_t sum(live bytes at t).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import EdgegradError
 from ..ir import Graph
 from ..ops import OPS
 
@@ -68,6 +70,8 @@ def plan_memory(g: Graph) -> MemoryPlan:
     for i, node in enumerate(g.nodes):
         for t in node.inputs:
             if t in arena:
+                if t not in defined:
+                    _read_before_write(g, t, node, i)
                 last[t] = i
         for t in node.outputs:
             if t in arena:
@@ -134,6 +138,15 @@ def plan_memory(g: Graph) -> MemoryPlan:
     check_plan(plan)
     g.meta["memory_plan"] = plan
     return plan
+
+
+def _read_before_write(g: Graph, t: str, reader, i: int) -> None:
+    """An arena tensor read at step i that no earlier node wrote: its buffer would hold whatever the
+    planner overlapped there (a compiler bug, e.g. a fusion reading a recomputed activation before its
+    recompute). Names the tensor, the reader and the writer."""
+    writer = next((f"{n.name} ({n.op}) at step {j}" for j, n in enumerate(g.nodes) if t in n.outputs), "no node")
+    raise EdgegradError(f"internal error: memory plan: {reader.name} ({reader.op}) at step {i} reads {t!r} "
+                        f"before it is written (written by {writer}); please report this model")
 
 
 def check_plan(plan: MemoryPlan) -> None:
