@@ -1000,6 +1000,32 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
     }
 }
 
+/* The SGD update fused into the pointwise weight gradient (passes/fuse.py; pointwise only, the fuse
+ * pass checks): for m < M_upd and c < Cg_upd, w[m*w_stride + c] -= lr * dW[m, c], the GEMM's sums
+ * scaled by -lr and added to w from its registers (per image and k block of 128 pixels: in parts),
+ * without a gradient buffer. No scratch. */
+void conv2d_f32_bw_weight_sgd_tiled(float *restrict w, const float *restrict dy,
+                                    const float *restrict x, int N, int C, int H, int W, int M,
+                                    int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                    int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                    int w_stride, float lr, float *restrict scratch)
+{
+    (void)KH, (void)KW, (void)sh, (void)sw, (void)pt, (void)pl, (void)dil_h, (void)dil_w, (void)scratch;
+    if (M_upd <= 0 || Cg_upd <= 0)
+        return;
+    const int Cg = C / G, Mg = M / G, P = OH * OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    for (int g = 0; g < G; g++) {
+        const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
+        if (rows <= 0)
+            break;
+        for (int n = 0; n < N; n++) /* w[m, c] += -lr * sum_p dy[m, p] * x[c, p] */
+            gemm_f32_tiled_strided_axpy(w + (ptrdiff_t)m0 * w_stride, dy + ((ptrdiff_t)n * M + m0) * P,
+                                        x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW, rows, Cg_upd, P,
+                                        w_stride, P, 1, 1, (int)HW, -lr);
+    }
+}
+
 /* ---- phase planes: the patch walker of the implicit kernels -----------------------------
  * Output pixel (oh, ow) reads, at tap (kh, kw) with (qh, qw) = (kh*dil_h, kw*dil_w),
  * x[c, oh*sh + qh - pt, ow*sw + qw - pl] = plane (qh % sh, qw % sw) of channel c at row
