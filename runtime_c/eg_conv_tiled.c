@@ -691,6 +691,87 @@ static void eg_dw_fw(float *restrict y, const float *restrict x, const float *re
     }
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* ---- pointwise forward on a few pixels: channel pairs in the lanes (AVX-512) ----------------
+ * With the pixels as the vector direction a 3x3 image (P = 9) fills 9 of 16 lanes. Here 8 pixels
+ * and 2 channels share a vector: lane 2l + h holds pixel 8g + l of channel 2k + h (xp, packed
+ * once per call), so one FMA with the pair w[m, 2k], w[m, 2k + 1] broadcast (vbroadcastf32x2) does
+ * 16 useful products, and y[m, 8g + l] is the sum of lanes 2l and 2l + 1 at the end. Pixels past
+ * the groups of 8 (P % 8) are dot products along the channels. y = W x + b for one group of
+ * images' [Cg, P] x and [Mg, Cg] w (rows kg apart); at most EG_PAIR_XP floats of xp (stack). */
+#ifndef EG_PAIR_PIXELS
+#define EG_PAIR_PIXELS 16 /* pointwise forwards over at most this many pixels take eg_pw_fw_pairs */
+#endif
+#define EG_PAIR_XP 8192
+static int eg_pw_fw_pairs(float *restrict y, const float *restrict x, const float *restrict w,
+                          const float *restrict b, int M, int C, int P, int kg)
+{
+    enum { MR = 8 };
+    const int G8 = P / 8, Cp = (C + 1) / 2;
+    if (P > EG_PAIR_PIXELS || G8 < 1 || (ptrdiff_t)G8 * Cp * 16 + C > EG_PAIR_XP)
+        return 0;
+    float xp[EG_PAIR_XP] __attribute__((aligned(64)));
+    for (int g = 0; g < G8; g++)
+        for (int k = 0; k < Cp; k++)
+            for (int l = 0; l < 8; l++)
+                for (int h = 0; h < 2; h++)
+                    xp[((ptrdiff_t)g * Cp + k) * 16 + 2 * l + h] =
+                        2 * k + h < C ? x[(ptrdiff_t)(2 * k + h) * P + 8 * g + l] : 0.0f;
+    const __m512i even = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+    const int Ce = C / 2 * 2; /* channels in whole pairs: w[m, Ce] (odd C) is broadcast alone */
+    for (int m0 = 0; m0 < M; m0 += MR) {
+        const int mr = M - m0 < MR ? M - m0 : MR;
+        for (int g = 0; g < G8; g++) {
+            __m512 acc[MR];
+            const float *wr[MR];
+            for (int i = 0; i < MR; i++) {
+                acc[i] = _mm512_setzero_ps();
+                wr[i] = w + (ptrdiff_t)(m0 + (i < mr ? i : mr - 1)) * kg;
+            }
+            const float *xg = xp + (ptrdiff_t)g * Cp * 16;
+            for (int k = 0; 2 * k < Ce; k++) {
+                const __m512 xv = _mm512_load_ps(xg + k * 16);
+                for (int i = 0; i < MR; i++) {
+                    double pair; /* w[m, 2k], w[m, 2k + 1] */
+                    __builtin_memcpy(&pair, wr[i] + 2 * k, sizeof pair);
+                    const __m512 wv = _mm512_castpd_ps(_mm512_set1_pd(pair));
+                    acc[i] = _mm512_fmadd_ps(wv, xv, acc[i]);
+                }
+            }
+            if (Ce < C) { /* the last channel alone (its pair partner is zero in xp) */
+                const __m512 xv = _mm512_load_ps(xg + (Cp - 1) * 16);
+                for (int i = 0; i < MR; i++)
+                    acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(wr[i][Ce]), xv, acc[i]);
+            }
+            for (int i = 0; i < mr; i++) {
+                const __m512 sum = _mm512_add_ps(acc[i], _mm512_permute_ps(acc[i], 0xB1));
+                __m256 r = _mm512_castps512_ps256(_mm512_permutexvar_ps(even, sum));
+                r = _mm256_add_ps(r, _mm256_set1_ps(b ? b[m0 + i] : 0.0f));
+                _mm256_storeu_ps(y + (ptrdiff_t)(m0 + i) * P + 8 * g, r);
+            }
+        }
+    }
+    float *xl = xp + (ptrdiff_t)G8 * Cp * 16; /* the pixels past the groups: x[:, p] contiguous */
+    const int Cv = C / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (C - Cv)) - 1u);
+    for (int p = G8 * 8; p < P; p++) {
+        for (int c = 0; c < C; c++)
+            xl[c] = x[(ptrdiff_t)c * P + p];
+        for (int m = 0; m < M; m++) {
+            const float *wm = w + (ptrdiff_t)m * kg;
+            __m512 acc = _mm512_setzero_ps();
+            for (int c = 0; c < Cv; c += 16)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(wm + c), _mm512_loadu_ps(xl + c), acc);
+            if (tail)
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, wm + Cv), _mm512_maskz_loadu_ps(tail, xl + Cv), acc);
+            y[(ptrdiff_t)m * P + p] = _mm512_reduce_add_ps(acc) + (b ? b[m] : 0.0f);
+        }
+    }
+    return 1;
+}
+#endif
+
 /* e: the epilogue of conv2d_f32_fw_tiled_act (NULL: none). The depthwise fast paths clamp to
  * [0, inf) or [0, 6] in their store; the others apply it to each tile (or channel) just written. */
 static void eg_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
@@ -727,7 +808,10 @@ static void eg_fw_tiled(float *restrict y, const float *restrict x, const float 
             float *yg = y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;        /* [Mg,P] */
             const float *bg = b ? b + g * Mg : NULL;
             if (pointwise) {
-                gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
+#if defined(__AVX512F__)
+                if (!eg_pw_fw_pairs(yg, xg, wg, bg, Mg, Cg, P, Kg))
+#endif
+                    gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
                 if (e)
                     eg_epi_block(yg, Mg, P, P, e, yg - y);
                 continue;

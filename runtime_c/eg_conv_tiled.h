@@ -15,7 +15,8 @@
  * (compiler/kernels_tiled.py: conv_scratch_floats computes the same numbers.) The scratch is
  * an im2col tile: the Cg*KH*KW patch rows of T output pixels (whole rows) at a time. The kernels
  * also use up to 16 KiB of stack (the GEMM's packed panel, eg_gemm_tiled.c, or the depthwise
- * kernels' zero-padded phase planes of a band of rows, eg_conv_tiled.c).
+ * kernels' zero-padded phase planes of a band of rows, eg_conv_tiled.c); a pointwise forward over
+ * 8 to 16 pixels on AVX-512, 32 KiB (its channel-pair packing of x, eg_pw_fw_pairs).
  *
  * Results equal the reference up to fp32 summation order (blocked sums, FMAs): within
  * rtol 1e-5 of the sum of |terms| (tests/test_kernels_tiled.py).
