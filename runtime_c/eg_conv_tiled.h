@@ -16,7 +16,7 @@
  * an im2col tile: the Cg*KH*KW patch rows of T output pixels (whole rows) at a time. The kernels
  * also use up to 16 KiB of stack (the GEMM's packed panel, eg_gemm_tiled.c, or the depthwise
  * kernels' zero-padded phase planes of a band of rows, eg_conv_tiled.c); a pointwise forward over
- * 8 to 16 pixels on AVX-512, 32 KiB (its channel-pair packing of x, eg_pw_fw_pairs).
+ * 8 to 16 pixels on AVX-512, 32 KiB (its packing of x with channels in the lanes, eg_pw_fw_small).
  *
  * Results equal the reference up to fp32 summation order (blocked sums, FMAs): within
  * rtol 1e-5 of the sum of |terms| (tests/test_kernels_tiled.py).

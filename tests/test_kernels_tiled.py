@@ -158,10 +158,12 @@ EDGE = [
     # GEMMs with <= 12 columns computed transposed (eg_gemm_tiled.c EG_SWAP_N): a 3x3 image
     ("3x3 conv on a 3x3 image", 1, 8, 3, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
     ("1x1 on 3x4 pixels, 40 channels", 2, 40, 3, 4, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
-    # pointwise forwards on 8 .. 16 pixels as channel pairs in the lanes (eg_conv_tiled.c eg_pw_fw_pairs, AVX-512):
-    # an odd channel count, rows past a tile of 8, leftover pixels (P % 8) with a k tail, groups, batch
-    ("1x1 pairs 3x3 image, 37 ch", 2, 37, 3, 3, 13, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
-    ("1x1 pairs 4x4 grouped", 1, 24, 4, 4, 10, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2),
+    # pointwise forwards whose pixels past the 16-pixel blocks run with channels in the lanes (eg_conv_tiled.c
+    # eg_pw_fw_small, AVX-512): runs of 8, 4, 2 pixels and one (9 = 8 + 1, 36 = 32 + 4, 7 = 4 + 2 + 1), channel
+    # counts that leave a partial chunk, rows past a tile of 8, groups, batch
+    ("1x1 lanes 3x3 image, 37 ch", 2, 37, 3, 3, 13, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("1x1 lanes 6x6 grouped, 2x27 ch", 1, 54, 6, 6, 10, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2),
+    ("1x1 lanes 7 pixels 1-D, 13 ch", 1, 13, 1, 7, 9, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     # pointwise weight gradients over >= 512 pixels: dot products (gemm_f32_tiled_nt), k tails
     ("pointwise 600 pixels 13->11", 2, 13, 20, 30, 11, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     ("pointwise 2401 pixels 5->70", 1, 5, 49, 49, 70, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
