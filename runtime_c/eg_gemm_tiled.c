@@ -169,12 +169,19 @@ static void eg_panel2(float *restrict out, const float *restrict ak, const float
                       ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc,
                       float alpha)
 {
-    for (int m0 = 0; m0 < M; m0 += EG_MR2) {
+    for (int m0 = 0, mr = 0; m0 < M; m0 += mr) {
         float *o = out + (ptrdiff_t)m0 * ldc;
         const float *am = ak + (ptrdiff_t)m0 * a_rs;
         const float *bm = bias ? bias + m0 : NULL;
-        switch (M - m0 < EG_MR2 ? M - m0 : EG_MR2) {
+        mr = M - m0 < EG_MR2 ? M - m0 : EG_MR2;
+#if EG_MR2 >= 8 /* 9 or 10 rows left: one tile of 20 accumulators, not a second pass over the panel for 1 or 2 */
+        if (M - m0 <= EG_MR2 + 2)
+            mr = M - m0;
+#endif
+        switch (mr) {
 #if EG_MR2 >= 8
+        EG_TILE_CASE(10, 2);
+        EG_TILE_CASE(9, 2);
         EG_TILE_CASE(8, 2);
         EG_TILE_CASE(7, 2);
 #endif
