@@ -691,6 +691,159 @@ static void eg_dw_fw(float *restrict y, const float *restrict x, const float *re
     }
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* ---- pointwise forward on a few pixels: channels and pixels share the lanes (AVX-512) -------
+ * With the pixels as the vector direction a 3x3 image (P = 9) fills 9 of 16 lanes, and a 6x6 one
+ * (36 = 2*16 + 4) leaves a panel of 4 pixels in 16 lanes. Here a run of np pixels (np = 1, 2, 4, 8)
+ * shares a vector with cpl = 16 / np channels: lane l*cpl + h holds pixel p0 + l of channel k*cpl + h
+ * (xq, packed per call), so one FMA with w[m, k*cpl .. k*cpl + cpl) broadcast to every group of cpl
+ * lanes does 16 useful products, and y[m, p0 + l] is the sum of lanes l*cpl .. l*cpl + cpl - 1 (a few
+ * shuffles) at the end. eg_pw_fw_small: the whole 16-pixel blocks by the GEMM, the rest as runs of
+ * powers of two (9 = 8 + 1, 36 = 32 + 4). Channels past C: zero in xq and a masked load of w. */
+#define EG_PW_XQ 8192 /* floats of xq on the stack (32 KiB): C * np */
+/* w[0 .. cpl) broadcast to every group of cpl lanes; nv < cpl: only the first nv read (the rest 0) */
+static inline __attribute__((always_inline)) __m512 eg_pw_wchunk(const int cpl, const float *wk, int nv)
+{
+    if (nv >= cpl) { /* whole chunks: one broadcast load */
+        double pair;
+        switch (cpl) {
+        case 1:
+            return _mm512_set1_ps(wk[0]);
+        case 2:
+            __builtin_memcpy(&pair, wk, sizeof pair);
+            return _mm512_castpd_ps(_mm512_set1_pd(pair));
+        case 4:
+            return _mm512_broadcast_f32x4(_mm_loadu_ps(wk));
+        case 8:
+            return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)wk)));
+        default:
+            return _mm512_loadu_ps(wk);
+        }
+    }
+    const __mmask16 m = (__mmask16)((1u << nv) - 1u);
+    switch (cpl) {
+    case 1:
+        return _mm512_set1_ps(wk[0]);
+    case 2:
+        return _mm512_castpd_ps(_mm512_broadcastsd_pd(_mm_castps_pd(_mm_maskz_loadu_ps(m & 3, wk))));
+    case 4:
+        return _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(m & 15, wk));
+    case 8:
+        return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_maskz_loadu_ps(m & 255, wk))));
+    default:
+        return _mm512_maskz_loadu_ps(m, wk);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+eg_pw_fw_run(const int cpl, float *restrict y, float *restrict xq, const float *restrict x,
+             const float *restrict w, const float *restrict b, int M, int C, int P, int kg, int p0)
+{
+    enum { MR = 8 };
+    const int np = 16 / cpl, K = (C + cpl - 1) / cpl;
+    for (int k = 0; k < K; k++) /* xq[k][l*cpl + h] = x[k*cpl + h, p0 + l] (0 past C) */
+        for (int l = 0; l < np; l++)
+            for (int h = 0; h < cpl; h++)
+                xq[k * 16 + l * cpl + h] = k * cpl + h < C ? x[(ptrdiff_t)(k * cpl + h) * P + p0 + l] : 0.0f;
+    __m512i pick = _mm512_setzero_si512(); /* lane l <- lane l*cpl */
+    {
+        int iv[16] __attribute__((aligned(64)));
+        for (int l = 0; l < 16; l++)
+            iv[l] = l < np ? l * cpl : 0;
+        pick = _mm512_load_si512(iv);
+    }
+    for (int m0 = 0; m0 < M; m0 += MR) {
+        const int mr = M - m0 < MR ? M - m0 : MR;
+        __m512 acc[MR];
+        const float *wr[MR];
+        for (int i = 0; i < MR; i++) {
+            acc[i] = _mm512_setzero_ps();
+            wr[i] = w + (ptrdiff_t)(m0 + (i < mr ? i : mr - 1)) * kg;
+        }
+        const int Kf = C / cpl; /* whole chunks of cpl channels, then the tail (K > Kf) */
+        for (int k = 0; k < Kf; k++) {
+            const __m512 xv = _mm512_load_ps(xq + k * 16);
+            for (int i = 0; i < MR; i++)
+                acc[i] = _mm512_fmadd_ps(eg_pw_wchunk(cpl, wr[i] + k * cpl, cpl), xv, acc[i]);
+        }
+        for (int k = Kf; k < K; k++) {
+            const __m512 xv = _mm512_load_ps(xq + k * 16);
+            for (int i = 0; i < MR; i++)
+                acc[i] = _mm512_fmadd_ps(eg_pw_wchunk(cpl, wr[i] + k * cpl, C - k * cpl), xv, acc[i]);
+        }
+        for (int i = 0; i < mr; i++) {
+            __m512 v = acc[i];
+            if (cpl >= 2)
+                v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
+            if (cpl >= 4)
+                v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
+            if (cpl >= 8)
+                v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+            if (cpl >= 16)
+                v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+            float *yo = y + (ptrdiff_t)(m0 + i) * P + p0;
+            const float bi = b ? b[m0 + i] : 0.0f;
+            if (cpl == 16) { /* one pixel: the sum is in every lane */
+                *yo = _mm512_cvtss_f32(v) + bi;
+                continue;
+            }
+            const __m128 bv = _mm_set1_ps(bi);
+            v = _mm512_permutexvar_ps(pick, v);
+            if (cpl == 2)
+                _mm256_storeu_ps(yo, _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_set1_ps(bi)));
+            else if (cpl == 4)
+                _mm_storeu_ps(yo, _mm_add_ps(_mm512_castps512_ps128(v), bv));
+            else
+                _mm_storel_pi((__m64 *)yo, _mm_add_ps(_mm512_castps512_ps128(v), bv));
+        }
+    }
+}
+
+/* y = W x + b on a group's [C, P] x, [M, C] w (rows kg apart): 0 (nothing written) when P is a
+ * multiple of 16 (no gain) or xq does not fit. */
+static int eg_pw_fw_small(float *restrict y, const float *restrict x, const float *restrict w,
+                          const float *restrict b, int M, int C, int P, int kg)
+{
+    const int P16 = P / 16 * 16;
+    if (P == P16 || (ptrdiff_t)C * 8 + 16 * 16 > EG_PW_XQ)
+        return 0;
+    float xq[EG_PW_XQ] __attribute__((aligned(64)));
+    if (P16 > 0)
+        gemm_f32_tiled_strided(y, w, x, b, M, P16, C, P, kg, 1, P, 1, 0);
+    for (int p0 = P16; p0 < P;) {
+        int np = 8;
+        while (np > P - p0)
+            np /= 2;
+        if (np == 1) { /* one pixel: x[:, p0] contiguous, a dot product per row (measured faster than a run) */
+            const int Cv = C / 16 * 16;
+            const __mmask16 tail = (__mmask16)((1u << (C - Cv)) - 1u);
+            for (int c = 0; c < C; c++)
+                xq[c] = x[(ptrdiff_t)c * P + p0];
+            for (int m = 0; m < M; m++) {
+                const float *wm = w + (ptrdiff_t)m * kg;
+                __m512 acc = _mm512_setzero_ps();
+                for (int c = 0; c < Cv; c += 16)
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(wm + c), _mm512_load_ps(xq + c), acc);
+                if (tail)
+                    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, wm + Cv), _mm512_load_ps(xq + Cv), acc);
+                y[(ptrdiff_t)m * P + p0] = _mm512_reduce_add_ps(acc) + (b ? b[m] : 0.0f);
+            }
+            p0++;
+            continue;
+        }
+        const int cpl = 16 / np;
+        switch (cpl) {
+        case 2: eg_pw_fw_run(2, y, xq, x, w, b, M, C, P, kg, p0); break;
+        case 4: eg_pw_fw_run(4, y, xq, x, w, b, M, C, P, kg, p0); break;
+        default: eg_pw_fw_run(8, y, xq, x, w, b, M, C, P, kg, p0); break;
+        }
+        p0 += np;
+    }
+    return 1;
+}
+#endif
+
 /* e: the epilogue of conv2d_f32_fw_tiled_act (NULL: none). The depthwise fast paths clamp to
  * [0, inf) or [0, 6] in their store; the others apply it to each tile (or channel) just written. */
 static void eg_fw_tiled(float *restrict y, const float *restrict x, const float *restrict w,
@@ -727,7 +880,10 @@ static void eg_fw_tiled(float *restrict y, const float *restrict x, const float 
             float *yg = y + ((ptrdiff_t)n * M + (ptrdiff_t)g * Mg) * P;        /* [Mg,P] */
             const float *bg = b ? b + g * Mg : NULL;
             if (pointwise) {
-                gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
+#if defined(__AVX512F__)
+                if (!eg_pw_fw_small(yg, xg, wg, bg, Mg, Cg, P, Kg))
+#endif
+                    gemm_f32_tiled_strided(yg, wg, xg, bg, Mg, P, Cg, P, Kg, 1, P, 1, 0);
                 if (e)
                     eg_epi_block(yg, Mg, P, P, e, yg - y);
                 continue;
@@ -997,6 +1153,32 @@ void conv2d_f32_bw_weight_tiled(float *restrict dwt, const float *restrict dy,
                                           1, P, n > 0 || p0 > 0);
             }
         }
+    }
+}
+
+/* The SGD update fused into the pointwise weight gradient (passes/fuse.py; pointwise only, the fuse
+ * pass checks): for m < M_upd and c < Cg_upd, w[m*w_stride + c] -= lr * dW[m, c], the GEMM's sums
+ * scaled by -lr and added to w from its registers (per image and k block of 128 pixels: in parts),
+ * without a gradient buffer. No scratch. */
+void conv2d_f32_bw_weight_sgd_tiled(float *restrict w, const float *restrict dy,
+                                    const float *restrict x, int N, int C, int H, int W, int M,
+                                    int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                    int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                    int w_stride, float lr, float *restrict scratch)
+{
+    (void)KH, (void)KW, (void)sh, (void)sw, (void)pt, (void)pl, (void)dil_h, (void)dil_w, (void)scratch;
+    if (M_upd <= 0 || Cg_upd <= 0)
+        return;
+    const int Cg = C / G, Mg = M / G, P = OH * OW;
+    const ptrdiff_t HW = (ptrdiff_t)H * W;
+    for (int g = 0; g < G; g++) {
+        const int m0 = g * Mg, rows = eg_min(M_upd, m0 + Mg) - m0;
+        if (rows <= 0)
+            break;
+        for (int n = 0; n < N; n++) /* w[m, c] += -lr * sum_p dy[m, p] * x[c, p] */
+            gemm_f32_tiled_strided_axpy(w + (ptrdiff_t)m0 * w_stride, dy + ((ptrdiff_t)n * M + m0) * P,
+                                        x + ((ptrdiff_t)n * Cx + (ptrdiff_t)g * Cg) * HW, rows, Cg_upd, P,
+                                        w_stride, P, 1, 1, (int)HW, -lr);
     }
 }
 

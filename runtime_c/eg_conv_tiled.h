@@ -15,7 +15,8 @@
  * (compiler/kernels_tiled.py: conv_scratch_floats computes the same numbers.) The scratch is
  * an im2col tile: the Cg*KH*KW patch rows of T output pixels (whole rows) at a time. The kernels
  * also use up to 16 KiB of stack (the GEMM's packed panel, eg_gemm_tiled.c, or the depthwise
- * kernels' zero-padded phase planes of a band of rows, eg_conv_tiled.c).
+ * kernels' zero-padded phase planes of a band of rows, eg_conv_tiled.c); a pointwise forward over
+ * 8 to 16 pixels on AVX-512, 32 KiB (its packing of x with channels in the lanes, eg_pw_fw_small).
  *
  * Results equal the reference up to fp32 summation order (blocked sums, FMAs): within
  * rtol 1e-5 of the sum of |terms| (tests/test_kernels_tiled.py).
@@ -94,6 +95,15 @@ void conv2d_f32_bw_weight_sgd_implicit(float *restrict w, const float *restrict 
                                        int OH, int OW, int KH, int KW, int sh, int sw, int pt,
                                        int pl, int dil_h, int dil_w, int G, int M_upd, int Cg_upd,
                                        int Cx, int w_stride, float lr, float *restrict scratch);
+
+/* The SGD update fused into a pointwise weight gradient (KH = KW = 1, stride 1, no padding, OH = H,
+ * OW = W: passes/fuse.py checks), same arguments as conv2d_f32_bw_weight_sgd_implicit, no scratch
+ * (scratch may be NULL): w[m*w_stride + c] -= lr * dW[m, c] from the GEMM's registers. */
+void conv2d_f32_bw_weight_sgd_tiled(float *restrict w, const float *restrict dy,
+                                    const float *restrict x, int N, int C, int H, int W, int M,
+                                    int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
+                                    int dil_h, int dil_w, int G, int M_upd, int Cg_upd, int Cx,
+                                    int w_stride, float lr, float *restrict scratch);
 
 /* The momentum update fused likewise (same scratch): v[m*Cg_upd*KH*KW + j] = mu * v + dW[m, j],
  * w[m*w_stride + j] -= lr * v, as momentum_f32 but with dW's parts added to mu * v one by one. */

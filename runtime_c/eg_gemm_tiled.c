@@ -156,7 +156,7 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
 /* One panel of nv vectors: every block of rows, constant tile sizes for the compiler. */
 #define EG_TILE_CASE(R, NV)                                                                    \
     case R:                                                                                    \
-        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, NULL, kc, bm, acc, 1.0f);\
+        eg_tile(R, NV, o, ldc, ldn, nr, am, a_rs, a_cs, panel, prs, poff, NULL, kc, bm, acc, alpha);\
         break
 #define EG_TILE_CASE_A(R, NV)                                                                  \
     case R:                                                                                    \
@@ -166,14 +166,22 @@ static void eg_pack_b(float *restrict bp, const float *restrict b, int kc, int n
 static void eg_panel2(float *restrict out, const float *restrict ak, const float *restrict panel,
                       ptrdiff_t prs, const int *restrict poff, const float *restrict bias,
                       int M, int nr, int kc,
-                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
+                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc,
+                      float alpha)
 {
-    for (int m0 = 0; m0 < M; m0 += EG_MR2) {
+    for (int m0 = 0, mr = 0; m0 < M; m0 += mr) {
         float *o = out + (ptrdiff_t)m0 * ldc;
         const float *am = ak + (ptrdiff_t)m0 * a_rs;
         const float *bm = bias ? bias + m0 : NULL;
-        switch (M - m0 < EG_MR2 ? M - m0 : EG_MR2) {
+        mr = M - m0 < EG_MR2 ? M - m0 : EG_MR2;
+#if EG_MR2 >= 8 /* 9 or 10 rows left: one tile of 20 accumulators, not a second pass over the panel for 1 or 2 */
+        if (M - m0 <= EG_MR2 + 2)
+            mr = M - m0;
+#endif
+        switch (mr) {
 #if EG_MR2 >= 8
+        EG_TILE_CASE(10, 2);
+        EG_TILE_CASE(9, 2);
         EG_TILE_CASE(8, 2);
         EG_TILE_CASE(7, 2);
 #endif
@@ -191,7 +199,8 @@ static void eg_panel2(float *restrict out, const float *restrict ak, const float
 static void eg_panel1(float *restrict out, const float *restrict ak, const float *restrict panel,
                       ptrdiff_t prs, const int *restrict poff, const float *restrict bias,
                       int M, int nr, int kc,
-                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc)
+                      ptrdiff_t ldc, ptrdiff_t ldn, ptrdiff_t a_rs, ptrdiff_t a_cs, int acc,
+                      float alpha)
 {
     for (int m0 = 0; m0 < M; m0 += EG_MR1) {
         float *o = out + (ptrdiff_t)m0 * ldc;
@@ -329,10 +338,11 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
                         accumulate);
 }
 
-void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const float *restrict b,
+/* gemm_f32_tiled_taps with out (+)= alpha * the product (bias only when alpha == 1) */
+static void eg_gemm_taps(float *restrict out, const float *restrict a, const float *restrict b,
                          const float *restrict bias, int M, int N, int K, int ldc, int ldn,
                          int a_rs, int a_cs, int b_rs, int b_cs, int T, const int *restrict tap,
-                         int accumulate)
+                         int accumulate, float alpha)
 {
     if (M <= 0 || N <= 0)
         return;
@@ -347,7 +357,7 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
         /* a few columns (a pointwise input gradient on a 3x3 image: N = 9 pixels) and a stored
          * transposed (a_rs 1): out^T = b^T . a^T, whose b operand is a read in place and whose
          * register tiles run along M, not along the N columns that fill half a vector */
-        gemm_f32_tiled_taps(out, b, a, NULL, N, M, K, ldn, ldc, b_cs, b_rs, a_cs, 1, 1, tap, accumulate);
+        eg_gemm_taps(out, b, a, NULL, N, M, K, ldn, ldc, b_cs, b_rs, a_cs, 1, 1, tap, accumulate, alpha);
         return;
     }
     float bp[EG_KC * EG_NR] __attribute__((aligned(64)));
@@ -382,13 +392,30 @@ void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const flo
             float *o = out + (ptrdiff_t)n0 * ldn;
 #if EG_MR1 > 0
             if (nv == 1) {
-                eg_panel1(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+                eg_panel1(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc, alpha);
                 continue;
             }
 #endif
-            eg_panel2(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc);
+            eg_panel2(o, ak, panel, prs, off, bias, M, nr, kc, ldc, ldn, a_rs, a_cs, acc, alpha);
         }
     }
+}
+
+void gemm_f32_tiled_taps(float *restrict out, const float *restrict a, const float *restrict b,
+                         const float *restrict bias, int M, int N, int K, int ldc, int ldn,
+                         int a_rs, int a_cs, int b_rs, int b_cs, int T, const int *restrict tap,
+                         int accumulate)
+{
+    eg_gemm_taps(out, a, b, bias, M, N, K, ldc, ldn, a_rs, a_cs, b_rs, b_cs, T, tap, accumulate, 1.0f);
+}
+
+void gemm_f32_tiled_strided_axpy(float *restrict out, const float *restrict a, const float *restrict b,
+                                 int M, int N, int K, int ldc, int a_rs, int a_cs, int b_rs, int b_cs,
+                                 float alpha)
+{
+    static const int tap0[1] = {0};
+    if (K > 0)
+        eg_gemm_taps(out, a, b, NULL, M, N, K, ldc, 1, a_rs, a_cs, b_rs, b_cs, 1, tap0, 1, alpha);
 }
 
 /* ---- both operands contiguous along k (gemm_f32_tiled_nt) --------------------------------

@@ -29,6 +29,13 @@ void gemm_f32_tiled_strided_ld(float *restrict out, const float *restrict a,
                                int K, int ldc, int ldn, int a_rs, int a_cs, int b_rs, int b_cs,
                                int accumulate);
 
+/* out[m*ldc + n] += alpha * sum_{k<K} a[m*a_rs + k*a_cs] * b[k*b_rs + n*b_cs]: the engine always
+ * accumulating a scaled product (no bias), added to out per k block of 128 (in parts); with
+ * alpha = -lr an SGD step on out (a weight gradient fused with its update, conv2d_f32_bw_weight_sgd_tiled). */
+void gemm_f32_tiled_strided_axpy(float *restrict out, const float *restrict a, const float *restrict b,
+                                 int M, int N, int K, int ldc, int a_rs, int a_cs, int b_rs, int b_cs,
+                                 float alpha);
+
 /* The engine with row k of b at b + (k / T)*b_rs + tap[k % T] (T >= 1 entries in tap): an
  * implicit-GEMM convolution reads its patch rows straight from a padded image (row k = channel
  * k / T, tap k % T). T == 1 with tap[0] == 0 is gemm_f32_tiled_strided_ld. */

@@ -158,6 +158,12 @@ EDGE = [
     # GEMMs with <= 12 columns computed transposed (eg_gemm_tiled.c EG_SWAP_N): a 3x3 image
     ("3x3 conv on a 3x3 image", 1, 8, 3, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
     ("1x1 on 3x4 pixels, 40 channels", 2, 40, 3, 4, 24, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    # pointwise forwards whose pixels past the 16-pixel blocks run with channels in the lanes (eg_conv_tiled.c
+    # eg_pw_fw_small, AVX-512): runs of 8, 4, 2 pixels and one (9 = 8 + 1, 36 = 32 + 4, 7 = 4 + 2 + 1), channel
+    # counts that leave a partial chunk, rows past a tile of 8, groups, batch
+    ("1x1 lanes 3x3 image, 37 ch", 2, 37, 3, 3, 13, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
+    ("1x1 lanes 6x6 grouped, 2x27 ch", 1, 54, 6, 6, 10, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2),
+    ("1x1 lanes 7 pixels 1-D, 13 ch", 1, 13, 1, 7, 9, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     # pointwise weight gradients over >= 512 pixels: dot products (gemm_f32_tiled_nt), k tails
     ("pointwise 600 pixels 13->11", 2, 13, 20, 30, 11, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
     ("pointwise 2401 pixels 5->70", 1, 5, 49, 49, 70, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),
@@ -360,6 +366,47 @@ def test_conv_implicit_matches_reference(k, case):
         rest[:m_upd, :cg_upd] = False
         np.testing.assert_array_equal(out[rest], w0[rest])
 
+
+
+PW_SGD_CASES = [c for c in ZOO + EDGE if c[0] in (
+    "mbv2 pw 144->24 6px", "mbv2 last 112->1280 3px", "mbv2 pw 48->8 24px", "1x1 grouped batch 3",
+    "1x1 on 3x4 pixels, 40 channels")]
+
+
+@pytest.mark.parametrize("case", PW_SGD_CASES, ids=[c[0] for c in PW_SGD_CASES])
+def test_pointwise_sgd_tiled_matches_reference(k, case):
+    """conv2d_f32_bw_weight_sgd_tiled (passes/fuse.py, pointwise layers): w[:M_upd, :Cg_upd] -= lr * dW with dW
+    the reference weight gradient, every element within lr * (the tiled bound) + the rounding of w (the update
+    reaches w per image and k block of 128 pixels: 24px has P = 576), the rest of w bit-identical; also with only a
+    leading input share of x kept (Cx == Cg_upd)."""
+    rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+    sizes = sizes_of(case)
+    N, C, H, W, M, OH, OW, *_, G = sizes
+    Cg, lr = C // G, 0.03
+    x = f32(rng.standard_normal((N, C, H, W)))
+    dy = f32(rng.standard_normal((N, M, OH, OW)))
+    runs = [(M, Cg, C, x), (max(1, (M + 1) // 2), max(1, Cg - 1), C, x)]
+    if G == 1:
+        runs.append((M, Cg - 1, Cg - 1, f32(x[:, :Cg - 1])))
+    for m_upd, cg_upd, cx, xs in runs:
+        ref = np.zeros((m_upd, cg_upd, 1, 1), np.float32)
+        k.conv2d_f32_bw_weight(ref, dy, xs, *sizes, m_upd, cg_upd, cx)
+        mag = np.zeros_like(ref)
+        k.conv2d_f32_bw_weight(mag, np.abs(dy), np.abs(xs), *sizes, m_upd, cg_upd, cx)
+        w0 = f32(rng.standard_normal((M, Cg, 1, 1)))
+        expect = w0.astype(np.float64)
+        expect[:m_upd, :cg_upd] -= lr * ref.astype(np.float64)
+        g = Guarded()
+        out = g.out(M, Cg, 1, 1)
+        out[...] = w0
+        k.conv2d_f32_bw_weight_sgd_tiled(out, dy, xs, *sizes, m_upd, cg_upd, cx, Cg, lr, None)
+        g.check()
+        bound = lr * (RTOL * mag + ATOL) + 4 * np.finfo(np.float32).eps * (np.abs(w0[:m_upd, :cg_upd]) + lr * mag)
+        err = np.abs(out[:m_upd, :cg_upd] - expect[:m_upd, :cg_upd])
+        assert (err <= bound).all(), f"sgd_tiled {case[0]} {m_upd}x{cg_upd}: {(~(err <= bound)).sum()} elements off"
+        rest = np.ones(out.shape, bool)
+        rest[:m_upd, :cg_upd] = False
+        np.testing.assert_array_equal(out[rest], w0[rest])
 
 def test_implicit_selection_rule():
     # resnet8 16->16 at 32x32: padded image + band (16*34*34 + 16*7*34) vs im2col 144*256

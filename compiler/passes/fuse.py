@@ -6,7 +6,8 @@ has a kernel for it; tensors that only carried values between the fused nodes ar
 graph (and so from the arena). Other graphs are returned unchanged.
 
 Fusions:
-- ``ConvBwWeightSGD``: a weight gradient computed by the ``implicit`` or ``winograd`` kernel (host) whose only reader is
+- ``ConvBwWeightSGD``: a weight gradient computed by the ``implicit`` or ``winograd`` kernel (host), or by the
+  ``tiled`` one on a pointwise layer over fewer than NT_PIXELS pixels (its strided GEMM), whose only reader is
   one f32 ``SGDUpdate`` of the same block becomes one node, inputs (dy, x, w), at the update's place
   in the schedule (where w was updated before, so every earlier reader of w still sees the old
   weights): conv2d_f32_bw_weight_sgd_<kernel> writes w -= lr * dW from the GEMM's registers, and
@@ -25,8 +26,21 @@ from __future__ import annotations
 
 from ..ir import Graph, Node
 
-# weight-gradient kernels with a fused SGD form conv2d_f32_bw_weight_sgd_<kernel> (same scratch)
-SGD_KERNELS = ("implicit", "winograd")
+# weight-gradient kernels with a fused SGD form conv2d_f32_bw_weight_sgd_<kernel> (same scratch); "tiled": pointwise
+# layers only (_sgd_shape_fits)
+SGD_KERNELS = ("implicit", "winograd", "tiled")
+
+
+def _sgd_shape_fits(g: Graph, conv: Node) -> bool:
+    """conv2d_f32_bw_weight_sgd_tiled takes pointwise layers whose tiled weight gradient is the strided GEMM
+    (below NT_PIXELS pixels: the dot-product kernel above has no fused form); the other kernels take every shape."""
+    if conv.attrs.get("kernel") != "tiled":
+        return True
+    from ..kernels_tiled import NT_PIXELS, is_pointwise
+    from .select_kernels import conv_sizes
+    d = conv_sizes(g, conv)
+    return is_pointwise(d["H"], d["W"], d["OH"], d["OW"], d["KH"], d["KW"], d["sh"], d["sw"], d["pt"], d["pl"]) \
+        and d["OH"] * d["OW"] < NT_PIXELS
 
 
 def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
@@ -35,7 +49,8 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
     w, grad = upd.inputs[0], upd.inputs[1]
     ws = a["w_shape"]
     taps = ws[2] * (ws[3] if len(ws) == 4 else 1)
-    if a.get("kernel") not in SGD_KERNELS or g.tensors[w].dtype != "f32" or g.tensors[grad].dtype != "f32":
+    if a.get("kernel") not in SGD_KERNELS or g.tensors[w].dtype != "f32" or g.tensors[grad].dtype != "f32" \
+            or not _sgd_shape_fits(g, conv):
         return None
     # the update's block must be the gradient's compact layout: m_upd rows of cg_upd * taps
     if (u["rows"], u["inner"], u["stride"]) != (a["m_upd"], a["cg_upd"] * taps, ws[1] * taps):

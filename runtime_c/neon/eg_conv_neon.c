@@ -18,6 +18,7 @@
 #define conv2d_f32_bw_input_implicit conv2d_f32_bw_input_implicit_neon
 #define conv2d_f32_bw_weight_implicit conv2d_f32_bw_weight_implicit_neon
 #define conv2d_f32_bw_weight_sgd_implicit conv2d_f32_bw_weight_sgd_implicit_neon
+#define conv2d_f32_bw_weight_sgd_tiled conv2d_f32_bw_weight_sgd_neon
 #define conv2d_f32_bw_weight_momentum_implicit conv2d_f32_bw_weight_momentum_implicit_neon
 #define conv2d_f32_fw_tiled_act conv2d_f32_fw_neon_act /* fused epilogues (host fuse passes): unused here */
 #define conv2d_f32_bw_input_tiled_mask conv2d_f32_bw_input_neon_mask
