@@ -621,23 +621,7 @@ eg_wino_run(const int S, float *restrict y, const float *restrict x, const float
     }
 }
 
-static void eg_wino(int S, float *restrict y, const float *restrict x, const float *restrict w,
-                    const float *restrict b, int act, const eg_wmask *mk, int flip, int N, int Ci, int H, int W, int Co,
-                    int OH, int OW, int pt, int pl, float *restrict scratch)
-{
-    if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
-        return;
-    float *rest = scratch + (ptrdiff_t)(S + 2) * (S + 2) * (Co * Ci + EG_WPAD);
-    if (S == 4) {
-        eg_wino_weights(4, scratch, w, Co, Ci, flip);
-        eg_wino_run(4, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
-    } else {
-        eg_wino_weights(2, scratch, w, Co, Ci, flip);
-        eg_wino_run(2, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, scratch, rest);
-    }
-}
-
-/* the same with U transformed beforehand (frozen weights, kernels_winograd.winograd_weights) */
+/* y from x and U, the weights transformed beforehand (frozen weights: kernels_winograd.winograd_weights) */
 static void eg_wino_pre(int S, float *restrict y, const float *restrict x, const float *restrict U,
                         const float *restrict b, int act, const eg_wmask *mk, int N, int Ci, int H, int W,
                         int Co, int OH, int OW, int pt, int pl, float *restrict scratch)
@@ -650,18 +634,30 @@ static void eg_wino_pre(int S, float *restrict y, const float *restrict x, const
         eg_wino_run(2, y, x, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl, U, scratch);
 }
 
+/* the same from w, transformed into the head of scratch on each call */
+static void eg_wino(int S, float *restrict y, const float *restrict x, const float *restrict w,
+                    const float *restrict b, int act, const eg_wmask *mk, int flip, int N, int Ci, int H, int W, int Co,
+                    int OH, int OW, int pt, int pl, float *restrict scratch)
+{
+    if (N <= 0 || OH <= 0 || OW <= 0 || Co <= 0)
+        return;
+    if (S == 4)
+        eg_wino_weights(4, scratch, w, Co, Ci, flip);
+    else
+        eg_wino_weights(2, scratch, w, Co, Ci, flip);
+    eg_wino_pre(S, y, x, scratch, b, act, mk, N, Ci, H, W, Co, OH, OW, pt, pl,
+                scratch + (ptrdiff_t)(S + 2) * (S + 2) * (Co * Ci + EG_WPAD));
+}
+
+/* the entry points' fixed arguments: 3x3, stride 1, no dilation, one group (kernels_winograd.py checks) */
+#define EG_WINO_FIXED() ((void)KH, (void)KW, (void)sh, (void)sw, (void)dil_h, (void)dil_w, (void)G)
+
 void conv2d_f32_fw_winograd(float *restrict y, const float *restrict x, const float *restrict w,
                             const float *restrict b, int N, int C, int H, int W, int M, int OH,
                             int OW, int KH, int KW, int sh, int sw, int pt, int pl, int dil_h,
                             int dil_w, int G, int tile, float *restrict scratch, int act)
 {
-    (void)KH; /* 3, 3, 1, 1, 1, 1, 1: the variant's constraints (kernels_winograd.py) */
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     eg_wino(tile, y, x, w, b, act, NULL, 0, N, C, H, W, M, OH, OW, pt, pl, scratch);
 }
 
@@ -670,13 +666,7 @@ void conv2d_f32_bw_input_winograd(float *restrict dx, const float *restrict dy,
                                   int OH, int OW, int KH, int KW, int sh, int sw, int pt, int pl,
                                   int dil_h, int dil_w, int G, int tile, float *restrict scratch)
 {
-    (void)KH;
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     /* roles swap: dy [N, M, OH, OW] is the image, dx [N, C, H, W] the output, pads 2 - p */
     eg_wino(tile, dx, dy, w, NULL, 0, NULL, 1, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
 }
@@ -688,13 +678,7 @@ void conv2d_f32_bw_input_winograd_mask(float *restrict dx, const float *restrict
                                        float *restrict scratch, const float *restrict y, int mask,
                                        float lo, float hi)
 {
-    (void)KH;
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     const eg_wmask mk = {mask, y, lo, hi};
     eg_wino(tile, dx, dy, w, NULL, 0, mask == 1 || mask == 2 ? &mk : NULL, 1, N, M, OH, OW, C, H, W, 2 - pt,
             2 - pl, scratch);
@@ -706,13 +690,7 @@ void conv2d_f32_fw_winograd_pre(float *restrict y, const float *restrict x,
                                 int sw, int pt, int pl, int dil_h, int dil_w, int G, int tile,
                                 float *restrict scratch, int act)
 {
-    (void)KH;
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     eg_wino_pre(tile, y, x, U, b, act, NULL, N, C, H, W, M, OH, OW, pt, pl, scratch);
 }
 
@@ -722,13 +700,7 @@ void conv2d_f32_bw_input_winograd_pre(float *restrict dx, const float *restrict 
                                       int pl, int dil_h, int dil_w, int G, int tile,
                                       float *restrict scratch)
 {
-    (void)KH;
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     eg_wino_pre(tile, dx, dy, U, NULL, 0, NULL, N, M, OH, OW, C, H, W, 2 - pt, 2 - pl, scratch);
 }
 
@@ -739,13 +711,7 @@ void conv2d_f32_bw_input_winograd_pre_mask(float *restrict dx, const float *rest
                                            float *restrict scratch, const float *restrict y, int mask,
                                            float lo, float hi)
 {
-    (void)KH;
-    (void)KW;
-    (void)sh;
-    (void)sw;
-    (void)dil_h;
-    (void)dil_w;
-    (void)G;
+    EG_WINO_FIXED();
     const eg_wmask mk = {mask, y, lo, hi};
     eg_wino_pre(tile, dx, dy, U, NULL, 0, mask == 1 || mask == 2 ? &mk : NULL, N, M, OH, OW, C, H, W, 2 - pt,
                 2 - pl, scratch);
