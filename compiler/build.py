@@ -307,7 +307,11 @@ def compile_objects(cc: Sequence[str], cflags: Sequence[str], includes: Sequence
         if cached.exists():
             os.utime(cached)
         else:
-            cache.mkdir(parents=True, exist_ok=True)
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+            except OSError:  # a read-only checkout: build without the cache
+                _run([*compile_cmd, "-o", str(obj)])
+                return str(obj)
             tmp = cache / f".{key}.{os.getpid()}.{i}.tmp.o"
             try:
                 _run([*compile_cmd, "-o", str(tmp)])

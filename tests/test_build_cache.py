@@ -61,3 +61,13 @@ def test_cache_off(tree, monkeypatch):
     objs = _objects(src, out)
     assert all(o.startswith(str(out)) for o in objs) and _run(objs, out) == "6"
     assert not cache.exists()
+
+
+def test_unwritable_cache_builds_without_it(tree, monkeypatch):
+    src, out, cache = tree
+    (out / "main.c").write_text((src / "main.c").read_text())
+    blocker = cache.parent / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("EDGEGRAD_OBJ_CACHE", str(blocker / "cache"))  # mkdir fails: a file is in the way
+    objs = _objects(src, out)
+    assert all(o.startswith(str(out)) for o in objs) and _run(objs, out) == "6"
