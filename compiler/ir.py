@@ -80,6 +80,12 @@ class Graph:
                     out.setdefault(i, []).append(n)
         return out
 
+    def sole_reader(self, t: str, consumers: dict[str, list[Node]]) -> Node | None:
+        """The one node that reads t, or None where t is a graph output or has no reader or several (a
+        fusion that absorbs t into its producer needs t read once, by the node it fuses)."""
+        users = consumers.get(t, [])
+        return users[0] if len(users) == 1 and t not in self.outputs else None
+
     def params(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.role == "param"]
 

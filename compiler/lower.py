@@ -183,9 +183,8 @@ class Lowerer:
         d = self._conv_dims(n.attrs["x_shape"], self.shape(w), self.shape(dy), n.attrs)
         fn, scratch = self._variant(n, self._f16(n, "conv2d_f32_bw_input"))
         if n.attrs.get("mask"):  # ReluGrad / ClipGrad of y into the store (passes/fuse_eltwise.py)
-            kind, lo, hi = n.attrs["mask"]
             fn += "_mask"
-            scratch += f", {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)}"
+            scratch += self._mask_args(n, y)
         w = n.attrs.get("wino_u") or w  # _winograd_pre (passes/wino_frozen.py)
         return f"{fn}({self.p(n.outputs[0])}, {self.p(dy)}, {self.p(w)}, {self._ints(d)}{scratch});"
 
@@ -237,9 +236,14 @@ class Lowerer:
             fn, args = self._gemm_plain(n, a, b, c).split("(", 1)
             if at.get("act"):
                 return f"{fn}_act({args[:-2]}, {ACT_CODES[at['act']]});"
-            kind, lo, hi = at["mask"]
-            return f"{fn}_mask({args[:-2]}, {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)});"
+            return f"{fn}_mask({args[:-2]}{self._mask_args(n, y)});"
         return self._gemm_plain(n, a, b, c)
+
+    def _mask_args(self, n, y) -> str:
+        """The trailing `, y, int mask, lo, hi` of the _mask kernels: 1 keeps dx where y > 0 (ReluGrad), 2 where
+        lo < y < hi (ClipGrad)."""
+        kind, lo, hi = n.attrs["mask"]
+        return f", {self.p(y)}, {1 if kind == 'relu' else 2}, {cfloat(lo)}, {cfloat(hi)}"
 
     def _gemm_plain(self, n, a, b, c):
         at = n.attrs

@@ -29,6 +29,8 @@ from ..ir import Graph, Node
 # weight-gradient kernels with a fused SGD form conv2d_f32_bw_weight_sgd_<kernel> (same scratch); "tiled": pointwise
 # layers only (_sgd_shape_fits)
 SGD_KERNELS = ("implicit", "winograd", "tiled")
+MOMENTUM_KERNELS = ("implicit", "winograd")  # conv2d_f32_bw_weight_momentum_{kernel}
+FUSED_UPDATES = {"SGDUpdate": "sgd", "MomentumUpdate": "momentum", "AdamUpdate": "adam"}
 
 
 def _sgd_shape_fits(g: Graph, conv: Node) -> bool:
@@ -65,10 +67,6 @@ def _conv_sgd(g: Graph, conv: Node, upd: Node) -> Node | None:
                     attrs, f"{upd.name}/fused")
     return Node("ConvBwWeightSGD", [conv.inputs[0], conv.inputs[1], w], conv.outputs[1:], attrs,
                 f"{upd.name}/fused")
-
-
-FUSED_UPDATES = {"SGDUpdate": "sgd", "MomentumUpdate": "momentum", "AdamUpdate": "adam"}
-MOMENTUM_KERNELS = ("implicit", "winograd")  # conv2d_f32_bw_weight_momentum_{kernel}
 
 
 def _row_sums(g: Graph, red: Node) -> int | None:
@@ -133,13 +131,12 @@ def fuse(g: Graph, target: str) -> Graph:
             continue
         grad = upd.inputs[1]
         conv = producers.get(grad)
-        if conv is None or grad in g.outputs or len(consumers.get(grad, [])) != 1:
+        if conv is None or g.sole_reader(grad, consumers) is None:
             continue
         view = None
         if conv.op == "Reshape":  # a bias gradient [1, M, 1, 1] viewed as [M]
             view, conv = conv, producers.get(conv.inputs[0])
-            if conv is None or conv.op != "ReduceSumTo" or conv.outputs[0] in g.outputs \
-                    or len(consumers.get(conv.outputs[0], [])) != 1:
+            if conv is None or conv.op != "ReduceSumTo" or g.sole_reader(conv.outputs[0], consumers) is None:
                 continue
         if conv.op == "ConvBwWeight" and upd.op != "AdamUpdate":
             fused = _conv_sgd(g, conv, upd)

@@ -59,11 +59,8 @@ def fuse_eltwise(g: Graph, target: str) -> Graph:
         if not _depthwise_2d(g, n):
             continue
         mid = n.outputs[0]
-        users = consumers.get(mid, [])
-        if len(users) != 1 or mid in g.outputs:
-            continue
-        clip = users[0]
-        if clip.op != "Clip" or clip.inputs[0] != mid or clip.attrs.get("skip_on_overflow"):
+        clip = g.sole_reader(mid, consumers)
+        if clip is None or clip.op != "Clip" or clip.inputs[0] != mid or clip.attrs.get("skip_on_overflow"):
             continue
         n.attrs["clip"] = (float(clip.attrs["lo"]), float(clip.attrs["hi"]))
         n.attrs["kernel"] = "dwclip"
@@ -93,11 +90,8 @@ def _fuse_act(g: Graph, consumers) -> set[int]:
                 or n.op == "Gemm" and _plain_f32(g, n, FUSE_GEMM_KERNELS)):
             continue
         mid = n.outputs[0]
-        users = consumers.get(mid, [])
-        if len(users) != 1 or mid in g.outputs:
-            continue
-        relu = users[0]
-        if relu.inputs[0] != mid or relu.attrs.get("skip_on_overflow") or relu.attrs.get("f16") \
+        relu = g.sole_reader(mid, consumers)
+        if relu is None or relu.inputs[0] != mid or relu.attrs.get("skip_on_overflow") or relu.attrs.get("f16") \
                 or g.tensors[relu.outputs[0]].dtype != "f32":
             continue
         if relu.op == "Relu":
@@ -128,7 +122,7 @@ def _fuse_mask(g: Graph, consumers) -> set[int]:
                 conv.op == "ConvBwInput" and _plain_f32(g, conv, FUSE_MASK_KERNELS)
                 or conv.op == "Gemm" and _plain_f32(g, conv, FUSE_GEMM_KERNELS)):
             continue
-        if len(consumers.get(dy, [])) != 1 or dy in g.outputs or g.tensors[y].dtype != "f32":
+        if g.sole_reader(dy, consumers) is None or g.tensors[y].dtype != "f32":
             continue
         if y in producers and order[id(producers[y])] > order[id(conv)]:
             continue  # y is written after the input gradient (a recomputed activation, passes/recompute.py)
