@@ -289,8 +289,14 @@ def compile_objects(cc: Sequence[str], cflags: Sequence[str], includes: Sequence
     an edited header, another define or another CPU compiles afresh. Sources in the build folder
     (model.c) and objects (.o) are never cached."""
     cache = object_cache_dir()
+    if cache is not None:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only checkout: build without the cache
+            cache = None
     out = Path(out).resolve()
     ident = _compiler_identity(tuple(cc), tuple(cflags))
+    misses = []
 
     def one(i_src: tuple[int, Path]) -> str:
         i, src = i_src
@@ -307,23 +313,21 @@ def compile_objects(cc: Sequence[str], cflags: Sequence[str], includes: Sequence
         if cached.exists():
             os.utime(cached)
         else:
-            try:
-                cache.mkdir(parents=True, exist_ok=True)
-            except OSError:  # a read-only checkout: build without the cache
-                _run([*compile_cmd, "-o", str(obj)])
-                return str(obj)
             tmp = cache / f".{key}.{os.getpid()}.{i}.tmp.o"
             try:
                 _run([*compile_cmd, "-o", str(tmp)])
                 os.replace(tmp, cached)  # atomic: parallel builds may race on the same key
             finally:
                 tmp.unlink(missing_ok=True)
-            _prune(cache)
+            misses.append(cached)
         return str(cached)
 
     jobs = list(enumerate(Path(s) for s in sources))
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, jobs))
+        objects = list(pool.map(one, jobs))
+    if misses:
+        _prune(cache, keep=set(objects))
+    return objects
 
 
 @functools.cache
@@ -335,8 +339,10 @@ def _compiler_identity(cc: tuple[str, ...], cflags: tuple[str, ...]) -> str:
     return re.sub(r"\S*/cc\w{6}\.\w+", "", proc.stdout + proc.stderr)  # gcc's temporary file names
 
 
-def _prune(cache: Path) -> None:
-    objs = list(cache.glob("*.o"))
+def _prune(cache: Path, keep: set[str]) -> None:
+    """Drop the least recently used objects once there are more than OBJ_CACHE_KEEP (never `keep`, the
+    objects of the build being linked)."""
+    objs = [p for p in cache.glob("*.o") if str(p) not in keep]
     if len(objs) <= OBJ_CACHE_KEEP:
         return
     def mtime(p: Path) -> float:
